@@ -1,0 +1,66 @@
+/* Shared pieces of every DOTS monitor: the in-kernel uid filter, the ring
+ * buffer and its lost-events counter.
+ *
+ * The loader defines RINGBUF_PAGES (a power of two) and compiles each
+ * monitor as its own BPF object, so every monitor has its own maps.
+ * The loader pastes this file in place of `#include "common.h"`: bcc
+ * rewrites map methods (map.lookup(...)) only in the main source text,
+ * never in an included header.
+ * Only tracepoint arguments and BPF helpers are read: the kernel headers
+ * bcc compiles against may not match the running kernel.
+ */
+#ifndef DOTS_COMMON_H
+#define DOTS_COMMON_H
+
+#ifndef RINGBUF_PAGES
+#define RINGBUF_PAGES 64
+#endif
+#ifndef MAX_MONITORED_UIDS
+#define MAX_MONITORED_UIDS 4096
+#endif
+
+#define TASK_COMM_LEN 16
+
+/* uid -> 1. Empty map (filter_state[0] == 0) means "every uid". */
+BPF_HASH(monitored_uids, u32, u8, MAX_MONITORED_UIDS);
+/* [0] = 1 when monitored_uids is in force. */
+BPF_ARRAY(filter_state, u32, 1);
+/* [0] = events dropped because the ring buffer was full. */
+BPF_PERCPU_ARRAY(lost_events, u64, 1);
+
+BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
+
+/* The hot path: one array lookup, then one hash lookup only when a
+ * filter is set. No string work happens before this check. */
+static __always_inline int uid_wanted(u32 uid)
+{
+    u32 zero = 0;
+    u32 *on = filter_state.lookup(&zero);
+    if (!on || *on == 0)
+        return 1;
+    return monitored_uids.lookup(&uid) != 0;
+}
+
+static __always_inline u32 current_uid(void)
+{
+    return (u32)bpf_get_current_uid_gid();
+}
+
+static __always_inline void count_lost(void)
+{
+    u32 zero = 0;
+    u64 *n = lost_events.lookup(&zero);
+    if (n)
+        *n += 1;
+}
+
+/* Events are reserved in each probe with
+ *     e = events.ringbuf_reserve(sizeof(*e)); if (!e) { count_lost(); ... }
+ * (bcc cannot rewrite a map method written inside a macro). */
+
+/* Read a __data_loc string of a tracepoint record. */
+#define READ_DATA_LOC_STR(dst, args, field) \
+    bpf_probe_read_kernel_str((dst), sizeof(dst), \
+        (void *)(args) + ((args)->data_loc_##field & 0xFFFF))
+
+#endif /* DOTS_COMMON_H */

@@ -1,0 +1,64 @@
+"""Process monitor loader: fork / exec / exit with ppid, uid, gid, comm,
+executable path and exit code (see process.bpf.c)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+
+from ..records import ProcessEvent
+from .base import Monitor, cstr
+
+# struct event_head, then for exec the path (process.bpf.c)
+HEAD = struct.Struct("<QIIIIIi16s")
+PATH_LEN = 256
+TYPES = ("fork", "exec", "exit")
+
+
+class ProcessMonitor(Monitor):
+    name = "process"
+    record_type = ProcessEvent
+
+    def after_load(self) -> None:
+        self.seed_parents()
+
+    def seed_parents(self) -> None:
+        """Fill the pid -> ppid map with the processes that already run, so
+        their exec and exit events carry a ppid too."""
+        parents = self.bpf[b"parents"]
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            ppid = read_ppid(int(entry.name))
+            if ppid is not None:
+                parents[ctypes.c_uint32(int(entry.name))] = ctypes.c_uint32(ppid)
+
+    def decode(self, data: bytes) -> ProcessEvent:
+        ts_ns, kind, pid, ppid, uid, gid, exit_code, comm = HEAD.unpack_from(data)
+        path = ""
+        if kind == 1:
+            path = cstr(data[HEAD.size:HEAD.size + PATH_LEN])
+            if not path.startswith("/"):
+                path = absolute_exe(pid, path)
+        return ProcessEvent(type=TYPES[kind], pid=pid, ppid=ppid, uid=uid, gid=gid,
+                            comm=cstr(comm), path=path, exit_code=exit_code, ts_ns=ts_ns)
+
+
+def read_ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # comm may hold spaces and parentheses: fields resume after the last ')'
+    return int(stat[stat.rindex(b")") + 2:].split()[1])
+
+
+def absolute_exe(pid: int, given: str) -> str:
+    """execve() got a relative path: the process's /proc exe link has the
+    absolute one while it lives; otherwise keep what was given."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return given

@@ -1,0 +1,72 @@
+"""Fixtures shared by the whole suite.
+
+Tests marked ``bpf`` need root and a BPF-capable kernel. Outside CI they
+are skipped on a machine without those; with CI=true they FAIL instead, so
+a CI machine that lost BPF cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.helpers import ensure_user
+
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.bus", "tests.fixtures.collector"]
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+#: real accounts used by the tests
+CHILD = "dots-test-child"
+OTHER = "dots-test-other"
+PARENT = "dots-test-parent"
+
+
+def bpf_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "kernel has no BTF"
+    if not os.path.ismount("/sys/kernel/tracing"):
+        return "tracefs is not mounted at /sys/kernel/tracing"
+    try:
+        import bcc  # noqa: F401
+    except ImportError as e:
+        return f"bcc is not importable: {e}"
+    return None
+
+
+def bus_unavailable() -> str | None:
+    if shutil.which("dbus-daemon") is None:
+        return "dbus-daemon is not installed"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark, check in (("bpf", bpf_unavailable), ("bus", bus_unavailable)):
+        if item.get_closest_marker(mark):
+            reason = check()
+            if reason:
+                if IN_CI:
+                    pytest.fail(f"CI=true and {mark} is unavailable: {reason}", pytrace=False)
+                pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def child_user() -> str:
+    ensure_user(CHILD)
+    return CHILD
+
+
+@pytest.fixture(scope="session")
+def other_user() -> str:
+    ensure_user(OTHER)
+    return OTHER
+
+
+@pytest.fixture(scope="session")
+def parent_user() -> str:
+    ensure_user(PARENT, groups=["dots-parents"])
+    return PARENT

@@ -1,0 +1,62 @@
+"""Small helpers shared by the tests: waiting on a condition with a
+deadline, and running commands as the real test users."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_PYTHON = str(REPO / ".venv" / "bin" / "python")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+              what: str = "condition") -> T:
+    """Poll ``condition`` until it returns something truthy; fail after
+    ``timeout`` seconds saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def as_user(user: str, argv: Sequence[str]) -> list[str]:
+    """argv run as ``user`` (real and effective ids, groups) via setpriv."""
+    pw = pwd.getpwnam(user)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
+            "--reset-env", *argv]
+
+
+def run_as(user: str, argv: Sequence[str], check: bool = False, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(as_user(user, argv), check=check, capture_output=True, text=True, **kw)
+
+
+def uid_of(user: str) -> int:
+    return pwd.getpwnam(user).pw_uid
+
+
+def ensure_user(name: str, groups: Sequence[str] = ()) -> int:
+    """Create a real local account (idempotent) and return its uid."""
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+        pw = pwd.getpwnam(name)
+    for group in groups:
+        subprocess.run(["usermod", "-a", "-G", group, name], check=True)
+    return pw.pw_uid
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
