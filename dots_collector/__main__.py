@@ -1,2 +1,92 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""``dots-collector``: the root daemon that loads the eBPF monitors and
+publishes their events on the system bus (or prints them with --stdout)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .config import CollectorConfig, load_config
+from .core import Collector, CollectorError
+from .logs import setup_logging
+from .monitors import MONITORS
+
+log = logging.getLogger("dots.collector")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="dots-collector", description=__doc__)
+    p.add_argument("--stdout", action="store_true",
+                   help="print events as JSON lines on stdout instead of publishing them on D-Bus")
+    p.add_argument("--monitors", help=f"comma-separated monitors to load (default: all: {','.join(MONITORS)})")
+    p.add_argument("--uid", type=int, action="append", dest="uids",
+                   help="monitor this uid (repeatable; default: every uid)")
+    p.add_argument("--ringbuf-kib", type=int, dest="ringbuf_kib_per_cpu",
+                   help="ring buffer size per monitor per CPU in KiB (default 128)")
+    p.add_argument("--config", type=Path, help="configuration file (default /etc/dots/collector.toml)")
+    p.add_argument("--log-level", default=os.environ.get("DOTS_LOG_LEVEL", "info"),
+                   choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
+
+
+def config_from(args: argparse.Namespace) -> CollectorConfig:
+    overrides = {
+        "monitors": args.monitors.split(",") if args.monitors else None,
+        "uids": args.uids,
+        "ringbuf_kib_per_cpu": args.ringbuf_kib_per_cpu,
+    }
+    return load_config(args.config, overrides)
+
+
+async def serve(config: CollectorConfig, to_stdout: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    bus = None
+    if to_stdout:
+        from .stdout import JsonLinesSink
+
+        collector = Collector(config, JsonLinesSink())
+    else:
+        from .service import BusSink, CollectorInterface, connect
+
+        interface = CollectorInterface()
+        collector = Collector(config, BusSink(interface))
+        bus = await connect(interface)  # own the name first: fail fast if taken
+        interface.collector = collector
+    try:
+        await loop.run_in_executor(None, collector.load)
+        log.info("ready")
+        await collector.run(stop)
+    finally:
+        if bus is not None:
+            bus.disconnect()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    if os.geteuid() != 0:
+        sys.exit("dots-collector: must run as root (it loads eBPF programs)")
+    try:
+        config = config_from(args)
+    except (ValidationError, OSError, ValueError) as e:
+        sys.exit(f"dots-collector: bad configuration: {e}")
+    try:
+        asyncio.run(serve(config, args.stdout))
+    except (CollectorError, RuntimeError) as e:
+        sys.exit(f"dots-collector: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -31,15 +31,28 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float 
         time.sleep(interval)
 
 
-def as_user(user: str, argv: Sequence[str]) -> list[str]:
-    """argv run as ``user`` (real and effective ids, groups) via setpriv."""
+def as_user(user: str, argv: Sequence[str], env: dict[str, str] | None = None) -> list[str]:
+    """argv run as ``user`` (real and effective ids, groups) via setpriv,
+    with a clean environment plus ``env`` (and the system bus address of
+    the test's private bus, when one is set)."""
     pw = pwd.getpwnam(user)
+    extra = dict(env or {})
+    if "DBUS_SYSTEM_BUS_ADDRESS" in os.environ:
+        extra.setdefault("DBUS_SYSTEM_BUS_ADDRESS", os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
+    prefix = ["/usr/bin/env", *(f"{k}={v}" for k, v in extra.items())] if extra else []
     return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
-            "--reset-env", *argv]
+            "--reset-env", *prefix, *argv]
 
 
-def run_as(user: str, argv: Sequence[str], check: bool = False, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(as_user(user, argv), check=check, capture_output=True, text=True, **kw)
+def run_as(user: str, argv: Sequence[str], check: bool = False, env: dict[str, str] | None = None,
+           **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(as_user(user, argv, env), check=check, capture_output=True, text=True, **kw)
+
+
+def popen_as(user: str, argv: Sequence[str], env: dict[str, str] | None = None,
+             **kw) -> subprocess.Popen:
+    return subprocess.Popen(as_user(user, argv, env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
 
 
 def uid_of(user: str) -> int:

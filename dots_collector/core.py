@@ -1,0 +1,166 @@
+"""The collector's core: load the monitors, read their ring buffers on the
+asyncio loop, batch the decoded records and hand batches to a sink.
+
+No D-Bus here: the sink is either the bus publisher (service.py) or the
+JSON-lines printer (stdout.py), and this module never decides anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from .batcher import Batcher
+from .config import MAX_UIDS, CollectorConfig
+from .monitors import monitor_class
+from .monitors.base import Monitor
+from .records import Record
+
+log = logging.getLogger("dots.collector")
+
+LOST_CHECK_INTERVAL = 1.0
+
+
+class CollectorError(Exception):
+    """Base of the errors the collector reports to its callers."""
+
+
+class InvalidArgument(CollectorError):
+    pass
+
+
+class Sink(Protocol):
+    def publish(self, monitor: str, records: list[Record]) -> None: ...
+    def lost(self, monitor: str, total: int) -> None: ...
+
+
+def validate_uids(uids: Iterable[Any]) -> list[int]:
+    """Check a uid list from outside: ints, in range, not absurdly many."""
+    uids = list(uids)
+    if len(uids) > MAX_UIDS:
+        raise InvalidArgument(f"too many uids: {len(uids)} (at most {MAX_UIDS})")
+    for uid in uids:
+        if not isinstance(uid, int) or isinstance(uid, bool) or not 0 <= uid < 2**32 - 1:
+            raise InvalidArgument(f"invalid uid {uid!r}")
+    return sorted(set(uids))
+
+
+class Collector:
+    def __init__(self, config: CollectorConfig, sink: Sink) -> None:
+        self.config = config
+        self.sink = sink
+        self.monitors: dict[str, Monitor] = {}
+        self.uids: list[int] = validate_uids(config.uids)
+        self.batcher = Batcher(sink.publish, config.batch_max_events,
+                               config.batch_interval_ms / 1000)
+        self.started = time.monotonic()
+        self._lost_seen: dict[str, int] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.ready = False
+
+    # --- lifecycle ------------------------------------------------------------
+    def load(self) -> None:
+        """Compile and attach every enabled monitor (a failure detaches the
+        ones already loaded and propagates)."""
+        try:
+            for name in self.config.monitors:
+                monitor = monitor_class(name)(kib_per_cpu=self.config.ringbuf_kib_per_cpu,
+                                              **self._options(name))
+                monitor.load()
+                self.monitors[name] = monitor
+                monitor.set_uids(self.uids)
+                monitor.open(self._deliverer(name))
+        except Exception:
+            self.close()
+            raise
+        self.ready = True
+        log.info("monitors loaded: %s; uids: %s", ", ".join(self.monitors),
+                 ", ".join(map(str, self.uids)) or "all")
+
+    def _options(self, name: str) -> dict[str, Any]:
+        if name == "filesystem":
+            return {"excluded_prefixes": self.config.excluded_prefixes}
+        return {}
+
+    def _deliverer(self, name: str):
+        add = self.batcher.add
+        return lambda record: add(name, record)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read the ring buffers until ``stop`` is set, then shut down
+        cleanly: drain, flush the pending batches, detach."""
+        loop = asyncio.get_running_loop()
+        for monitor in self.monitors.values():
+            loop.add_reader(monitor.ring_fd, monitor.consume)
+            if monitor.tick_interval:
+                self._tasks.append(asyncio.create_task(self._tick(monitor)))
+        self._tasks.append(asyncio.create_task(self._watch_lost()))
+        try:
+            await stop.wait()
+        finally:
+            for monitor in self.monitors.values():
+                loop.remove_reader(monitor.ring_fd)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self.drain()
+            self.check_lost()
+            self.close()
+
+    def drain(self) -> None:
+        """Everything the kernel holds now goes out, in batches."""
+        for name, monitor in self.monitors.items():
+            monitor.consume()
+            for record in monitor.periodic():
+                self.batcher.add(name, record)
+        self.batcher.flush_all()
+
+    def close(self) -> None:
+        for monitor in self.monitors.values():
+            monitor.close()
+        self.monitors.clear()
+
+    async def _tick(self, monitor: Monitor) -> None:
+        assert monitor.tick_interval
+        while True:
+            await asyncio.sleep(monitor.tick_interval)
+            for record in monitor.periodic():
+                self.batcher.add(monitor.name, record)
+
+    async def _watch_lost(self) -> None:
+        while True:
+            await asyncio.sleep(LOST_CHECK_INTERVAL)
+            self.check_lost()
+
+    def check_lost(self) -> None:
+        for name, monitor in self.monitors.items():
+            total = monitor.lost
+            if total > self._lost_seen.get(name, 0):
+                log.warning("monitor %s lost %d events (ring buffer full; %d in all)",
+                            name, total - self._lost_seen.get(name, 0), total)
+                self._lost_seen[name] = total
+                self.sink.lost(name, total)
+
+    # --- what callers may ask -----------------------------------------------
+    def set_uids(self, uids: Iterable[Any]) -> list[int]:
+        checked = validate_uids(uids)
+        for monitor in self.monitors.values():
+            monitor.set_uids(checked)
+        self.uids = checked
+        log.info("monitored uids: %s", ", ".join(map(str, checked)) or "all")
+        return checked
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "monitors": list(self.monitors),
+            "delivered": {n: m.delivered for n, m in self.monitors.items()},
+            "lost": {n: m.lost for n, m in self.monitors.items()},
+            "ringbuf_bytes": {n: m.ringbuf_bytes for n, m in self.monitors.items()},
+            "uids": list(self.uids),
+            "batches_sent": self.batcher.batches_sent,
+            "uptime_s": time.monotonic() - self.started,
+        }

@@ -1,0 +1,48 @@
+"""``python -m dots_collector.watch``: print the collector's signals as JSON
+lines (the same lines as ``dots-collector --stdout``). A debugging client:
+only root and dots-policyd may receive the collector's signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from . import names
+from .records import RECORD_TYPES, SIGNAL_NAMES
+
+MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
+
+
+async def watch() -> None:
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def on_message(msg: Message) -> None:
+        if msg.message_type != MessageType.SIGNAL or msg.interface != names.INTERFACE:
+            return
+        if msg.member == "EventsLost":
+            print(json.dumps({"monitor": msg.body[0], "type": "lost", "lost": msg.body[1]}))
+        elif msg.member in MONITOR_OF_SIGNAL:
+            cls = RECORD_TYPES[MONITOR_OF_SIGNAL[msg.member]]
+            for values in msg.body[0]:
+                print(json.dumps(cls.from_dbus(values).to_json(), separators=(",", ":")))
+        sys.stdout.flush()
+
+    bus.add_message_handler(on_message)
+    await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                           interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+                           body=[f"type='signal',interface='{names.INTERFACE}'"]))
+    await stop.wait()
+    bus.disconnect()
+
+
+if __name__ == "__main__":
+    asyncio.run(watch())
