@@ -24,6 +24,8 @@ class CollectorConfig(BaseModel):
     batch_max_events: int = Field(default=1024, ge=1, le=65536)
     #: ... or this long after its first event, whichever comes first
     batch_interval_ms: int = Field(default=100, ge=1, le=10000)
+    #: events kept for replay until the policy daemon acknowledges them
+    retain_max_events: int = Field(default=100_000, ge=0, le=10_000_000)
     #: uids monitored from the start (the policy daemon sets them later)
     uids: list[int] = Field(default_factory=list, max_length=MAX_UIDS)
     #: path prefixes the filesystem monitor never reports

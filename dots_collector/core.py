@@ -18,6 +18,7 @@ from .config import MAX_UIDS, CollectorConfig
 from .monitors import monitor_class
 from .monitors.base import Monitor
 from .records import Record
+from .retainer import Retainer
 
 log = logging.getLogger("dots.collector")
 
@@ -33,7 +34,7 @@ class InvalidArgument(CollectorError):
 
 
 class Sink(Protocol):
-    def publish(self, monitor: str, records: list[Record]) -> None: ...
+    def publish(self, monitor: str, batch_id: int, records: list[Record]) -> None: ...
     def lost(self, monitor: str, total: int) -> None: ...
 
 
@@ -54,7 +55,8 @@ class Collector:
         self.sink = sink
         self.monitors: dict[str, Monitor] = {}
         self.uids: list[int] = validate_uids(config.uids)
-        self.batcher = Batcher(sink.publish, config.batch_max_events,
+        self.retainer = Retainer(config.retain_max_events)
+        self.batcher = Batcher(self._publish, config.batch_max_events,
                                config.batch_interval_ms / 1000)
         self.started = time.monotonic()
         self._lost_seen: dict[str, int] = {}
@@ -79,6 +81,9 @@ class Collector:
         self.ready = True
         log.info("monitors loaded: %s; uids: %s", ", ".join(self.monitors),
                  ", ".join(map(str, self.uids)) or "all")
+
+    def _publish(self, monitor: str, records: list[Record]) -> None:
+        self.sink.publish(monitor, self.retainer.add(monitor, records), records)
 
     def _options(self, name: str) -> dict[str, Any]:
         if name == "filesystem":
@@ -153,6 +158,24 @@ class Collector:
         log.info("monitored uids: %s", ", ".join(map(str, checked)) or "all")
         return checked
 
+    def ack(self, instance: str, upto: int) -> None:
+        """The policy daemon stored every batch up to ``upto``. An ack for
+        another (earlier) instance of the collector is ignored."""
+        if instance == self.retainer.instance:
+            self.retainer.ack(upto)
+
+    def replay(self, instance: str, after: int) -> int:
+        """Send again the retained batches that follow ``after`` (all of
+        them when ``instance`` is not ours). Returns how many."""
+        if instance != self.retainer.instance:
+            after = 0
+        batches = self.retainer.after(after)
+        for batch_id, monitor, records in batches:
+            self.sink.publish(monitor, batch_id, records)
+        if batches:
+            log.info("replayed %d batches after %d", len(batches), after)
+        return len(batches)
+
     def status(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
@@ -163,4 +186,8 @@ class Collector:
             "uids": list(self.uids),
             "batches_sent": self.batcher.batches_sent,
             "uptime_s": time.monotonic() - self.started,
+            "instance": self.retainer.instance,
+            "last_batch": self.retainer.next_id - 1,
+            "retained_events": self.retainer.retained_events,
+            "dropped_unacked": self.retainer.dropped_unacked,
         }

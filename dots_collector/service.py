@@ -34,26 +34,26 @@ class CollectorInterface(ServiceInterface):
         super().__init__(names.INTERFACE)
         self.collector: Collector | None = None
 
-    # --- signals: one batch of records each ------------------------------
+    # --- signals: one batch of records each, with its batch id -----------
     @signal()
-    def ProcessEvents(self, events) -> "a(suuuussit)":
-        return events
+    def ProcessEvents(self, batch, events) -> "ta(suuuussit)":
+        return [batch, events]
 
     @signal()
-    def FileEvents(self, events) -> "a(suussuitts)":
-        return events
+    def FileEvents(self, batch, events) -> "ta(suussuitts)":
+        return [batch, events]
 
     @signal()
-    def NetworkEvents(self, events) -> "a(suusqssqqttt)":
-        return events
+    def NetworkEvents(self, batch, events) -> "ta(suusqssqqttt)":
+        return [batch, events]
 
     @signal()
-    def MemorySamples(self, events) -> "a(uustttttt)":
-        return events
+    def MemorySamples(self, batch, events) -> "ta(uustttttt)":
+        return [batch, events]
 
     @signal()
-    def DiskEvents(self, events) -> "a(uusuttustt)":
-        return events
+    def DiskEvents(self, batch, events) -> "ta(uusuttustt)":
+        return [batch, events]
 
     @signal()
     def EventsLost(self, monitor, total) -> "st":
@@ -64,6 +64,17 @@ class CollectorInterface(ServiceInterface):
     def SetMonitoredUids(self, uids: "au") -> "au":
         try:
             return self._collector().set_uids(uids)
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
+    def AckBatches(self, instance: "s", upto: "t") -> None:
+        self._collector().ack(instance, upto)
+
+    @method()
+    def ReplayBatches(self, instance: "s", after: "t") -> "u":
+        try:
+            return self._collector().replay(instance, after)
         except CollectorError as e:
             raise to_dbus_error(e) from e
 
@@ -87,6 +98,10 @@ def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
         "uids": Variant("au", status["uids"]),
         "batches_sent": Variant("t", status["batches_sent"]),
         "uptime_s": Variant("d", status["uptime_s"]),
+        "instance": Variant("s", status["instance"]),
+        "last_batch": Variant("t", status["last_batch"]),
+        "retained_events": Variant("t", status["retained_events"]),
+        "dropped_unacked": Variant("t", status["dropped_unacked"]),
     }
 
 
@@ -98,8 +113,8 @@ class BusSink:
         self.emitters = {monitor: getattr(interface, signal_name)
                          for monitor, signal_name in SIGNAL_NAMES.items()}
 
-    def publish(self, monitor: str, records: list[Record]) -> None:
-        self.emitters[monitor]([r.to_dbus() for r in records])
+    def publish(self, monitor: str, batch_id: int, records: list[Record]) -> None:
+        self.emitters[monitor](batch_id, [r.to_dbus() for r in records])
 
     def lost(self, monitor: str, total: int) -> None:
         self.interface.EventsLost(monitor, total)

@@ -13,7 +13,7 @@ class JsonLinesSink:
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
 
-    def publish(self, monitor: str, records: list[Record]) -> None:
+    def publish(self, monitor: str, batch_id: int, records: list[Record]) -> None:
         write = self.out.write
         for record in records:
             write(json.dumps(record.to_json(), separators=(",", ":")) + "\n")

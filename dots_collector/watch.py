@@ -32,7 +32,7 @@ async def watch() -> None:
             print(json.dumps({"monitor": msg.body[0], "type": "lost", "lost": msg.body[1]}))
         elif msg.member in MONITOR_OF_SIGNAL:
             cls = RECORD_TYPES[MONITOR_OF_SIGNAL[msg.member]]
-            for values in msg.body[0]:
+            for values in msg.body[1]:
                 print(json.dumps(cls.from_dbus(values).to_json(), separators=(",", ":")))
         sys.stdout.flush()
 

@@ -35,7 +35,7 @@ def test_policyd_user_receives_batches_and_reads_status(collector_daemon, bus_cl
     signals = listener.finish()
 
     batches = [s for s in signals if s["member"] == "ProcessEvents"]
-    events = [e for b in batches for e in b["body"][0]]
+    events = [e for b in batches for e in b["body"][1]]
     execs = [e for e in events if e[0] == "exec" and e[6] == "/usr/bin/true"]
     assert len(execs) == n
     assert all(e[3] == child for e in events), "only the monitored uid"
@@ -141,3 +141,31 @@ def _exec_line(proc):
     line = proc.stdout.readline()
     data = json.loads(line) if line.strip() else None
     return data if data and data.get("type") == "exec" and data["path"] == "/usr/bin/true" else None
+
+
+def test_unacked_batches_are_replayed_with_their_ids_until_acked(collector_daemon, bus_client,
+                                                                  child_user):
+    policyd = bus_client(POLICYD)
+    set_uids(policyd, [uid_of(child_user)])
+    status = collector_daemon.status()
+    instance = status["instance"]
+    policyd.call(*DEST, "AckBatches", "st", [instance, status["last_batch"]])
+    assert collector_daemon.status()["retained_events"] == 0
+
+    first = policyd.listen("org.dots.Collector1", "org.dots.Collector1")
+    run_as(child_user, ["/usr/bin/true"])
+    first.wait_until(lambda l: any(e[0] == "exit" and e[5] == "true"
+                                   for e in l.events("ProcessEvents")), what="the batch")
+    sent = [(s["body"][0], s["body"][1]) for s in first.finish() if s["member"] == "ProcessEvents"]
+    assert collector_daemon.status()["retained_events"] == sum(len(b) for _, b in sent)
+
+    # a restarted policy daemon asks for what followed the last batch it stored
+    again = policyd.listen("org.dots.Collector1", "org.dots.Collector1")
+    assert policyd.call(*DEST, "ReplayBatches", "st", [instance, sent[0][0] - 1]) == {"ok": [len(sent)]}
+    again.wait_until(lambda l: len(l.signals) >= len(sent), what="the replay")
+    replayed = [(s["body"][0], s["body"][1]) for s in again.finish()]
+    assert replayed == sent, "same ids, same events"
+
+    policyd.call(*DEST, "AckBatches", "st", [instance, sent[-1][0]])
+    assert collector_daemon.status()["retained_events"] == 0
+    assert policyd.call(*DEST, "ReplayBatches", "st", [instance, 0]) == {"ok": [0]}

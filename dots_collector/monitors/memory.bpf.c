@@ -1,0 +1,218 @@
+/* Memory monitor: kernel allocations (kmalloc/kfree), page allocations and
+ * frees, and the resident set of each monitored process, aggregated in the
+ * kernel per process (tgid). Nothing per allocation crosses to user space:
+ * user space reads the `stats` map every interval and reports, per active
+ * process, how much its counters grew (memory.py).
+ *
+ * Why counters that only grow (user space never resets them): a reset races
+ * with the probes (an add between user space's read and its delete or zero
+ * would be lost). Cumulative counters with atomic adds (threads of one
+ * process update one entry from several CPUs) have no such window; user
+ * space keeps the values it saw last and reports the difference.
+ *
+ * An entry lives as long as its process: sched_process_exit (last thread)
+ * stamps exit_ts, and user space deletes the entry a little later, after
+ * the pages freed by the exit itself were counted. The map is bounded; an
+ * event that finds it full is counted in lost_events.
+ *
+ * Only tracepoint arguments and helpers are read (no kernel struct).
+ */
+#include "common.h"
+
+#ifndef MAX_PIDS
+#define MAX_PIDS 16384
+#endif
+#ifndef MAX_PTRS
+#define MAX_PTRS 32768
+#endif
+#ifndef DOTS_PAGE_SIZE
+#define DOTS_PAGE_SIZE 4096
+#endif
+#define RSS_MEMBERS 4  /* MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES */
+
+struct mem_stats {
+    u64 bytes_alloc;        /* kmalloc: bytes_alloc (the slab object size) */
+    u64 bytes_freed;        /* kfree of an allocation counted above */
+    u64 pages_alloc;        /* bytes: page size << order */
+    u64 pages_freed;
+    s64 rss[RSS_MEMBERS];   /* last kmem:rss_stat size of each member, bytes */
+    u64 exit_ts;            /* boot ns when the last thread exited; 0 alive */
+    u32 uid;
+    u32 rss_seen;           /* bit per member that rss_stat has reported */
+    u32 mm_id;              /* the process's mm as rss_stat names it */
+    u32 pad;
+    char comm[TASK_COMM_LEN];
+};
+
+/* kfree gives only the pointer: remember who allocated what, for monitored
+ * allocations only. LRU: objects freed without a kfree event (kfree_rcu
+ * batches, kmem_cache_free_bulk) age out instead of filling the map. */
+struct alloc_owner {
+    u32 tgid;
+    u32 bytes;
+};
+
+BPF_HASH(stats, u32, struct mem_stats, MAX_PIDS);
+BPF_TABLE("lru_hash", u64, struct alloc_owner, allocs, MAX_PTRS);
+/* rss_stat mm_id -> tgid, so that RSS changes made by another task
+ * (reclaim, khugepaged: curr == 0) reach the owner's entry. */
+BPF_TABLE("lru_hash", u32, u32, mm_owner, MAX_PIDS);
+
+/* The current process's entry, created on first use. The common case is
+ * one lookup; comm is copied only when the entry is created. */
+static __always_inline struct mem_stats *stats_of_current(u32 tgid, u32 uid)
+{
+    struct mem_stats *s = stats.lookup(&tgid);
+    if (s)
+        return s;
+    if (tgid == 0)          /* the idle task, in interrupt context */
+        return 0;
+    struct mem_stats fresh = {};
+    fresh.uid = uid;
+    bpf_get_current_comm(&fresh.comm, sizeof(fresh.comm));
+    s = stats.lookup_or_try_init(&tgid, &fresh);
+    if (!s)
+        count_lost();       /* map full: this event is not accounted */
+    return s;
+}
+
+TRACEPOINT_PROBE(kmem, kmalloc)
+{
+    u32 uid = current_uid();
+    if (!uid_wanted(uid))
+        return 0;
+    u32 bytes = args->bytes_alloc;
+    if (!args->ptr || bytes == 0)   /* failed, or kmalloc(0) */
+        return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct mem_stats *s = stats_of_current(tgid, uid);
+    if (!s)
+        return 0;
+    __sync_fetch_and_add(&s->bytes_alloc, bytes);
+#ifdef TRACK_FREE
+    u64 ptr = (u64)args->ptr;
+    struct alloc_owner owner = {.tgid = tgid, .bytes = bytes};
+    allocs.update(&ptr, &owner);
+#endif
+    return 0;
+}
+
+#ifdef TRACK_FREE
+/* Freed bytes go to the process that allocated them (the free often runs
+ * elsewhere: RCU callbacks, workers, softirq), so alloc - freed is what the
+ * process still holds. One lookup for an allocation we did not see. */
+TRACEPOINT_PROBE(kmem, kfree)
+{
+    u64 ptr = (u64)args->ptr;
+    struct alloc_owner *owner = allocs.lookup(&ptr);
+    if (!owner)
+        return 0;
+    u32 tgid = owner->tgid;
+    u64 bytes = owner->bytes;
+    allocs.delete(&ptr);
+    struct mem_stats *s = stats.lookup(&tgid);  /* never recreate a gone pid */
+    if (s)
+        __sync_fetch_and_add(&s->bytes_freed, bytes);
+    return 0;
+}
+#endif
+
+TRACEPOINT_PROBE(kmem, mm_page_alloc)
+{
+    u32 uid = current_uid();
+    if (!uid_wanted(uid))
+        return 0;
+    if (args->pfn == (unsigned long)-1)     /* allocation failed */
+        return 0;
+    struct mem_stats *s = stats_of_current(bpf_get_current_pid_tgid() >> 32, uid);
+    if (s)
+        __sync_fetch_and_add(&s->pages_alloc, (u64)DOTS_PAGE_SIZE << (args->order & 31));
+    return 0;
+}
+
+/* Charged to the current process (a pfn -> owner map would be as large as
+ * memory); frees of a process's pages mostly run in its own context. */
+TRACEPOINT_PROBE(kmem, mm_page_free)
+{
+    u32 uid = current_uid();
+    if (!uid_wanted(uid))
+        return 0;
+    struct mem_stats *s = stats_of_current(bpf_get_current_pid_tgid() >> 32, uid);
+    if (s)
+        __sync_fetch_and_add(&s->pages_freed, (u64)DOTS_PAGE_SIZE << (args->order & 31));
+    return 0;
+}
+
+/* size is the member's whole counter in bytes, not a delta: store it. */
+TRACEPOINT_PROBE(kmem, rss_stat)
+{
+    int member = args->member;
+    if (member < 0 || member >= RSS_MEMBERS)
+        return 0;
+    u32 mm_id = args->mm_id;
+    struct mem_stats *s;
+    if (args->curr) {               /* the mm of the current task */
+        u32 uid = current_uid();
+        if (!uid_wanted(uid))
+            return 0;
+        u32 tgid = bpf_get_current_pid_tgid() >> 32;
+        s = stats_of_current(tgid, uid);
+        if (!s)
+            return 0;
+        if (s->mm_id != mm_id) {    /* first report, or a new mm after exec */
+            u32 old = s->mm_id;
+            if (old)
+                mm_owner.delete(&old);
+            s->mm_id = mm_id;
+            s->rss_seen = 0;
+            for (int i = 0; i < RSS_MEMBERS; i++)
+                s->rss[i] = 0;
+            mm_owner.update(&mm_id, &tgid);
+        }
+    } else {                        /* another task changed it */
+        u32 *owner = mm_owner.lookup(&mm_id);
+        if (!owner)
+            return 0;
+        u32 tgid = *owner;
+        s = stats.lookup(&tgid);
+        if (!s)
+            return 0;
+    }
+    s->rss[member & (RSS_MEMBERS - 1)] = args->size;
+    if (!(s->rss_seen & (1u << member)))
+        s->rss_seen |= 1u << member;
+    return 0;
+}
+
+/* exec changes comm (and uid for a set-uid program): refresh them. */
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct mem_stats *s = stats.lookup(&tgid);
+    if (!s)
+        return 0;
+    s->uid = current_uid();
+    bpf_get_current_comm(&s->comm, sizeof(s->comm));
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32;
+#ifdef EXIT_HAS_GROUP_DEAD
+    if (!args->group_dead)          /* other threads still run */
+        return 0;
+#else
+    if ((u32)pid_tgid != tgid)
+        return 0;
+#endif
+    struct mem_stats *s = stats.lookup(&tgid);
+    if (!s)
+        return 0;
+    s->exit_ts = bpf_ktime_get_boot_ns();
+    u32 mm_id = s->mm_id;
+    if (mm_id)
+        mm_owner.delete(&mm_id);
+    return 0;
+}

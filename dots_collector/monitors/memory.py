@@ -1,0 +1,159 @@
+"""Memory monitor loader: per-process allocation totals and resident set,
+aggregated in the kernel (see memory.bpf.c) and sampled every interval.
+
+The kernel counters only grow; each sample carries how much they grew since
+the previous sample of that pid, so reading the map never races with the
+probes that update it. No ring buffer is used: the number of records is
+bounded by (active processes) x (1 / interval), however many allocations
+happen.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..records import MemorySample
+from .base import DEFAULT_RINGBUF_KIB_PER_CPU, PAGE_SIZE, Monitor, cstr
+
+# struct mem_stats (memory.bpf.c)
+STATS = struct.Struct("<QQQQ4qQIII4x16s")
+RSS_FILE, RSS_ANON, RSS_SWAP, RSS_SHMEM = range(4)
+RSS_RESIDENT = (RSS_FILE, RSS_ANON, RSS_SHMEM)
+RESIDENT_SEEN = sum(1 << m for m in RSS_RESIDENT)
+#: an exited process's entry is kept this long, so that the pages its exit
+#: frees (after sched_process_exit) are still counted in its last sample
+EXIT_GRACE_NS = 100_000_000
+EXIT_FORMAT = Path("/sys/kernel/tracing/events/sched/sched_process_exit/format")
+
+
+class MemoryMonitor(Monitor):
+    name = "memory"
+    record_type = MemorySample
+
+    def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
+                 extra_cflags: Iterable[str] = (), interval: float = 1.0,
+                 max_pids: int = 16384, max_ptrs: int = 32768,
+                 track_free: bool = True) -> None:
+        super().__init__(kib_per_cpu, extra_cflags)
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.tick_interval = interval
+        self.max_pids = max_pids
+        self.max_ptrs = max_ptrs
+        self.track_free = track_free
+        #: pid -> (bytes_alloc, bytes_freed, pages_alloc, pages_freed, rss)
+        #: as last reported
+        self.last: dict[int, tuple[int, int, int, int, int]] = {}
+        self.samples = 0
+
+    def cflags(self) -> list[str]:
+        flags = [*super().cflags(), f"-DMAX_PIDS={self.max_pids}",
+                 f"-DMAX_PTRS={self.max_ptrs}", f"-DDOTS_PAGE_SIZE={PAGE_SIZE}"]
+        if self.track_free:
+            flags.append("-DTRACK_FREE")
+        try:
+            if "group_dead" in EXIT_FORMAT.read_text():
+                flags.append("-DEXIT_HAS_GROUP_DEAD")
+        except OSError:
+            pass
+        return flags
+
+    def set_uids(self, uids: Iterable[int]) -> None:
+        """Also forget the processes of uids no longer monitored (and those
+        recorded before the filter was first set)."""
+        wanted = set(uids)
+        super().set_uids(wanted)
+        if not wanted:
+            return
+        table = self.bpf[b"stats"]
+        for key, raw in self._entries():
+            if STATS.unpack(raw)[9] not in wanted:
+                self._forget(table, key)
+
+    def decode(self, data: bytes) -> None:
+        return None  # nothing is sent through the ring buffer
+
+    # --- sampling -----------------------------------------------------------
+    def _entries(self) -> list[tuple[int, bytes]]:
+        table = self.bpf[b"stats"]
+        try:
+            items = list(table.items_lookup_batch())
+        except Exception:  # kernel without batch ops: one syscall per key
+            items = table.items()
+        return [(k if isinstance(k, int) else k.value, bytes(v)) for k, v in items]
+
+    def _forget(self, table, pid: int) -> None:
+        try:
+            del table[ctypes.c_uint32(pid)]
+        except KeyError:
+            pass
+        self.last.pop(pid, None)
+
+    def periodic(self) -> list[MemorySample]:
+        """One sample per process whose counters or RSS changed since its
+        previous sample; entries of exited processes are reported one last
+        time and removed."""
+        if self.bpf is None:
+            return []
+        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        table = self.bpf[b"stats"]
+        out: list[MemorySample] = []
+        for pid, raw in self._entries():
+            (b_alloc, b_freed, p_alloc, p_freed, *rss, exit_ts,
+             uid, seen, _mm_id, comm) = STATS.unpack(raw)
+            rss_bytes = self._rss(pid, rss, seen, exited=exit_ts != 0)
+            current = (b_alloc, b_freed, p_alloc, p_freed, rss_bytes)
+            previous = self.last.get(pid, (0, 0, 0, 0, 0))
+            if any(c < p for c, p in zip(current[:4], previous[:4])):
+                previous = (0, 0, 0, 0, 0)  # a new entry for a reused pid
+            gone = exit_ts != 0 and now - exit_ts >= EXIT_GRACE_NS
+            if current != previous:
+                out.append(MemorySample(
+                    pid=pid, uid=uid, comm=cstr(comm),
+                    bytes_alloc=b_alloc - previous[0], bytes_freed=b_freed - previous[1],
+                    pages_alloc_bytes=p_alloc - previous[2],
+                    pages_freed_bytes=p_freed - previous[3],
+                    rss_bytes=rss_bytes, ts_ns=now))
+                self.last[pid] = current
+            elif exit_ts == 0 and not Path(f"/proc/{pid}").exists():
+                gone = True  # its exit was missed (e.g. the map was full then)
+            if gone:
+                self._forget(table, pid)
+        self.samples += len(out)
+        return out
+
+    @staticmethod
+    def _rss(pid: int, rss: list[int], seen: int, exited: bool) -> int:
+        """file + anon + shmem as kmem:rss_stat last reported them. rss_stat
+        gives a member's whole counter each time it changes, so a member not
+        reported since the monitor started (shmem, usually) has not changed:
+        its value comes from the process's /proc status instead."""
+        total = sum(max(0, rss[m]) for m in RSS_RESIDENT if seen & (1 << m))
+        missing = [m for m in RSS_RESIDENT if not seen & (1 << m)]
+        if missing and not exited:
+            proc = proc_rss(pid)
+            total += sum(proc.get(m, 0) for m in missing)
+        return total
+
+
+PROC_RSS_KEYS = {b"RssFile:": RSS_FILE, b"RssAnon:": RSS_ANON, b"RssShmem:": RSS_SHMEM}
+
+
+def proc_rss(pid: int) -> dict[int, int]:
+    """Resident bytes per rss member from /proc/<pid>/status ({} if gone)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            text = f.read()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        fields = line.split()  # b"RssAnon:", b"1234", b"kB"
+        member = PROC_RSS_KEYS.get(fields[0]) if fields else None
+        if member is not None:
+            out[member] = int(fields[1]) * 1024
+    return out

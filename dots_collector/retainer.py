@@ -1,0 +1,52 @@
+"""Batches kept until the policy daemon acknowledges them.
+
+Every batch gets an id, increasing within one collector instance. The
+policy daemon stores a batch and its id in one transaction, then acks; after
+a crash it asks for a replay of what followed the last id it stored. The
+retained set is bounded: past ``max_events`` the oldest batches are dropped
+and counted, so a policy daemon that is gone for long cannot make the root
+daemon grow without limit."""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+
+from .records import Record
+
+
+class Retainer:
+    def __init__(self, max_events: int = 100_000) -> None:
+        self.instance = uuid.uuid4().hex  # ids restart with each collector instance
+        self.max_events = max_events
+        self.next_id = 1
+        self._batches: OrderedDict[int, tuple[str, list[Record]]] = OrderedDict()
+        self._events = 0
+        self.dropped_unacked = 0
+
+    def add(self, monitor: str, records: list[Record]) -> int:
+        batch_id = self.next_id
+        self.next_id += 1
+        self._batches[batch_id] = (monitor, records)
+        self._events += len(records)
+        while self._events > self.max_events and len(self._batches) > 1:
+            _, (_, old) = self._batches.popitem(last=False)
+            self._events -= len(old)
+            self.dropped_unacked += len(old)
+        return batch_id
+
+    def ack(self, upto: int) -> None:
+        """Forget every batch up to and including ``upto``."""
+        while self._batches:
+            first = next(iter(self._batches))
+            if first > upto:
+                break
+            _, records = self._batches.pop(first)
+            self._events -= len(records)
+
+    def after(self, batch_id: int) -> list[tuple[int, str, list[Record]]]:
+        return [(i, m, r) for i, (m, r) in self._batches.items() if i > batch_id]
+
+    @property
+    def retained_events(self) -> int:
+        return self._events
