@@ -189,5 +189,6 @@ class Collector:
             "instance": self.retainer.instance,
             "last_batch": self.retainer.next_id - 1,
             "retained_events": self.retainer.retained_events,
+            "acked_upto": self.retainer.acked_upto,
             "dropped_unacked": self.retainer.dropped_unacked,
         }

@@ -23,6 +23,7 @@ class Retainer:
         self._batches: OrderedDict[int, tuple[str, list[Record]]] = OrderedDict()
         self._events = 0
         self.dropped_unacked = 0
+        self.acked_upto = 0
 
     def add(self, monitor: str, records: list[Record]) -> int:
         batch_id = self.next_id
@@ -37,6 +38,7 @@ class Retainer:
 
     def ack(self, upto: int) -> None:
         """Forget every batch up to and including ``upto``."""
+        self.acked_upto = max(self.acked_upto, upto)
         while self._batches:
             first = next(iter(self._batches))
             if first > upto:

@@ -101,6 +101,7 @@ def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
         "instance": Variant("s", status["instance"]),
         "last_batch": Variant("t", status["last_batch"]),
         "retained_events": Variant("t", status["retained_events"]),
+        "acked_upto": Variant("t", status["acked_upto"]),
         "dropped_unacked": Variant("t", status["dropped_unacked"]),
     }
 

@@ -1,0 +1,192 @@
+/* Disk I/O monitor: one event per completed block request, with its latency
+ * (issue -> complete) and the process that queued it.
+ *
+ * Requests are issued and completed wherever the block layer likes (kblockd,
+ * interrupts), so the process is recorded where it is known: at
+ * block_bio_queue, in the submitter's context, keyed by (dev, sector). A
+ * request made of several bios keeps the first bio's sector, so its issue
+ * and completion find that entry. The uid filter is applied there: I/O of
+ * an unmonitored uid never creates an entry, and costs one lookup at each
+ * later tracepoint.
+ *
+ * Entries whose request never completes here (bios merged into another
+ * request, bio-based devices, lost completions) are bounded by the LRU and
+ * swept by user space by age (disk.py).
+ *
+ * Known gaps: buffered writes are queued by the writeback kworker (root),
+ * not by the writer, unless the writer fsyncs; two requests in flight on
+ * the same (dev, sector) share one entry (the older one is not reported).
+ * Only tracepoint arguments and helpers are read (no kernel struct).
+ */
+#include "common.h"
+
+#ifndef MAX_PENDING
+#define MAX_PENDING 16384
+#endif
+#define RWBS_LEN 10     /* char rwbs[10] in the block tracepoints */
+
+struct io_key {
+    u64 sector;
+    u32 dev;
+    u32 pad;            /* keys are hashed bytewise: always zeroed */
+};
+
+struct io_owner {
+    u64 queue_ts;       /* boot ns at bio_queue: user space ages entries by it */
+    u64 issue_ts;       /* 0 until the request is issued */
+    u32 pid;
+    u32 uid;
+    u32 bytes;          /* request bytes at issue, for partial completions */
+    u32 pad;
+    char comm[TASK_COMM_LEN];
+};
+
+struct disk_event {
+    u64 ts_ns;
+    u64 latency_ns;
+    u64 sector;
+    u32 pid;
+    u32 uid;
+    u32 dev;
+    u32 nr_sector;
+    u32 bytes;
+    char rwbs[RWBS_LEN];
+    char comm[TASK_COMM_LEN];
+};
+
+BPF_TABLE("lru_hash", struct io_key, struct io_owner, pending, MAX_PENDING);
+
+static __always_inline void set_key(struct io_key *key, u32 dev, u64 sector)
+{
+    key->sector = sector;
+    key->dev = dev;
+    key->pad = 0;
+}
+
+/* Give the entry at `from` to `to` (a split, a remap, a front merge). */
+static __always_inline void move_owner(u32 from_dev, u64 from_sector,
+                                       u32 to_dev, u64 to_sector, int keep_old)
+{
+    struct io_key from, to;
+    set_key(&from, from_dev, from_sector);
+    struct io_owner *o = pending.lookup(&from);
+    if (!o)
+        return;
+    struct io_owner copy = *o;
+    set_key(&to, to_dev, to_sector);
+    pending.update(&to, &copy);
+    if (!keep_old)
+        pending.delete(&from);
+}
+
+TRACEPOINT_PROBE(block, block_bio_queue)
+{
+    u32 uid = current_uid();
+    if (!uid_wanted(uid))
+        return 0;
+    struct io_key key;
+    set_key(&key, args->dev, args->sector);
+    struct io_owner o = {};
+    o.queue_ts = bpf_ktime_get_boot_ns();
+    o.pid = bpf_get_current_pid_tgid() >> 32;
+    o.uid = uid;
+    bpf_get_current_comm(&o.comm, sizeof(o.comm));
+    pending.update(&key, &o);
+    return 0;
+}
+
+/* A bio too large for the device is split: the front part keeps the sector,
+ * the rest is resubmitted without a second bio_queue event. */
+TRACEPOINT_PROBE(block, block_split)
+{
+    move_owner(args->dev, args->sector, args->dev, args->new_sector, 1);
+    return 0;
+}
+
+/* A stacking driver (dm, md) sends the bio to the device below, often from
+ * its own worker threads: the owner follows the bio. */
+TRACEPOINT_PROBE(block, block_bio_remap)
+{
+    move_owner(args->old_dev, args->old_sector, args->dev, args->sector, 0);
+    return 0;
+}
+
+/* Appended to a request: the request keeps its sector and owner. */
+TRACEPOINT_PROBE(block, block_bio_backmerge)
+{
+    struct io_key key;
+    set_key(&key, args->dev, args->sector);
+    if (pending.lookup(&key))
+        pending.delete(&key);
+    return 0;
+}
+
+/* Put in front of a request: the request now starts at the bio's sector;
+ * it keeps the owner of its first queued bio. */
+TRACEPOINT_PROBE(block, block_bio_frontmerge)
+{
+    move_owner(args->dev, args->sector + args->nr_sector, args->dev, args->sector, 0);
+    return 0;
+}
+
+/* A request absorbed by the request before it: it never completes itself. */
+TRACEPOINT_PROBE(block, block_rq_merge)
+{
+    struct io_key key;
+    set_key(&key, args->dev, args->sector);
+    if (pending.lookup(&key))
+        pending.delete(&key);
+    return 0;
+}
+
+TRACEPOINT_PROBE(block, block_rq_issue)
+{
+    struct io_key key;
+    set_key(&key, args->dev, args->sector);
+    struct io_owner *o = pending.lookup(&key);
+    if (!o)                 /* not queued by a monitored process */
+        return 0;
+    o->bytes = args->bytes;
+    o->issue_ts = bpf_ktime_get_boot_ns();  /* a requeued request: the last issue */
+    return 0;
+}
+
+TRACEPOINT_PROBE(block, block_rq_complete)
+{
+    struct io_key key;
+    set_key(&key, args->dev, args->sector);
+    struct io_owner *o = pending.lookup(&key);
+    if (!o || !o->issue_ts) /* unmonitored, or a bio still waiting there */
+        return 0;
+    u64 now = bpf_ktime_get_boot_ns();
+    u32 nr_sector = args->nr_sector;    /* sectors completed by this call */
+    u32 done = nr_sector << 9;
+
+    struct disk_event *e = events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        count_lost();
+    } else {
+        e->ts_ns = now;
+        e->latency_ns = now - o->issue_ts;
+        e->sector = args->sector;
+        e->pid = o->pid;
+        e->uid = o->uid;
+        e->dev = args->dev;
+        e->nr_sector = nr_sector;
+        e->bytes = done;
+        bpf_probe_read_kernel(&e->rwbs, sizeof(e->rwbs), args->rwbs);
+        __builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+        events.ringbuf_submit(e, 0);
+    }
+
+    /* A partial completion: the rest of the request now starts further on. */
+    if (done && o->bytes > done) {
+        struct io_owner rest = *o;
+        rest.bytes -= done;
+        struct io_key next;
+        set_key(&next, args->dev, args->sector + nr_sector);
+        pending.update(&next, &rest);
+    }
+    pending.delete(&key);
+    return 0;
+}

@@ -1,0 +1,432 @@
+/* Filesystem monitor: open / unlink / rename with their results, and read /
+ * write BYTES aggregated in the kernel per (tgid, fd).
+ *
+ * Only syscall tracepoints are used, and only their arguments: the headers
+ * bcc compiles against do not describe the running kernel.
+ *
+ * - open: sys_enter_* keeps the user pointers per thread; sys_exit_* reads
+ *   the strings (the kernel has just copied them, so they are paged in and
+ *   bpf_probe_read_user_str cannot miss) and knows the result.
+ * - An fd opened while its uid was monitored, whose path is not excluded,
+ *   gets an entry in `fds` holding its path and byte counters. Only those fds
+ *   are counted, so reads on sockets, pipes or unmonitored files never create
+ *   entries: this is what keeps `fds` bounded.
+ * - read/write family: enter looks the (tgid, fd) up and, only when tracked,
+ *   parks the fd for the thread; exit adds the returned byte count.
+ * - Bytes are reported once, as one "read" and/or one "write" event, when the
+ *   fd is closed, replaced (dup2/dup3 or reuse of the number after a
+ *   close-on-exec), or when the process exits (sched_process_exit of the group
+ *   leader scans its fds). Long-lived files are reported by user space
+ *   (filesystem.py periodic()), which never writes the counters: the kernel
+ *   always reports totals and user space subtracts what it already reported.
+ */
+#include "common.h"
+
+#define EV_OPEN 0
+#define EV_READ 1
+#define EV_WRITE 2
+#define EV_UNLINK 3
+#define EV_RENAME 4
+
+/* uapi open(2) flags, for creat() */
+#define DOTS_O_WRONLY 01
+#define DOTS_O_CREAT 0100
+#define DOTS_O_TRUNC 01000
+
+#define PATH_LEN 256
+#define PREFIX_LEN 64            /* power of two: used as an index mask */
+#define MAX_PREFIXES 8
+#ifndef MAX_TRACKED_FDS
+#define MAX_TRACKED_FDS 16384
+#endif
+#ifndef MAX_INFLIGHT
+#define MAX_INFLIGHT 16384
+#endif
+/* fds scanned at process exit; higher ones are swept by user space */
+#ifndef EXIT_FD_SCAN
+#define EXIT_FD_SCAN 256
+#endif
+/* the collector itself is never reported (no feedback loop) */
+#ifndef SELF_TGID
+#define SELF_TGID 0
+#endif
+
+struct file_event {
+    u64 ts_ns;
+    u64 bytes;               /* read/write: total since open */
+    u64 gen;                 /* read/write: open time, tells reused fds apart */
+    s64 result;              /* open: fd or -errno; unlink/rename: 0 or -errno; read/write: fd */
+    u32 type;
+    u32 pid;
+    u32 uid;
+    u32 flags;
+    char comm[TASK_COMM_LEN];
+    char path[PATH_LEN];
+};
+
+struct rename_event {
+    struct file_event e;
+    char new_path[PATH_LEN];
+};
+
+struct fd_key {
+    u32 tgid;
+    u32 fd;
+};
+
+struct fd_info {
+    u64 rbytes;              /* added atomically: threads share fds */
+    u64 wbytes;
+    u64 gen;
+    u32 uid;
+    u32 flags;
+    char comm[TASK_COMM_LEN];
+    char path[PATH_LEN];
+};
+
+/* What sys_enter saw, for sys_exit (per thread). */
+struct pending {
+    u64 path;                /* user pointers */
+    u64 aux;                 /* rename: new path; openat2: struct open_how */
+    u32 type;
+    u32 flags;
+};
+
+struct prefix {
+    u32 len;
+    char s[PREFIX_LEN];
+};
+
+BPF_HASH(fds, struct fd_key, struct fd_info, MAX_TRACKED_FDS);
+/* tgid -> highest tracked fd + 1: bounds the scan at exit */
+BPF_HASH(fd_hi, u32, u32, MAX_TRACKED_FDS);
+BPF_HASH(pending, u32, struct pending, MAX_INFLIGHT);
+/* tid -> fd of a read/write in flight on a tracked fd */
+BPF_HASH(io_inflight, u32, u32, MAX_INFLIGHT);
+/* too big for the BPF stack */
+BPF_PERCPU_ARRAY(scratch, struct fd_info, 1);
+/* filled by the loader; the first entry with len == 0 ends the list */
+BPF_ARRAY(excluded, struct prefix, MAX_PREFIXES);
+/* [0] = fds left uncounted because `fds` was full */
+BPF_ARRAY(fs_stats, u64, 1);
+
+/* ---- path filter ------------------------------------------------------- */
+
+/* A prefix matches the path itself and what lies under it ("/proc" matches
+ * "/proc" and "/proc/1/stat", not "/process"). Relative paths never match:
+ * they are reported as given. */
+static __always_inline int excluded_path(const char *path)
+{
+    if (path[0] != '/')
+        return 0;
+    for (u32 i = 0; i < MAX_PREFIXES; i++) {
+        u32 idx = i;
+        struct prefix *pre = excluded.lookup(&idx);
+        if (!pre)
+            return 0;
+        /* the mask gives the verifier its bound (the loader keeps len < 64) */
+        u32 len = pre->len & (PREFIX_LEN - 1);
+        if (len == 0)
+            return 0;
+        int same = 1;
+        for (u32 j = 0; j < PREFIX_LEN; j++) {
+            if (j >= len)
+                break;
+            if (path[j] != pre->s[j]) {
+                same = 0;
+                break;
+            }
+        }
+        if (!same)
+            continue;
+        char next = path[len];
+        if (next == 0 || next == '/')
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- read / write byte counting: the hot path ---------------------------- */
+
+static __always_inline int io_enter(u32 fd)
+{
+    if (!uid_wanted(current_uid()))
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    struct fd_key key = {.tgid = id >> 32, .fd = fd};
+    if (!fds.lookup(&key))
+        return 0;
+    u32 tid = id;
+    io_inflight.update(&tid, &fd);
+    return 0;
+}
+
+static __always_inline int io_exit(long ret, int is_write)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = id;
+    u32 *fdp = io_inflight.lookup(&tid);   /* misses for untracked fds */
+    if (!fdp)
+        return 0;
+    struct fd_key key = {.tgid = id >> 32, .fd = *fdp};
+    io_inflight.delete(&tid);
+    if (ret <= 0)
+        return 0;
+    struct fd_info *fi = fds.lookup(&key);
+    if (!fi)
+        return 0;
+    if (is_write)
+        __sync_fetch_and_add(&fi->wbytes, ret);
+    else
+        __sync_fetch_and_add(&fi->rbytes, ret);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_read) { return io_enter(args->fd); }
+TRACEPOINT_PROBE(syscalls, sys_exit_read) { return io_exit(args->ret, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_readv) { return io_enter(args->fd); }
+TRACEPOINT_PROBE(syscalls, sys_exit_readv) { return io_exit(args->ret, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_pread64) { return io_enter(args->fd); }
+TRACEPOINT_PROBE(syscalls, sys_exit_pread64) { return io_exit(args->ret, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_preadv) { return io_enter(args->fd); }
+TRACEPOINT_PROBE(syscalls, sys_exit_preadv) { return io_exit(args->ret, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_write) { return io_enter(args->fd); }
+TRACEPOINT_PROBE(syscalls, sys_exit_write) { return io_exit(args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_enter_writev) { return io_enter(args->fd); }
+TRACEPOINT_PROBE(syscalls, sys_exit_writev) { return io_exit(args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_enter_pwrite64) { return io_enter(args->fd); }
+TRACEPOINT_PROBE(syscalls, sys_exit_pwrite64) { return io_exit(args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_enter_pwritev) { return io_enter(args->fd); }
+TRACEPOINT_PROBE(syscalls, sys_exit_pwritev) { return io_exit(args->ret, 1); }
+
+/* ---- reporting the counters ---------------------------------------------- */
+
+static __always_inline void emit_io(u32 type, struct fd_key *key, struct fd_info *fi,
+                                    u64 bytes, u64 now)
+{
+    struct file_event *e = events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        count_lost();
+        return;
+    }
+    e->ts_ns = now;
+    e->bytes = bytes;
+    e->gen = fi->gen;
+    e->result = key->fd;
+    e->type = type;
+    e->pid = key->tgid;
+    e->uid = fi->uid;
+    e->flags = fi->flags;
+    __builtin_memcpy(e->comm, fi->comm, sizeof(e->comm));
+    __builtin_memcpy(e->path, fi->path, sizeof(e->path));
+    events.ringbuf_submit(e, 0);
+}
+
+/* One "read" and/or one "write" event with the totals, then forget the fd. */
+static __always_inline void flush_fd(struct fd_key *key)
+{
+    struct fd_info *fi = fds.lookup(key);
+    if (!fi)
+        return;
+    u64 r = fi->rbytes, w = fi->wbytes;
+    if ((r || w) && uid_wanted(fi->uid)) {   /* the filter may have changed */
+        u64 now = bpf_ktime_get_boot_ns();
+        if (r)
+            emit_io(EV_READ, key, fi, r, now);
+        if (w)
+            emit_io(EV_WRITE, key, fi, w, now);
+    }
+    fds.delete(key);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_close)
+{
+    if (!uid_wanted(current_uid()))
+        return 0;
+    struct fd_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = args->fd};
+    flush_fd(&key);
+    return 0;
+}
+
+/* dup2/dup3 silently close newfd */
+static __always_inline int dup_enter(u32 oldfd, u32 newfd)
+{
+    if (oldfd == newfd || !uid_wanted(current_uid()))
+        return 0;
+    struct fd_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = newfd};
+    flush_fd(&key);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_dup2) { return dup_enter(args->oldfd, args->newfd); }
+TRACEPOINT_PROBE(syscalls, sys_enter_dup3) { return dup_enter(args->oldfd, args->newfd); }
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = id, tgid = id >> 32;
+    if (uid_wanted(current_uid())) {
+        pending.delete(&tid);        /* a syscall that never returned */
+        io_inflight.delete(&tid);
+    }
+    if (tid != tgid)                 /* a thread: the fds live on */
+        return 0;
+    u32 *hi = fd_hi.lookup(&tgid);   /* no uid check: always clean up */
+    if (!hi)
+        return 0;
+    u32 n = *hi;
+    fd_hi.delete(&tgid);
+#pragma clang loop unroll(disable)
+    for (u32 fd = 0; fd < EXIT_FD_SCAN; fd++) {
+        if (fd >= n)
+            break;
+        struct fd_key key = {.tgid = tgid, .fd = fd};
+        flush_fd(&key);
+    }
+    return 0;
+}
+
+/* ---- open / unlink / rename ----------------------------------------------- */
+
+static __always_inline int remember(u32 type, const void *path, const void *aux, u32 flags)
+{
+    if (!uid_wanted(current_uid()))
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    if ((id >> 32) == SELF_TGID)
+        return 0;
+    u32 tid = id;
+    struct pending p = {.path = (u64)path, .aux = (u64)aux, .type = type, .flags = flags};
+    pending.update(&tid, &p);
+    return 0;
+}
+
+#define EV_OPENAT2 100   /* internal: flags are in struct open_how */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open) { return remember(EV_OPEN, args->filename, 0, args->flags); }
+TRACEPOINT_PROBE(syscalls, sys_enter_creat)
+{
+    return remember(EV_OPEN, args->pathname, 0, DOTS_O_CREAT | DOTS_O_WRONLY | DOTS_O_TRUNC);
+}
+TRACEPOINT_PROBE(syscalls, sys_enter_openat) { return remember(EV_OPEN, args->filename, 0, args->flags); }
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2) { return remember(EV_OPENAT2, args->filename, args->how, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_unlink) { return remember(EV_UNLINK, args->pathname, 0, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_unlinkat) { return remember(EV_UNLINK, args->pathname, 0, args->flag); }
+TRACEPOINT_PROBE(syscalls, sys_enter_rename) { return remember(EV_RENAME, args->oldname, args->newname, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat) { return remember(EV_RENAME, args->oldname, args->newname, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_renameat2)
+{
+    return remember(EV_RENAME, args->oldname, args->newname, args->flags);
+}
+
+static __always_inline void fill_event(struct file_event *e, struct fd_info *fi, u32 type,
+                                       u32 tgid, long ret)
+{
+    e->ts_ns = fi->gen;
+    e->bytes = 0;
+    e->gen = 0;
+    e->result = ret;
+    e->type = type;
+    e->pid = tgid;
+    e->uid = fi->uid;
+    e->flags = fi->flags;
+    __builtin_memcpy(e->comm, fi->comm, sizeof(e->comm));
+    __builtin_memcpy(e->path, fi->path, sizeof(e->path));
+}
+
+/* A new fd: start its counters (flushing whatever held that number before,
+ * e.g. an fd closed by exec's close-on-exec, which no close() reports). */
+static __always_inline void track_fd(u32 tgid, u32 fd, struct fd_info *fi)
+{
+    struct fd_key key = {.tgid = tgid, .fd = fd};
+    flush_fd(&key);
+    if (fds.update(&key, fi) != 0) {
+        u32 zero = 0;
+        u64 *full = fs_stats.lookup(&zero);
+        if (full)
+            __sync_fetch_and_add(full, 1);
+        return;
+    }
+    u32 *hi = fd_hi.lookup(&tgid);
+    if (!hi || *hi <= fd) {
+        u32 v = fd + 1;
+        fd_hi.update(&tgid, &v);
+    }
+}
+
+static __always_inline int finish(long ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = id, tgid = id >> 32;
+    struct pending *pp = pending.lookup(&tid);   /* misses unless monitored */
+    if (!pp)
+        return 0;
+    struct pending p = *pp;
+    pending.delete(&tid);
+
+    u32 zero = 0;
+    struct fd_info *fi = scratch.lookup(&zero);
+    if (!fi)
+        return 0;
+    bpf_probe_read_user_str(fi->path, sizeof(fi->path), (void *)p.path);
+    u32 type = p.type;
+    if (type == EV_OPENAT2) {
+        u64 how_flags = 0;   /* struct open_how (uapi) starts with u64 flags */
+        bpf_probe_read_user(&how_flags, sizeof(how_flags), (void *)p.aux);
+        p.flags = how_flags;
+        type = EV_OPEN;
+    }
+
+    if (type == EV_RENAME) {
+        struct rename_event *r = events.ringbuf_reserve(sizeof(*r));
+        if (!r) {
+            count_lost();
+            return 0;
+        }
+        bpf_probe_read_user_str(r->new_path, sizeof(r->new_path), (void *)p.aux);
+        /* a rename is dropped only when both ends are excluded */
+        if (excluded_path(fi->path) && excluded_path(r->new_path)) {
+            events.ringbuf_discard(r, 0);
+            return 0;
+        }
+        fi->uid = current_uid();
+        fi->flags = p.flags;
+        fi->gen = bpf_ktime_get_boot_ns();
+        bpf_get_current_comm(fi->comm, sizeof(fi->comm));
+        fill_event(&r->e, fi, type, tgid, ret);
+        events.ringbuf_submit(r, 0);
+        return 0;
+    }
+
+    /* filter before reserving: an excluded path is neither sent nor lost */
+    if (excluded_path(fi->path))
+        return 0;
+    fi->rbytes = 0;
+    fi->wbytes = 0;
+    fi->uid = current_uid();
+    fi->flags = p.flags;
+    fi->gen = bpf_ktime_get_boot_ns();
+    bpf_get_current_comm(fi->comm, sizeof(fi->comm));
+
+    /* counted even if the open event is lost below: the bytes still arrive */
+    if (type == EV_OPEN && ret >= 0)
+        track_fd(tgid, ret, fi);
+    struct file_event *e = events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        count_lost();
+        return 0;
+    }
+    fill_event(e, fi, type, tgid, ret);
+    events.ringbuf_submit(e, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { return finish(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_creat) { return finish(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return finish(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return finish(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_unlink) { return finish(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_unlinkat) { return finish(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_rename) { return finish(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat) { return finish(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_renameat2) { return finish(args->ret); }

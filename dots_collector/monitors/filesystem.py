@@ -1,0 +1,189 @@
+"""Filesystem monitor loader: open / unlink / rename events, and read / write
+bytes aggregated in the kernel per (pid, fd) (see filesystem.bpf.c).
+
+Byte counts of an fd arrive as one "read" and/or one "write" event when the
+fd is closed or its process exits. For files that stay open, ``periodic()``
+reports what they read or wrote since the previous report once that report
+is older than ``tick_interval``. Every read/write event therefore carries
+the bytes *since the previous report of that fd*: summing them gives the
+total, and a file opened, written and closed within one interval gives
+exactly one event with all its bytes.
+
+The kernel always reports totals and user space never writes the counters
+(a read-then-reset from user space would lose the bytes added in between):
+user space remembers what it already reported per (pid, fd, open time) and
+subtracts it.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import struct
+import time
+from collections.abc import Iterable
+
+from ..records import FileEvent
+from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
+
+# struct file_event (filesystem.bpf.c), then new_path for a rename
+EVENT = struct.Struct("<QQQqIIII16s256s")
+PATH_LEN = 256
+TYPES = ("open", "read", "write", "unlink", "rename")
+EV_READ, EV_WRITE, EV_RENAME = 1, 2, 4
+
+PREFIX_LEN = 64  # filesystem.bpf.c: prefixes are shorter than this
+MAX_PREFIXES = 8
+#: never reported: pseudo filesystems, and the family daemons' own state
+DEFAULT_EXCLUDED_PREFIXES: tuple[str, ...] = ("/proc", "/sys", "/dev", "/var/lib/dots")
+#: periodic() looks at the map at most this often, however often it is called
+MIN_SCAN_GAP = 1.0
+
+
+class FilesystemMonitor(Monitor):
+    name = "filesystem"
+    record_type = FileEvent
+    tick_interval = 5.0
+
+    def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
+                 extra_cflags: Iterable[str] = (),
+                 excluded_prefixes: Iterable[str] = DEFAULT_EXCLUDED_PREFIXES,
+                 max_tracked_fds: int = 16384) -> None:
+        super().__init__(kib_per_cpu, extra_cflags)
+        self.excluded_prefixes = normalize_prefixes(excluded_prefixes)
+        self.max_tracked_fds = max_tracked_fds
+        self.wanted_uids: set[int] = set()
+        # (pid, fd, open time) -> [read, written] already reported, last report (boot ns)
+        self._reported: dict[tuple[int, int, int], list[int]] = {}
+        # generations the kernel flushed (closed fds), so a scan racing with
+        # the close does not report them again
+        self._closed: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=4096)
+        self._last_scan = 0.0
+
+    def cflags(self) -> list[str]:
+        return [*super().cflags(), f"-DSELF_TGID={os.getpid()}",
+                f"-DMAX_TRACKED_FDS={self.max_tracked_fds}"]
+
+    def after_load(self) -> None:
+        self.set_excluded_prefixes(self.excluded_prefixes)
+
+    def set_excluded_prefixes(self, prefixes: Iterable[str]) -> None:
+        """Replace the kernel's list of never-reported path prefixes."""
+        prefixes = normalize_prefixes(prefixes)
+        table = self.bpf[b"excluded"]
+        for i in range(MAX_PREFIXES):
+            leaf = table.Leaf()
+            if i < len(prefixes):
+                raw = prefixes[i].encode()
+                leaf.len = len(raw)
+                ctypes.memmove(leaf.s, raw, len(raw))
+            table[ctypes.c_int(i)] = leaf
+        self.excluded_prefixes = prefixes
+
+    def set_uids(self, uids: Iterable[int]) -> None:
+        self.wanted_uids = set(uids)
+        super().set_uids(self.wanted_uids)
+
+    @property
+    def untracked_fds(self) -> int:
+        """fds whose bytes were not counted because the fd table was full."""
+        return self.bpf[b"fs_stats"][ctypes.c_int(0)].value
+
+    # --- ring buffer ----------------------------------------------------------
+    def decode(self, data: bytes) -> FileEvent | None:
+        (ts_ns, nbytes, gen, result, kind, pid, uid, flags, comm,
+         path) = EVENT.unpack_from(data)
+        new_path = ""
+        if kind == EV_RENAME:
+            new_path = cstr(data[EVENT.size:EVENT.size + PATH_LEN])
+        elif kind in (EV_READ, EV_WRITE):
+            # the kernel sends totals at close/exit: subtract what periodic()
+            # already reported for this fd
+            key = (pid, result, gen)
+            done = self._reported.get(key)
+            if done is not None:
+                nbytes -= done[kind - 1]
+                done[kind - 1] += nbytes
+            self._closed.append(key)
+            if nbytes <= 0:
+                return None
+        return FileEvent(type=TYPES[kind], pid=pid, uid=uid, comm=cstr(comm), path=cstr(path),
+                         flags=flags, result=result, bytes=nbytes, ts_ns=ts_ns,
+                         new_path=new_path)
+
+    # --- long-lived files and dead processes ----------------------------------
+    def periodic(self) -> list[FileEvent]:
+        """Bytes of fds still open whose last report is older than
+        ``tick_interval``; fds of processes that died without the kernel
+        flushing them (fd beyond the exit scan, leader exited first) are
+        reported one last time and removed."""
+        mono = time.monotonic()
+        if mono - self._last_scan < min(MIN_SCAN_GAP, self.tick_interval or MIN_SCAN_GAP):
+            return []
+        self._last_scan = mono
+        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        interval_ns = int((self.tick_interval or 0) * 1e9)
+        table = self.bpf[b"fds"]
+        closed = set(self._closed)
+        alive: dict[int, bool] = {}
+        seen: set[tuple[int, int, int]] = set()
+        dead_keys = []
+        out: list[FileEvent] = []
+        for k, v in table.items():
+            key = (k.tgid, k.fd, v.gen)
+            if key in closed:
+                continue
+            seen.add(key)
+            if k.tgid not in alive:
+                alive[k.tgid] = os.path.exists(f"/proc/{k.tgid}")
+            done = self._reported.get(key)
+            if done is None:
+                done = self._reported[key] = [0, 0, v.gen]
+            if alive[k.tgid] and now - done[2] < interval_ns:
+                continue
+            if not alive[k.tgid]:
+                dead_keys.append(k)
+            done[2] = now
+            if self.wanted_uids and v.uid not in self.wanted_uids:
+                done[0], done[1] = v.rbytes, v.wbytes
+                continue
+            for kind, total in ((EV_READ, v.rbytes), (EV_WRITE, v.wbytes)):
+                delta = total - done[kind - 1]
+                if delta > 0:
+                    done[kind - 1] = total
+                    out.append(FileEvent(type=TYPES[kind], pid=k.tgid, uid=v.uid,
+                                         comm=cstr(bytes(v.comm)), path=cstr(bytes(v.path)),
+                                         flags=v.flags, result=k.fd, bytes=delta, ts_ns=now))
+        for k in dead_keys:
+            try:
+                del table[k]
+            except KeyError:
+                pass
+        for key in [key for key in self._reported if key not in seen]:
+            del self._reported[key]
+        hi = self.bpf[b"fd_hi"]
+        for tgid in [k for k in hi.keys() if not os.path.exists(f"/proc/{k.value}")]:
+            try:
+                del hi[tgid]
+            except KeyError:
+                pass
+        self.delivered += len(out)
+        return out
+
+
+def normalize_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
+    """Absolute, without a trailing slash, shorter than the kernel's slot,
+    at most MAX_PREFIXES, no duplicates."""
+    out: list[str] = []
+    for prefix in prefixes:
+        p = prefix.rstrip("/")
+        if not p.startswith("/"):
+            raise ValueError(f"excluded prefix {prefix!r} must be an absolute path other than /")
+        if len(p.encode()) >= PREFIX_LEN:
+            raise ValueError(f"excluded prefix {prefix!r} is longer than {PREFIX_LEN - 1} bytes")
+        if p not in out:
+            out.append(p)
+    if len(out) > MAX_PREFIXES:
+        raise ValueError(f"at most {MAX_PREFIXES} excluded prefixes")
+    return tuple(out)

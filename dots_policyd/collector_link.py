@@ -1,0 +1,176 @@
+"""The policy daemon's end of the collector's signals.
+
+Each batch is stored with its id (``<collector instance>:<batch number>``)
+in one transaction, then acknowledged to the collector, so after a crash
+(or a kill -9) of this daemon:
+
+* every batch it acknowledged is in the database (the ack follows the
+  commit), and
+* nothing is stored twice (the id is unique; a replayed batch is ignored).
+
+On start, and whenever the collector (re)appears on the bus, the link
+pushes the children's uids to the collector and asks it to replay what
+followed the last batch stored for its current instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import peewee
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from dots_collector import names as collector
+from dots_collector.records import RECORD_TYPES, SIGNAL_NAMES, Record
+
+from .history import store_batch
+from .schema import IngestedBatch
+
+log = logging.getLogger("dots.policyd.collector")
+
+MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
+ACK_EVERY = 32  # batches; an ack is also sent whenever the queue runs dry
+CLOCK_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", 7)
+
+
+def batch_key(instance: str, batch: int) -> str:
+    """Zero-padded so that the text order is the numeric order."""
+    return f"{instance}:{batch:020d}"
+
+
+def last_stored(db: peewee.Database, instance: str) -> int:
+    row = (IngestedBatch.select(peewee.fn.MAX(IngestedBatch.batch_id))
+           .where(IngestedBatch.batch_id.startswith(f"{instance}:")).scalar())
+    return int(row.rsplit(":", 1)[1]) if row else 0
+
+
+def wall_offset_ns() -> int:
+    """Add to a CLOCK_BOOTTIME timestamp to get Unix time, as of now."""
+    return time.time_ns() - time.clock_gettime_ns(CLOCK_BOOTTIME)
+
+
+class CollectorLink:
+    def __init__(self, bus: MessageBus, db: peewee.Database,
+                 children: Callable[[], Iterable[int]]) -> None:
+        self.bus = bus
+        self.db = db
+        self.children = children
+        self.instance = ""
+        self.queue: asyncio.Queue[tuple[str, int, str, list[Any]]] = asyncio.Queue()
+        # one writer thread: peewee keeps a connection per thread
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dots-ingest")
+        self.wanted: set[int] = set()
+        self.stored_batches = 0
+        self.stored_events = 0
+        self._tasks: list[asyncio.Task] = []
+
+    # --- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        self.bus.add_message_handler(self._on_message)
+        for rule in (f"type='signal',sender='{collector.BUS_NAME}',interface='{collector.INTERFACE}'",
+                     "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
+                     f"arg0='{collector.BUS_NAME}'"):
+            await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                             "AddMatch", "s", [rule])
+        self._tasks.append(asyncio.create_task(self._store_loop()))
+        await self.sync()
+
+    async def stop(self) -> None:
+        """Store what is queued, then stop."""
+        await self.queue.join()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.writer.shutdown(wait=True)
+
+    async def sync(self) -> None:
+        """Push the children's uids and replay what we have not stored.
+        A missing collector is not an error: it is synced when it appears."""
+        reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
+                                 "GetStatus")
+        if reply.message_type == MessageType.ERROR:
+            log.warning("collector not reachable (%s); waiting for it", reply.error_name)
+            return
+        self.instance = reply.body[0]["instance"].value
+        await self.push_uids()
+        loop = asyncio.get_running_loop()
+        after = await loop.run_in_executor(self.writer, last_stored, self.db, self.instance)
+        replay = await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
+                                  "ReplayBatches", "st", [self.instance, after])
+        if replay.message_type != MessageType.ERROR and replay.body[0]:
+            log.info("collector replays %d batches after %d", replay.body[0], after)
+
+    async def push_uids(self) -> None:
+        """Call when the children change: the collector watches only them."""
+        self.wanted = set(self.children())
+        uids = sorted(self.wanted)
+        reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
+                                 "SetMonitoredUids", "au", [uids])
+        if reply.message_type == MessageType.ERROR:
+            log.warning("cannot set monitored uids: %s", reply.body)
+
+    # --- signals --------------------------------------------------------------
+    def _on_message(self, msg: Message) -> None:
+        if msg.message_type != MessageType.SIGNAL:
+            return
+        if msg.member == "NameOwnerChanged" and msg.body[0] == collector.BUS_NAME:
+            # batches of a new instance wait for sync(), which replays them
+            self.instance = ""
+            if msg.body[2]:
+                log.info("collector appeared on the bus")
+                asyncio.ensure_future(self.sync())
+            else:
+                log.warning("collector left the bus")
+            return
+        if msg.interface == collector.INTERFACE and msg.member in MONITOR_OF_SIGNAL:
+            if not self.instance:
+                return  # before sync(): the replay brings this batch again
+            batch, events = msg.body
+            self.queue.put_nowait((self.instance, batch, MONITOR_OF_SIGNAL[msg.member], events))
+
+    async def _store_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        unacked = 0
+        while True:
+            instance, batch, monitor, events = await self.queue.get()
+            try:
+                records = self._records(monitor, events)
+                await loop.run_in_executor(self.writer, store_batch, self.db, monitor,
+                                           batch_key(instance, batch), records, wall_offset_ns())
+                self.stored_batches += 1
+                self.stored_events += len(records)
+                unacked += 1
+                if unacked >= ACK_EVERY or self.queue.empty():
+                    await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
+                                     "AckBatches", "st", [instance, batch])
+                    unacked = 0
+            except Exception:
+                # not acked: the collector keeps it and replays it at the next sync
+                log.exception("cannot store %s batch %d", monitor, batch)
+            finally:
+                self.queue.task_done()
+
+    def _records(self, monitor: str, events: list[Any]) -> list[Record]:
+        """Only the children's events are kept (with no children the
+        collector's empty filter lets every uid through)."""
+        cls = RECORD_TYPES[monitor]
+        wanted = self.wanted
+        return [r for r in map(cls.from_dbus, events) if r.uid in wanted]
+
+    async def _call(self, dest: str, path: str, iface: str, member: str, signature: str = "",
+                    body: list[Any] | None = None) -> Message:
+        return await self.bus.call(Message(destination=dest, path=path, interface=iface,
+                                           member=member, signature=signature, body=body or []))
+
+
+async def start_collector_link(bus: MessageBus, db: peewee.Database,
+                               children: Callable[[], Iterable[int]]) -> CollectorLink:
+    link = CollectorLink(bus, db, children)
+    await link.start()
+    return link
