@@ -150,6 +150,11 @@ class CollectorLink:
                     await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
                                      "AckBatches", "st", [instance, batch])
                     unacked = 0
+            except (ValueError, TypeError) as e:
+                # a batch no database can hold: replaying it would fail again
+                log.error("dropped unstorable %s batch %d: %s", monitor, batch, e)
+                await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
+                                 "AckBatches", "st", [instance, batch])
             except Exception:
                 # not acked: the collector keeps it and replays it at the next sync
                 log.exception("cannot store %s batch %d", monitor, batch)

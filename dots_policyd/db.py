@@ -35,15 +35,15 @@ class StorageError(RuntimeError):
     """The database cannot be used (locked, corrupt, unreachable, full)."""
 
 
-def _reason(exc: BaseException, timeout: float | None = None) -> str:
+def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if "locked" in text and timeout is not None:
-        text += f" (still locked after the {timeout:g} s busy timeout)"
+    if "locked" in text or "lock timeout" in text:
+        text += " (another connection held a lock longer than the busy timeout)"
     return text
 
 
 @contextlib.contextmanager
-def storage_errors(action: str, timeout: float | None = None) -> Iterator[None]:
+def storage_errors(action: str) -> Iterator[None]:
     """Turn "storage unusable" driver errors into :class:`StorageError`.
 
     Usable as a decorator too. A plain ``peewee.DatabaseError`` (not one of
@@ -54,7 +54,7 @@ def storage_errors(action: str, timeout: float | None = None) -> Iterator[None]:
     except StorageError:
         raise
     except (peewee.OperationalError, peewee.InterfaceError) as exc:
-        raise StorageError(f"{action}: {_reason(exc, timeout)}") from exc
+        raise StorageError(f"{action}: {_reason(exc)}") from exc
     except peewee.DatabaseError as exc:
         if type(exc) is not peewee.DatabaseError:
             raise
@@ -122,7 +122,7 @@ def open_database(target: str | os.PathLike[str] = DEFAULT_PATH, *,
     database and bind the models to it. Raises :class:`StorageError`."""
     text = os.fspath(target)
     db = _from_url(text, busy_timeout) if "://" in text else _sqlite(text, busy_timeout)
-    with storage_errors(f"cannot open database {display_name(text)}", busy_timeout):
+    with storage_errors(f"cannot open database {display_name(text)}"):
         db.connect(reuse_if_open=True)
         try:
             if dialect(db) == "sqlite":
