@@ -93,8 +93,13 @@ fi
 stamp="$venv/.dots-installed"
 if [ ! -e "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
     log "installing the project (editable, with test extras) into $venv"
-    "$venv/bin/pip" install -q --upgrade pip >&2
-    "$venv/bin/pip" install -q -e "$here[test]" >&2
+    piplog="$venv/pip-install.log"
+    if ! { "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -q -e "$here[test]"; } \
+            >"$piplog" 2>&1; then
+        tail -n 30 "$piplog" >&2
+        log "pip install failed (full log: $piplog)"
+        exit 1
+    fi
     touch "$stamp"
 fi
 # Debian's bcc, linked alone (the PyPI package named "bcc" is unrelated).
