@@ -1,0 +1,79 @@
+"""Where the children's sessions come from: logind when it is on the bus,
+else the children's processes in /proc (one pseudo-session per child that
+has any). Also the calls that end a session."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from .screentime import SessionState
+
+log = logging.getLogger("dots.policyd.sessions")
+
+LOGIND = "org.freedesktop.login1"
+LOGIND_PATH = "/org/freedesktop/login1"
+MANAGER = "org.freedesktop.login1.Manager"
+SESSION = "org.freedesktop.login1.Session"
+
+
+class LogindError(Exception):
+    pass
+
+
+class Logind:
+    def __init__(self, bus: MessageBus) -> None:
+        self.bus = bus
+
+    async def _call(self, dest: str, path: str, iface: str, member: str, signature: str = "",
+                    body: list | None = None) -> list:
+        reply = await self.bus.call(Message(destination=dest, path=path, interface=iface,
+                                            member=member, signature=signature, body=body or []))
+        if reply.message_type == MessageType.ERROR:
+            raise LogindError(f"{member}: {reply.error_name}: {(reply.body or [''])[0]}")
+        return reply.body
+
+    async def available(self) -> bool:
+        body = await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                "org.freedesktop.DBus", "NameHasOwner", "s", [LOGIND])
+        return bool(body[0])
+
+    async def sessions(self, uids: Iterable[int]) -> list[SessionState]:
+        wanted = set(uids)
+        listed = (await self._call(LOGIND, LOGIND_PATH, MANAGER, "ListSessions"))[0]
+        states = []
+        for session_id, uid, _user, _seat, path in listed:
+            if uid not in wanted:
+                continue
+            props = (await self._call(LOGIND, path, "org.freedesktop.DBus.Properties", "GetAll",
+                                      "s", [SESSION]))[0]
+            value = lambda name, default: props[name].value if name in props else default  # noqa: E731
+            states.append(SessionState(session_id, uid, active=value("Active", True),
+                                       idle=value("IdleHint", False),
+                                       locked=value("LockedHint", False)))
+        return states
+
+    async def lock(self, session_id: str) -> None:
+        await self._call(LOGIND, LOGIND_PATH, MANAGER, "LockSession", "s", [session_id])
+
+    async def terminate(self, session_id: str) -> None:
+        await self._call(LOGIND, LOGIND_PATH, MANAGER, "TerminateSession", "s", [session_id])
+
+
+def proc_sessions(uids: Iterable[int], proc: str = "/proc") -> list[SessionState]:
+    """Without logind: a child with any running process is 'in a session'."""
+    wanted = set(uids)
+    present: set[int] = set()
+    for entry in os.scandir(proc):
+        if entry.name.isdigit():
+            try:
+                uid = entry.stat(follow_symlinks=False).st_uid
+            except OSError:
+                continue
+            if uid in wanted:
+                present.add(uid)
+    return [SessionState(f"proc-{uid}", uid) for uid in sorted(present)]
