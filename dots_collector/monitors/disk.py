@@ -3,7 +3,8 @@ to the process that queued them (see disk.bpf.c).
 
 ``periodic()`` produces no records: it sweeps the kernel's pending map of
 entries that will never complete (bios merged into other requests, I/O on
-bio-based devices, lost completions), so stale entries do not linger.
+bio-based devices, completions the kernel skipped our program for), so stale
+entries do not linger; skipped completions are counted in ``lost``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class DiskMonitor(Monitor):
         self.max_pending = max_pending
         #: pending entries removed by the sweep (never completed)
         self.stale = 0
+        #: of those, issued ones: completions the kernel did not show us
+        self.missed = 0
 
     def cflags(self) -> list[str]:
         return [*super().cflags(), f"-DMAX_PENDING={self.max_pending}"]
@@ -50,24 +53,34 @@ class DiskMonitor(Monitor):
             self.sweep()
         return []
 
+    @property
+    def lost(self) -> int:
+        """Ring buffer full, plus completions the kernel did not run our
+        program for (found issued in the pending map, see disk.bpf.c)."""
+        return super().lost + self.missed
+
     def pending_count(self) -> int:
         return len(self._pending())
 
-    def sweep(self, now_ns: int | None = None) -> int:
-        """Delete pending entries queued or issued longer than stale_after
-        ago; return how many."""
-        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME) if now_ns is None else now_ns
+    def sweep(self, max_age: float | None = None) -> int:
+        """Delete pending entries queued or issued more than max_age seconds
+        ago (default: stale_after); an issued one is a completion we missed,
+        counted in lost. Return how many went."""
+        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        max_age_ns = self.stale_after_ns if max_age is None else int(max_age * 1e9)
         table = self.bpf[b"pending"]
         removed = 0
         for key, value in self._pending():
             queue_ts, issue_ts = OWNER_TS.unpack_from(bytes(value))
-            if now - max(queue_ts, issue_ts) < self.stale_after_ns:
+            if now - max(queue_ts, issue_ts) < max_age_ns:
                 continue
             try:
                 del table[key]
-                removed += 1
             except KeyError:
-                pass  # completed meanwhile
+                continue  # completed meanwhile
+            removed += 1
+            if issue_ts:
+                self.missed += 1
         self.stale += removed
         return removed
 
@@ -77,9 +90,3 @@ class DiskMonitor(Monitor):
             return list(table.items_lookup_batch())
         except Exception:  # kernel without batch ops: one syscall per key
             return table.items()
-
-
-def dev_name(dev: int) -> str:
-    """major:minor of a kernel dev_t (major << 20 | minor)."""
-    return f"{dev >> 20}:{dev & ((1 << 20) - 1)}"
-

@@ -11,6 +11,7 @@ happen.
 from __future__ import annotations
 
 import ctypes
+import os
 import struct
 import time
 from collections.abc import Iterable
@@ -45,9 +46,9 @@ class MemoryMonitor(Monitor):
         self.max_pids = max_pids
         self.max_ptrs = max_ptrs
         self.track_free = track_free
-        #: pid -> (bytes_alloc, bytes_freed, pages_alloc, pages_freed, rss)
-        #: as last reported
-        self.last: dict[int, tuple[int, int, int, int, int]] = {}
+        #: pid -> (bytes_alloc, bytes_freed, pages_alloc, pages_freed,
+        #: (rss_stat members..., seen)) as last reported
+        self.last: dict[int, tuple] = {}
         self.samples = 0
 
     def cflags(self) -> list[str]:
@@ -105,11 +106,11 @@ class MemoryMonitor(Monitor):
         for pid, raw in self._entries():
             (b_alloc, b_freed, p_alloc, p_freed, *rss, exit_ts,
              uid, seen, _mm_id, comm) = STATS.unpack(raw)
-            rss_bytes = self._rss(pid, rss, seen, exited=exit_ts != 0)
-            current = (b_alloc, b_freed, p_alloc, p_freed, rss_bytes)
-            previous = self.last.get(pid, (0, 0, 0, 0, 0))
-            if any(c < p for c, p in zip(current[:4], previous[:4])):
-                previous = (0, 0, 0, 0, 0)  # a new entry for a reused pid
+            counters = (b_alloc, b_freed, p_alloc, p_freed)
+            current = (*counters, (*rss, seen))
+            previous = self.last.get(pid)
+            if previous is None or any(c < p for c, p in zip(counters, previous)):
+                previous = (0, 0, 0, 0, ())  # first sample (or a reused pid)
             gone = exit_ts != 0 and now - exit_ts >= EXIT_GRACE_NS
             if current != previous:
                 out.append(MemorySample(
@@ -117,10 +118,10 @@ class MemoryMonitor(Monitor):
                     bytes_alloc=b_alloc - previous[0], bytes_freed=b_freed - previous[1],
                     pages_alloc_bytes=p_alloc - previous[2],
                     pages_freed_bytes=p_freed - previous[3],
-                    rss_bytes=rss_bytes, ts_ns=now))
+                    rss_bytes=self._rss(pid, rss, seen, exited=exit_ts != 0), ts_ns=now))
                 self.last[pid] = current
-            elif exit_ts == 0 and not Path(f"/proc/{pid}").exists():
-                gone = True  # its exit was missed (e.g. the map was full then)
+            elif exit_ts == 0 and not os.path.exists(f"/proc/{pid}"):
+                gone = True  # its exit was not seen (e.g. the map was full then)
             if gone:
                 self._forget(table, pid)
         self.samples += len(out)

@@ -1,0 +1,177 @@
+"""Memory monitor on the real kernel, driven by a real test user.
+
+Samples come from periodic(), which the collector calls every tick
+interval; these tests call it at that pace themselves (MonitorRun.wait_for
+would poll it every 20 ms and so sample every 20 ms).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from dots_collector.records import MemorySample
+from tests.helpers import VENV_PYTHON, as_user, run_as, uid_of
+
+pytestmark = pytest.mark.bpf
+
+MiB = 1 << 20
+INTERVAL = 0.25
+
+#: allocate and touch 150 MiB, say so, hold it until stdin closes
+HOLD_150_MIB = """
+import sys
+block = bytearray(b"x") * (150 << 20)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+#: churn for a while: map, touch and unmap 1 MiB (256 page allocations and
+#: frees), and open/read/close a /proc file (kmalloc and kfree of a seq_file
+#: buffer); print how many MiB were touched
+CHURN = """
+import mmap, sys, time
+seconds = float(sys.argv[1])
+data = b"x" * (1 << 20)
+rounds = 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    for _ in range(20):
+        m = mmap.mmap(-1, 1 << 20)
+        m[:] = data
+        m.close()
+        with open("/proc/self/stat", "rb") as f:
+            f.read()
+    rounds += 20
+print(rounds)
+"""
+
+
+def vm_rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def sample_until(run, done, timeout: float = 20.0) -> list[MemorySample]:
+    """Take samples every INTERVAL until done() (then one more tick)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(INTERVAL)
+        run.drain()
+    time.sleep(INTERVAL)
+    run.drain()
+    return run.records
+
+
+def test_rss_of_a_process_that_touches_150_mib(load_monitor, child_user):
+    uid = uid_of(child_user)
+    run = load_monitor("memory", uids=[uid], interval=INTERVAL)
+    proc = subprocess.Popen(as_user(child_user, [VENV_PYTHON, "-c", HOLD_150_MIB]),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 10
+        big = None
+        while big is None and time.monotonic() < deadline:
+            time.sleep(INTERVAL)
+            big = next((r for r in run.drain() if r.pid == proc.pid and r.rss_bytes >= 100 * MiB),
+                       None)
+        assert big is not None, f"no sample with rss >= 100 MiB: {run.records}"
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    assert isinstance(big, MemorySample)
+    assert big.uid == uid and big.comm.startswith("python")
+    mine = [r for r in run.records if r.pid == proc.pid]
+    touched = sum(r.pages_alloc_bytes for r in mine)
+    assert touched >= 150 * MiB, "every touched page is a page allocation"
+    assert big.rss_bytes < 400 * MiB
+
+    # the exit frees the pages; the last sample reports it, then the entry goes
+    sample_until(run, lambda: sum(r.pages_freed_bytes for r in run.records
+                                  if r.pid == proc.pid) >= 150 * MiB, timeout=10)
+    assert proc.pid not in run.monitor.last
+    assert run.monitor.lost == 0
+
+
+def test_samples_stay_bounded_under_allocation_churn(load_monitor, child_user):
+    uid = uid_of(child_user)
+    run = load_monitor("memory", uids=[uid], interval=INTERVAL)
+    rss_before = vm_rss_kib()
+    seconds = 2.0
+    started = time.monotonic()
+    proc = subprocess.Popen(as_user(child_user, [VENV_PYTHON, "-c", CHURN, str(seconds)]),
+                            stdout=subprocess.PIPE, text=True)
+    sample_until(run, lambda: proc.poll() is not None)
+    elapsed = time.monotonic() - started
+    rounds = int(proc.stdout.read())
+    mine = [r for r in run.records if r.pid == proc.pid]
+    rss_after = vm_rss_kib()
+
+    pages_alloc = sum(r.pages_alloc_bytes for r in mine)
+    pages_freed = sum(r.pages_freed_bytes for r in mine)
+    kmalloc = sum(r.bytes_alloc for r in mine)
+    kfree = sum(r.bytes_freed for r in mine)
+    print(f"\nchurn: {rounds} MiB mapped, touched and unmapped in {elapsed:.2f}s "
+          f"(~{rounds * 256 * 2 / elapsed:,.0f} page allocs+frees/s, plus rss_stat and kmalloc); "
+          f"{len(mine)} samples for the pid, {len(run.records)} in all, "
+          f"lost {run.monitor.lost}; collector VmRSS {rss_before} -> {rss_after} KiB")
+
+    # millions of allocations, a handful of samples
+    assert rounds * 256 >= 100_000
+    assert 1 <= len(mine) <= elapsed / INTERVAL + 3
+    assert len({r.ts_ns for r in mine}) == len(mine), "one sample per pid per tick"
+    # nothing lost: every page the process touched was counted, alloc and free
+    assert run.monitor.lost == 0
+    assert pages_alloc >= rounds * MiB
+    assert pages_freed >= rounds * MiB
+    # kfree sizes come from the kmalloc they free
+    assert kmalloc > 0 and 0.8 * kmalloc <= kfree <= kmalloc
+    assert rss_after - rss_before < 16 * 1024, "the collector's memory stays bounded"
+
+
+def test_uid_filter_drops_other_users_in_the_kernel(load_monitor, child_user, other_user):
+    uid = uid_of(child_user)
+    run = load_monitor("memory", uids=[uid], interval=INTERVAL)
+    other = run_as(other_user, [VENV_PYTHON, "-c", CHURN, "0.5"])
+    assert other.returncode == 0
+    marker = run_as(child_user, [VENV_PYTHON, "-c", "bytearray(b'x') * (8 << 20)"])
+    assert marker.returncode == 0
+    sample_until(run, lambda: any(r.uid == uid for r in run.records), timeout=10)
+    assert not [r for r in run.records if r.uid != uid]
+    assert run.monitor.lost == 0
+
+
+def test_a_full_map_counts_lost_events(load_monitor, child_user):
+    """The per-process map is bounded: events of processes that find no room
+    are counted as lost, not silently dropped."""
+    uid = uid_of(child_user)
+    run = load_monitor("memory", uids=[uid], interval=INTERVAL, max_pids=2)
+    hold = "import sys; b = bytearray(b'x') * (4 << 20); sys.stdin.read()"
+    procs = [subprocess.Popen(as_user(child_user, [VENV_PYTHON, "-c", hold]),
+                              stdin=subprocess.PIPE) for _ in range(4)]
+    try:
+        time.sleep(1.0)
+        run.drain()
+        assert run.monitor.lost > 0
+        assert len({r.pid for r in run.records}) <= 2
+    finally:
+        for p in procs:
+            p.stdin.close()
+            p.wait(timeout=10)
+    # once they have exited, their entries go and the map has room again
+    held = {p.pid for p in procs}
+    sample_until(run, lambda: not held & run.monitor.last.keys(), timeout=10)
+    marker = subprocess.Popen(as_user(child_user, [VENV_PYTHON, "-c", hold]),
+                              stdin=subprocess.PIPE)
+    try:
+        sample_until(run, lambda: any(r.pid == marker.pid for r in run.records), timeout=10)
+    finally:
+        marker.stdin.close()
+        marker.wait(timeout=10)
