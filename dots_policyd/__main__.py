@@ -1,2 +1,133 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""``dots-policyd``: the unprivileged policy daemon. Stores the collector's
+history, serves ``org.dots.Family1`` (authorized by polkit) on the system
+bus, and prunes old raw events on start and daily. Runs as the user
+dots-policyd; refuses root unless told otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import signal
+import sys
+
+from dbus_fast import BusType
+from dbus_fast.aio import MessageBus
+from dbus_fast.errors import DBusError
+
+from dots_collector.logs import setup_logging
+
+from . import history
+from .authority import DEFAULT_TIMEOUT, Authority
+from .db import DEFAULT_PATH, StorageError, display_name, open_database
+from .family import Family
+from .migrations import migrate
+from .service import FamilyService
+
+log = logging.getLogger("dots.policyd")
+
+PRUNE_EVERY = 24 * 3600.0  # seconds
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="dots-policyd", description=__doc__)
+    p.add_argument("--database", default=os.environ.get("DOTS_DATABASE", DEFAULT_PATH),
+                   help=f"SQLite file path or database URL (postgresql://…); default {DEFAULT_PATH}")
+    p.add_argument("--retention-days", type=int, default=history.DEFAULT_RETENTION_DAYS,
+                   help="keep raw events this many days (rollups are kept); default %(default)s")
+    p.add_argument("--polkit-timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help="seconds to wait for polkit before refusing a call; default %(default)s")
+    p.add_argument("--allow-root", action="store_true",
+                   help="run even as root (it should run as the user dots-policyd)")
+    p.add_argument("--log-level", default=os.environ.get("DOTS_LOG_LEVEL", "info"),
+                   choices=["debug", "info", "warning", "error"])
+    args = p.parse_args(argv)
+    if args.retention_days < 0:
+        p.error("--retention-days must be 0 or more")
+    if not 0 < args.polkit_timeout <= 120:
+        p.error("--polkit-timeout must be more than 0 and at most 120 seconds")
+    return args
+
+
+async def prune_daily(db, retention_days: int) -> None:
+    """Prune now and every day, in a worker thread (its own connection) so
+    that a long prune never stalls the bus."""
+    while True:
+        try:
+            await asyncio.to_thread(history.prune, db, retention_days)
+        except StorageError as exc:
+            log.error("pruning failed: %s", exc)
+        await asyncio.sleep(PRUNE_EVERY)
+
+
+async def start_link(bus: MessageBus, db, family: Family) -> object | None:
+    # --- HOOK: collector link (dots_policyd/collector_link.py, owned by the lead) ---
+    # It subscribes to org.dots.Collector1's batches, stores them, and keeps the
+    # collector's monitored uids equal to family.child_uids() (family.subscribe
+    # tells it about ChildAdded / ChildRemoved).
+    try:
+        from .collector_link import start_collector_link
+    except ImportError as exc:
+        log.warning("collector link not available (%s)", exc)
+        return None
+    return await start_collector_link(bus, db, family)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    db = open_database(args.database)
+    version = migrate(db)
+    log.info("database %s at schema version %d", display_name(args.database), version)
+    family = Family(db)
+    pruner = asyncio.create_task(prune_daily(db, args.retention_days))
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    service = FamilyService(bus, family, Authority(bus, timeout=args.polkit_timeout))
+    link = None
+    try:
+        await service.start()
+        link = await start_link(bus, db, family)
+        log.info("ready")
+        disconnected = asyncio.create_task(bus.wait_for_disconnect())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({disconnected, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if disconnected.done():
+            reason = disconnected.exception() if not disconnected.cancelled() else None
+            raise RuntimeError(f"lost the system bus{f': {reason}' if reason else ''}")
+        disconnected.cancel()
+    finally:
+        pruner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pruner
+        if link is not None and hasattr(link, "stop"):
+            stopped = link.stop()
+            if inspect.isawaitable(stopped):
+                await stopped
+        await service.stop()
+        bus.disconnect()
+        db.close()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    logging.getLogger("peewee").setLevel(logging.INFO)  # its debug is every SQL statement
+    if os.geteuid() == 0 and not args.allow_root:
+        sys.exit("dots-policyd: refusing to run as root: run it as the user dots-policyd "
+                 "(or pass --allow-root)")
+    try:
+        asyncio.run(serve(args))
+    except (StorageError, RuntimeError, DBusError, OSError) as exc:
+        sys.exit(f"dots-policyd: {exc}")
+
+
+if __name__ == "__main__":
+    main()

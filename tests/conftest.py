@@ -14,7 +14,8 @@ import pytest
 
 from tests.helpers import ensure_user
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.bus", "tests.fixtures.collector"]
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.bus", "tests.fixtures.collector",
+                  "tests.fixtures.polkit", "tests.fixtures.policyd", "tests.fixtures.logind"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
