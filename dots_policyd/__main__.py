@@ -23,6 +23,7 @@ from dots_collector.logs import setup_logging
 from . import history
 from .authority import DEFAULT_TIMEOUT, Authority
 from .db import DEFAULT_PATH, StorageError, display_name, open_database
+from .enforcement import start_enforcement
 from .family import Family
 from .migrations import migrate
 from .service import FamilyService
@@ -63,19 +64,6 @@ async def prune_daily(db, retention_days: int) -> None:
         await asyncio.sleep(PRUNE_EVERY)
 
 
-async def start_link(bus: MessageBus, db, family: Family) -> object | None:
-    # --- HOOK: collector link (dots_policyd/collector_link.py, owned by the lead) ---
-    # It subscribes to org.dots.Collector1's batches, stores them, and keeps the
-    # collector's monitored uids equal to family.child_uids() (family.subscribe
-    # tells it about ChildAdded / ChildRemoved).
-    try:
-        from .collector_link import start_collector_link
-    except ImportError as exc:
-        log.warning("collector link not available (%s)", exc)
-        return None
-    return await start_collector_link(bus, db, family)
-
-
 async def serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,7 +80,7 @@ async def serve(args: argparse.Namespace) -> None:
     link = None
     try:
         await service.start()
-        link = await start_link(bus, db, family)
+        link = await start_enforcement(bus, db, family, service.signals)
         log.info("ready")
         disconnected = asyncio.create_task(bus.wait_for_disconnect())
         stopping = asyncio.create_task(stop.wait())

@@ -57,10 +57,16 @@ def wall_offset_ns() -> int:
 
 class CollectorLink:
     def __init__(self, bus: MessageBus, db: peewee.Database,
-                 children: Callable[[], Iterable[int]]) -> None:
+                 children: Callable[[], Iterable[int]],
+                 on_records: Callable[[str, list[Record]], None] | None = None,
+                 on_presence: Callable[[bool], None] | None = None) -> None:
+        """``on_records(monitor, records)`` sees each batch once it is
+        stored; ``on_presence(present)`` hears the collector come and go."""
         self.bus = bus
         self.db = db
         self.children = children
+        self.on_records = on_records
+        self.on_presence = on_presence
         self.instance = ""
         self.queue: asyncio.Queue[tuple[str, int, str, list[Any]]] = asyncio.Queue()
         # one writer thread: peewee keeps a connection per thread
@@ -122,6 +128,8 @@ class CollectorLink:
         if msg.member == "NameOwnerChanged" and msg.body[0] == collector.BUS_NAME:
             # batches of a new instance wait for sync(), which replays them
             self.instance = ""
+            if self.on_presence:
+                self.on_presence(bool(msg.body[2]))
             if msg.body[2]:
                 log.info("collector appeared on the bus")
                 asyncio.ensure_future(self.sync())
@@ -141,8 +149,11 @@ class CollectorLink:
             instance, batch, monitor, events = await self.queue.get()
             try:
                 records = self._records(monitor, events)
-                await loop.run_in_executor(self.writer, store_batch, self.db, monitor,
-                                           batch_key(instance, batch), records, wall_offset_ns())
+                fresh = await loop.run_in_executor(self.writer, store_batch, self.db, monitor,
+                                                   batch_key(instance, batch), records,
+                                                   wall_offset_ns())
+                if fresh and self.on_records and records:
+                    self.on_records(monitor, records)
                 self.stored_batches += 1
                 self.stored_events += len(records)
                 unacked += 1
@@ -175,7 +186,7 @@ class CollectorLink:
 
 
 async def start_collector_link(bus: MessageBus, db: peewee.Database,
-                               children: Callable[[], Iterable[int]]) -> CollectorLink:
-    link = CollectorLink(bus, db, children)
+                               children: Callable[[], Iterable[int]], **callbacks) -> CollectorLink:
+    link = CollectorLink(bus, db, children, **callbacks)
     await link.start()
     return link

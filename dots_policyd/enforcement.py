@@ -1,0 +1,156 @@
+"""What makes the parents' rules bite, assembled: the collector link (the
+children's uids, their history), screen time (timekeeper), per-app time,
+and tamper reports. The policies are cached here and re-read whenever the
+family core commits a change."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+import peewee
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from dots_collector import names as collector
+from dots_collector.records import ProcessEvent, Record
+
+from . import history
+from .app_time import AppLimitReached, AppTime, AppWarning
+from .clock import Clock, SystemClock
+from .collector_link import CLOCK_BOOTTIME, CollectorLink
+from .family import Family
+from .policy import Policy, PolicyError
+from .schema import Child
+from .screentime import ScreenTime
+from .service import Signals
+from .sessions import Logind
+from .timekeeper import TICK_SECONDS, Timekeeper
+
+log = logging.getLogger("dots.policyd.enforcement")
+
+#: the audit log's actor for what the daemon itself noticed: the system
+DAEMON_ACTOR = 0
+
+
+class Enforcement:
+    def __init__(self, bus: MessageBus, db: peewee.Database, family: Family, signals: Signals,
+                 clock: Clock | None = None) -> None:
+        self.bus = bus
+        self.db = db
+        self.family = family
+        self.signals = signals
+        self.clock = clock or SystemClock()
+        self._policies: dict[int, Policy] = {}
+        self.reload()
+        self.app_time = AppTime(db, self.policies)
+        self.screen = ScreenTime(db, self.clock, self.policies)
+        self.timekeeper = Timekeeper(self.screen, Logind(bus), self._emit, self.kill_user, self.tamper)
+        self.link = CollectorLink(bus, db, self.child_uids, on_records=self._on_records,
+                                  on_presence=self._on_collector)
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- policies ---------------------------------------------------------------
+    def policies(self) -> dict[int, Policy]:
+        return self._policies
+
+    def child_uids(self) -> list[int]:
+        return sorted(self._policies)
+
+    def reload(self) -> None:
+        policies = {}
+        for child in Child.select(Child.uid, Child.policy):
+            try:
+                policies[child.uid] = Policy.from_json(child.policy)
+            except PolicyError as e:  # only possible if the database was edited by hand
+                self.tamper("database", f"the stored policy of uid {child.uid} is invalid: {e}")
+        self._policies = policies
+
+    def _family_changed(self, _event: Any) -> None:
+        """Family listeners run in the thread that committed the change."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._apply_change)
+
+    def _apply_change(self) -> None:
+        before = set(self._policies)
+        self.reload()
+        if set(self._policies) != before:
+            asyncio.ensure_future(self.link.push_uids())
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.family.subscribe(self._family_changed)
+        await self.link.start()
+        self._tasks = [asyncio.create_task(self.timekeeper.run(TICK_SECONDS)),
+                       asyncio.create_task(self._app_time_loop())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.link.stop()
+
+    # --- per-app time ---------------------------------------------------------------
+    def _on_records(self, monitor: str, records: list[Record]) -> None:
+        if monitor == "process":
+            self.app_time.feed(r for r in records if isinstance(r, ProcessEvent))
+
+    async def _app_time_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                actions = self.app_time.flush(time.clock_gettime_ns(CLOCK_BOOTTIME),
+                                              self.clock.now().date())
+                for action in actions:
+                    await self._app_action(action)
+            except Exception:
+                log.exception("per-app time flush failed")
+
+    async def _app_action(self, action: AppWarning | AppLimitReached) -> None:
+        if isinstance(action, AppWarning):
+            self._emit("AppTimeWarning", action.uid, action.app, action.minutes_left)
+            return
+        self._emit("LimitReached", action.uid, f"app:{action.app}")
+        for path in action.paths:
+            await self.collector_call("KillExecutable", "us", [action.uid, path])
+
+    # --- acting through the collector and the bus -------------------------------
+    def _emit(self, member: str, *args: Any) -> None:
+        self.signals.emit(member, *args)
+
+    async def collector_call(self, member: str, signature: str = "", body: list | None = None) -> bool:
+        reply = await self.bus.call(Message(destination=collector.BUS_NAME, path=collector.OBJECT_PATH,
+                                            interface=collector.INTERFACE, member=member,
+                                            signature=signature, body=body or []))
+        if reply.message_type == MessageType.ERROR:
+            log.warning("collector %s failed: %s %s", member, reply.error_name, reply.body)
+            return False
+        return True
+
+    async def kill_user(self, uid: int) -> None:
+        await self.collector_call("KillUserProcesses", "u", [uid])
+
+    # --- tamper -----------------------------------------------------------------------
+    def _on_collector(self, present: bool) -> None:
+        if not present:
+            self.tamper("collector", "the collector left the bus: monitoring and enforcement stopped")
+
+    def tamper(self, kind: str, detail: str) -> None:
+        log.warning("tamper detected (%s): %s", kind, detail)
+        try:
+            history.append_audit(self.db, DAEMON_ACTOR, "tamper", kind, None, detail)
+        except Exception:
+            log.exception("cannot record the tamper report")
+        self._emit("TamperDetected", kind, detail)
+
+
+async def start_enforcement(bus: MessageBus, db: peewee.Database, family: Family,
+                            signals: Signals) -> Enforcement:
+    enforcement = Enforcement(bus, db, family, signals)
+    await enforcement.start()
+    return enforcement
