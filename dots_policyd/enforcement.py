@@ -24,13 +24,18 @@ from .clock import Clock, SystemClock
 from .collector_link import CLOCK_BOOTTIME, CollectorLink
 from .family import Family
 from .policy import Policy, PolicyError
+from .rules import Rules, rules_for
 from .schema import Child
+from .sites import SiteResolver, dns_lookup
 from .screentime import ScreenTime
 from .service import Signals
 from .sessions import Logind
 from .timekeeper import TICK_SECONDS, Timekeeper
 
 log = logging.getLogger("dots.policyd.enforcement")
+
+#: rules are pushed again this often (DNS TTLs run out, days change)
+RULES_EVERY = 60.0
 
 #: the audit log's actor for what the daemon itself noticed: the system
 DAEMON_ACTOR = 0
@@ -51,6 +56,9 @@ class Enforcement:
         self.timekeeper = Timekeeper(self.screen, Logind(bus), self._emit, self.kill_user, self.tamper)
         self.link = CollectorLink(bus, db, self.child_uids, on_records=self._on_records,
                                   on_presence=self._on_collector)
+        self.sites = SiteResolver(dns_lookup(), time.monotonic)
+        self._pushed: dict[int, Rules] = {}
+        self._push_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -80,6 +88,7 @@ class Enforcement:
         self.reload()
         if set(self._policies) != before:
             asyncio.ensure_future(self.link.push_uids())
+        asyncio.ensure_future(self.push_rules())
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -87,7 +96,8 @@ class Enforcement:
         self.family.subscribe(self._family_changed)
         await self.link.start()
         self._tasks = [asyncio.create_task(self.timekeeper.run(TICK_SECONDS)),
-                       asyncio.create_task(self._app_time_loop())]
+                       asyncio.create_task(self._app_time_loop()),
+                       asyncio.create_task(self._rules_loop())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -116,8 +126,43 @@ class Enforcement:
             self._emit("AppTimeWarning", action.uid, action.app, action.minutes_left)
             return
         self._emit("LimitReached", action.uid, f"app:{action.app}")
+        await self.push_rules()  # the app is blocked until tomorrow
         for path in action.paths:
             await self.collector_call("KillExecutable", "us", [action.uid, path])
+
+    # --- the children's rules in the collector's enforcers ----------------------
+    async def _rules_loop(self) -> None:
+        while True:
+            try:
+                await self.push_rules(force=True)
+            except Exception:
+                log.exception("cannot push the rules to the collector")
+            await asyncio.sleep(RULES_EVERY)
+
+    async def push_rules(self, force: bool = False) -> None:
+        """Give the collector every child's rules (only what changed, unless
+        ``force``); a child that left gets its rules cleared."""
+        async with self._push_lock:
+            today = self.clock.now().date()
+            wanted: dict[int, Rules] = {}
+            for uid, policy in self._policies.items():
+                addresses = await self.sites.addresses(policy.blocked_domains())
+                wanted[uid] = rules_for(policy, addresses, self.app_time.blocked_today(uid, today))
+            for uid in set(self._pushed) - set(wanted):
+                wanted[uid] = Rules.clear()
+            for uid, rules in wanted.items():
+                if force or self._pushed.get(uid) != rules:
+                    if await self._push(uid, rules):
+                        self._pushed[uid] = rules
+            for uid in [u for u, r in self._pushed.items() if r == Rules.clear() and u not in self._policies]:
+                del self._pushed[uid]
+
+    async def _push(self, uid: int, rules: Rules) -> bool:
+        ok = await self.collector_call("SetBlockedExecutables", "uas", [uid, rules.blocked_paths])
+        ok &= await self.collector_call("SetAllowList", "ubas",
+                                        [uid, rules.allow_list, rules.allowed_paths])
+        ok &= await self.collector_call("SetBlockedAddresses", "uas", [uid, rules.blocked_networks])
+        return ok
 
     # --- acting through the collector and the bus -------------------------------
     def _emit(self, member: str, *args: Any) -> None:
@@ -137,7 +182,9 @@ class Enforcement:
 
     # --- tamper -----------------------------------------------------------------------
     def _on_collector(self, present: bool) -> None:
-        if not present:
+        if present:  # a new collector starts with empty maps
+            asyncio.ensure_future(self.push_rules(force=True))
+        else:
             self.tamper("collector", "the collector left the bus: monitoring and enforcement stopped")
 
     def tamper(self, kind: str, detail: str) -> None:
