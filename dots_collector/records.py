@@ -58,7 +58,8 @@ class ProcessEvent(Record):
 @dataclasses.dataclass(frozen=True, slots=True)
 class FileEvent(Record):
     """open / read / write / unlink / rename; read and write carry bytes
-    aggregated in the kernel per (pid, fd)."""
+    aggregated in the kernel per (pid, fd): the bytes since the previous
+    report of that open file (sum them for a total)."""
 
     MONITOR: ClassVar[str] = "filesystem"
     DBUS_SIGNATURE: ClassVar[str] = "(suussuitts)"
@@ -68,8 +69,8 @@ class FileEvent(Record):
     uid: int
     comm: str
     path: str
-    flags: int  # open(2) flags for open; 0 otherwise
-    result: int  # fd or -errno for open; 0/-errno for unlink/rename
+    flags: int  # open(2) flags (open, read, write); AT_REMOVEDIR for a directory unlink
+    result: int  # fd or -errno (open); the fd (read, write); 0 or -errno (unlink, rename)
     bytes: int  # read/write only
     ts_ns: int
     new_path: str = ""  # rename only
@@ -79,12 +80,13 @@ class FileEvent(Record):
 class NetworkEvent(Record):
     """connect / accept / close / bytes of a TCP socket, IPv4 or IPv6.
 
-    Addresses travel as text ("127.0.0.1", "::1")."""
+    Addresses travel as text ("127.0.0.1", "::1"). Byte counts are those
+    since the previous report of that socket (sum them for a total)."""
 
     MONITOR: ClassVar[str] = "network"
     DBUS_SIGNATURE: ClassVar[str] = "(suusqssqqttt)"
 
-    type: str  # "connect" | "accept" | "close" | "bytes" | "connect_blocked"
+    type: str  # "connect" | "connect_failed" | "accept" | "close" | "bytes" | "connect_blocked"
     pid: int
     uid: int
     comm: str

@@ -23,6 +23,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 CHILD = "dots-test-child"
 OTHER = "dots-test-other"
 PARENT = "dots-test-parent"
+#: a user nobody else runs anything as, so that every event of its uid --
+#: delivered or lost -- comes from one storm
+STORM = "dots-test-storm"
 
 
 def bpf_unavailable() -> str | None:
@@ -71,3 +74,9 @@ def other_user() -> str:
 def parent_user() -> str:
     ensure_user(PARENT, groups=["dots-parents"])
     return PARENT
+
+
+@pytest.fixture(scope="session")
+def storm_user() -> str:
+    ensure_user(STORM)
+    return STORM

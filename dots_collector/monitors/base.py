@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MAX_MONITORED_UIDS = 4096
 DEFAULT_RINGBUF_KIB_PER_CPU = 128
+FILTER_LISTED, FILTER_ALL = 1, 2  # common.h
 
 
 def ringbuf_pages(kib_per_cpu: int, ncpus: int | None = None) -> int:
@@ -87,10 +88,11 @@ class Monitor:
 
     # --- uid filter -------------------------------------------------------
     def set_uids(self, uids: Iterable[int]) -> None:
-        """Monitor only these uids; an empty set monitors every uid.
+        """Monitor only these uids; an empty set monitors every uid. (Until
+        the first call the kernel side reports nobody.)
 
-        Order matters: new uids go in before the filter is switched on, and
-        the filter is switched off before the old uids are removed, so no
+        Order matters: new uids go in before the list is put in force, and
+        "every uid" is put in force before the old uids are removed, so no
         wanted event is dropped while the set changes."""
         wanted = set(uids)
         table = self.bpf[b"monitored_uids"]
@@ -99,11 +101,11 @@ class Monitor:
         for uid in wanted - current:
             table[ctypes.c_uint32(uid)] = ctypes.c_uint8(1)
         if not wanted:
-            state[ctypes.c_int(0)] = ctypes.c_uint32(0)
+            state[ctypes.c_int(0)] = ctypes.c_uint32(FILTER_ALL)
         for uid in current - wanted:
             del table[ctypes.c_uint32(uid)]
         if wanted:
-            state[ctypes.c_int(0)] = ctypes.c_uint32(1)
+            state[ctypes.c_int(0)] = ctypes.c_uint32(FILTER_LISTED)
 
     # --- events -------------------------------------------------------------
     @property
@@ -134,10 +136,11 @@ class Monitor:
     def decode(self, data: bytes) -> Record | None:
         raise NotImplementedError
 
-    def periodic(self) -> list[Record]:
+    def periodic(self, final: bool = False) -> list[Record]:
         """Records that come from maps rather than the ring buffer (samples,
         counters of long-lived files or sockets), called every
-        ``tick_interval`` seconds and once more at shutdown."""
+        ``tick_interval`` seconds and once more, with ``final``, at
+        shutdown (report everything still counted)."""
         return []
 
 

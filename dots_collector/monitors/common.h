@@ -21,9 +21,14 @@
 
 #define TASK_COMM_LEN 16
 
-/* uid -> 1. Empty map (filter_state[0] == 0) means "every uid". */
+/* uid -> 1: the uids watched while filter_state[0] == FILTER_LISTED. */
 BPF_HASH(monitored_uids, u32, u8, MAX_MONITORED_UIDS);
-/* [0] = 1 when monitored_uids is in force. */
+/* [0]: FILTER_NOBODY until the loader sets the filter (so nothing slips
+ * through between attaching and setting it), FILTER_LISTED, or FILTER_ALL
+ * (an empty uid list given by the loader: every uid). */
+#define FILTER_NOBODY 0
+#define FILTER_LISTED 1
+#define FILTER_ALL 2
 BPF_ARRAY(filter_state, u32, 1);
 /* [0] = events dropped because the ring buffer was full. */
 BPF_PERCPU_ARRAY(lost_events, u64, 1);
@@ -35,8 +40,10 @@ BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 static __always_inline int uid_wanted(u32 uid)
 {
     u32 zero = 0;
-    u32 *on = filter_state.lookup(&zero);
-    if (!on || *on == 0)
+    u32 *state = filter_state.lookup(&zero);
+    if (!state || *state == FILTER_NOBODY)
+        return 0;
+    if (*state == FILTER_ALL)
         return 1;
     return monitored_uids.lookup(&uid) != 0;
 }

@@ -48,7 +48,7 @@ class DiskMonitor(Monitor):
                          bytes=nbytes, nr_sector=nr_sector, rw=cstr(rwbs),
                          latency_ns=latency_ns, ts_ns=ts_ns)
 
-    def periodic(self) -> list[DiskEvent]:
+    def periodic(self, final: bool = False) -> list[DiskEvent]:
         if self.bpf is not None:
             self.sweep()
         return []

@@ -32,10 +32,12 @@
 #define DOTS_O_WRONLY 01
 #define DOTS_O_CREAT 0100
 #define DOTS_O_TRUNC 01000
+#define DOTS_CLONE_FILES 0x00000400
+#define DOTS_CLONE_THREAD 0x00010000
 
 #define PATH_LEN 256
 #define PREFIX_LEN 64            /* power of two: used as an index mask */
-#define MAX_PREFIXES 8
+#define MAX_PREFIXES 16
 #ifndef MAX_TRACKED_FDS
 #define MAX_TRACKED_FDS 16384
 #endif
@@ -109,6 +111,14 @@ BPF_PERCPU_ARRAY(scratch, struct fd_info, 1);
 BPF_ARRAY(excluded, struct prefix, MAX_PREFIXES);
 /* [0] = fds left uncounted because `fds` was full */
 BPF_ARRAY(fs_stats, u64, 1);
+
+static __always_inline void count_untracked(void)
+{
+    u32 zero = 0;
+    u64 *full = fs_stats.lookup(&zero);
+    if (full)
+        __sync_fetch_and_add(full, 1);
+}
 
 /* ---- path filter ------------------------------------------------------- */
 
@@ -217,7 +227,9 @@ static __always_inline void emit_io(u32 type, struct fd_key *key, struct fd_info
     e->pid = key->tgid;
     e->uid = fi->uid;
     e->flags = fi->flags;
-    __builtin_memcpy(e->comm, fi->comm, sizeof(e->comm));
+    /* flushes run in the owner's context: name the program that did the
+     * I/O (a forked child may have exec'd since the open) */
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
     __builtin_memcpy(e->path, fi->path, sizeof(e->path));
     events.ringbuf_submit(e, 0);
 }
@@ -248,18 +260,74 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
     return 0;
 }
 
-/* dup2/dup3 silently close newfd */
+static __always_inline void track_fd(u32 tgid, u32 fd, struct fd_info *fi);
+
+/* dup2/dup3 silently close newfd; and when oldfd is tracked newfd becomes
+ * the same file (a shell's "cmd > file": open, dup2 to 1, close): newfd
+ * gets its own counters with the same path. */
 static __always_inline int dup_enter(u32 oldfd, u32 newfd)
 {
     if (oldfd == newfd || !uid_wanted(current_uid()))
         return 0;
-    struct fd_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = newfd};
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct fd_key key = {.tgid = tgid, .fd = newfd};
     flush_fd(&key);
+    key.fd = oldfd;
+    struct fd_info *old = fds.lookup(&key);
+    u32 zero = 0;
+    struct fd_info *fi = scratch.lookup(&zero);
+    if (!old || !fi)
+        return 0;
+    __builtin_memcpy(fi, old, sizeof(*fi));
+    fi->rbytes = 0;
+    fi->wbytes = 0;
+    fi->gen = bpf_ktime_get_boot_ns();
+    track_fd(tgid, newfd, fi);
     return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_dup2) { return dup_enter(args->oldfd, args->newfd); }
 TRACEPOINT_PROBE(syscalls, sys_enter_dup3) { return dup_enter(args->oldfd, args->newfd); }
+
+/* fork: the child inherits the parent's open files (a shell opens the
+ * redirect target, then forks the command that writes to it), so it gets
+ * its own counters for the tracked ones. Threads and CLONE_FILES children
+ * share the parent's fd table and key. */
+TRACEPOINT_PROBE(task, task_newtask)
+{
+    if (args->clone_flags & (DOTS_CLONE_THREAD | DOTS_CLONE_FILES))
+        return 0;
+    if (!uid_wanted(current_uid()))
+        return 0;
+    u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->pid;
+    u32 *hi = fd_hi.lookup(&parent);
+    if (!hi)
+        return 0;
+    u32 n = *hi;
+    u32 zero = 0;
+    u64 now = bpf_ktime_get_boot_ns();
+#pragma clang loop unroll(disable)
+    for (u32 fd = 0; fd < EXIT_FD_SCAN; fd++) {
+        if (fd >= n)
+            break;
+        struct fd_key key = {.tgid = parent, .fd = fd};
+        struct fd_info *from = fds.lookup(&key);
+        struct fd_info *fi = scratch.lookup(&zero);
+        if (!from || !fi)
+            continue;
+        __builtin_memcpy(fi, from, sizeof(*fi));
+        fi->rbytes = 0;
+        fi->wbytes = 0;
+        fi->gen = now;
+        key.tgid = child;
+        if (fds.update(&key, fi) != 0) {
+            count_untracked();
+            break;
+        }
+    }
+    fd_hi.update(&child, &n);
+    return 0;
+}
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
@@ -341,10 +409,7 @@ static __always_inline void track_fd(u32 tgid, u32 fd, struct fd_info *fi)
     struct fd_key key = {.tgid = tgid, .fd = fd};
     flush_fd(&key);
     if (fds.update(&key, fi) != 0) {
-        u32 zero = 0;
-        u64 *full = fs_stats.lookup(&zero);
-        if (full)
-            __sync_fetch_and_add(full, 1);
+        count_untracked();
         return;
     }
     u32 *hi = fd_hi.lookup(&tgid);

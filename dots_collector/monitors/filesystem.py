@@ -34,7 +34,7 @@ TYPES = ("open", "read", "write", "unlink", "rename")
 EV_READ, EV_WRITE, EV_RENAME = 1, 2, 4
 
 PREFIX_LEN = 64  # filesystem.bpf.c: prefixes are shorter than this
-MAX_PREFIXES = 8
+MAX_PREFIXES = 16  # filesystem.bpf.c
 #: never reported: pseudo filesystems, and the family daemons' own state
 DEFAULT_EXCLUDED_PREFIXES: tuple[str, ...] = ("/proc", "/sys", "/dev", "/var/lib/dots")
 #: periodic() looks at the map at most this often, however often it is called
@@ -77,7 +77,7 @@ class FilesystemMonitor(Monitor):
             if i < len(prefixes):
                 raw = prefixes[i].encode()
                 leaf.len = len(raw)
-                ctypes.memmove(leaf.s, raw, len(raw))
+                leaf.s = raw
             table[ctypes.c_int(i)] = leaf
         self.excluded_prefixes = prefixes
 
@@ -113,17 +113,22 @@ class FilesystemMonitor(Monitor):
                          new_path=new_path)
 
     # --- long-lived files and dead processes ----------------------------------
-    def periodic(self) -> list[FileEvent]:
+    def periodic(self, final: bool = False) -> list[FileEvent]:
         """Bytes of fds still open whose last report is older than
         ``tick_interval``; fds of processes that died without the kernel
         flushing them (fd beyond the exit scan, leader exited first) are
-        reported one last time and removed."""
+        reported one last time and removed. ``final`` (at shutdown) reports
+        every fd with unreported bytes, whatever its age.
+
+        The map is scanned at most once per second however often this is
+        called (the tests' drain loop calls it every few milliseconds)."""
         mono = time.monotonic()
-        if mono - self._last_scan < min(MIN_SCAN_GAP, self.tick_interval or MIN_SCAN_GAP):
+        if not final and mono - self._last_scan < min(MIN_SCAN_GAP,
+                                                      self.tick_interval or MIN_SCAN_GAP):
             return []
         self._last_scan = mono
         now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        interval_ns = int((self.tick_interval or 0) * 1e9)
+        interval_ns = 0 if final else int((self.tick_interval or 0) * 1e9)
         table = self.bpf[b"fds"]
         closed = set(self._closed)
         alive: dict[int, bool] = {}
@@ -153,7 +158,7 @@ class FilesystemMonitor(Monitor):
                 if delta > 0:
                     done[kind - 1] = total
                     out.append(FileEvent(type=TYPES[kind], pid=k.tgid, uid=v.uid,
-                                         comm=cstr(bytes(v.comm)), path=cstr(bytes(v.path)),
+                                         comm=comm_of(k.tgid, v.comm), path=cstr(bytes(v.path)),
                                          flags=v.flags, result=k.fd, bytes=delta, ts_ns=now))
         for k in dead_keys:
             try:
@@ -170,6 +175,16 @@ class FilesystemMonitor(Monitor):
                 pass
         self.delivered += len(out)
         return out
+
+
+def comm_of(pid: int, stored: bytes) -> str:
+    """The process's name now (it may have exec'd since the open), else the
+    name it had at the open."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return cstr(f.read().rstrip(b"\n"))
+    except OSError:
+        return cstr(bytes(stored))
 
 
 def normalize_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:

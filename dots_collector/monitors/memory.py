@@ -94,7 +94,7 @@ class MemoryMonitor(Monitor):
             pass
         self.last.pop(pid, None)
 
-    def periodic(self) -> list[MemorySample]:
+    def periodic(self, final: bool = False) -> list[MemorySample]:
         """One sample per process whose counters or RSS changed since its
         previous sample; entries of exited processes are reported one last
         time and removed."""

@@ -1,0 +1,272 @@
+/* Network monitor: TCP connect / accept / close, IPv4 and IPv6, with the
+ * bytes sent and received per socket aggregated in the kernel.
+ *
+ * sock:inet_sock_set_state carries the socket pointer, both addresses (v4
+ * and v6), the ports (host order) and the old and new states; sock:
+ * sock_send_length / sock_recv_length carry the socket pointer and the byte
+ * count of each sendmsg/recvmsg. Only these tracepoint arguments are read.
+ *
+ * Who owns a socket: state changes to ESTABLISHED or CLOSE often run in
+ * softirq context, where "current" is whoever was interrupted. So the owner
+ * is recorded where the process context is certain and kept in `socks`:
+ * - outgoing: CLOSE -> SYN_SENT runs inside connect() of the owner;
+ * - incoming: CLOSE -> LISTEN runs inside listen() of the server, which
+ *   goes in `listeners` by (family, port); an accepted socket (SYN_RECV ->
+ *   ESTABLISHED, usually softirq) takes the owner of the listener on its
+ *   local port, then the first send/recv on it (always process context)
+ *   names the process that really serves it (a pre-forked worker).
+ * The uid filter is applied to the stored owner uid.
+ *
+ * Totals are reported on close (and a failed connect); user space
+ * (network.py periodic()) reports what live sockets moved in between and
+ * subtracts it, without ever writing the kernel's counters.
+ */
+#include "common.h"
+
+#define DOTS_AF_INET 2
+#define DOTS_IPPROTO_TCP 6
+#define DOTS_MSG_PEEK 2
+
+/* include/net/tcp_states.h (uapi values, stable) */
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+#define EV_CONNECT 0
+#define EV_ACCEPT 1
+#define EV_CLOSE 2
+#define EV_CONNECT_FAILED 3
+
+#ifndef MAX_SOCKS
+#define MAX_SOCKS 16384
+#endif
+#ifndef MAX_LISTENERS
+#define MAX_LISTENERS 4096
+#endif
+
+struct owner {
+    u32 pid;
+    u32 uid;
+    char comm[TASK_COMM_LEN];
+};
+
+struct sock_info {
+    u64 sent;                /* added atomically */
+    u64 received;
+    u64 gen;                 /* when tracking began: tells a reused pointer apart */
+    struct owner o;
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u8 provisional;          /* owner taken from the listener, not yet confirmed */
+    u8 established;
+    u8 saddr[16];
+    u8 daddr[16];
+};
+
+struct listen_key {
+    u16 family;
+    u16 port;
+};
+
+struct listener {
+    u64 sk;                  /* 0 when seeded by the loader from /proc/net */
+    struct owner o;
+};
+
+struct net_event {
+    u64 ts_ns;
+    u64 sent;
+    u64 received;
+    u64 gen;
+    u64 sk;
+    u32 type;
+    u32 pid;
+    u32 uid;
+    u16 family;
+    u16 sport;
+    u16 dport;
+    u16 pad;
+    u8 saddr[16];
+    u8 daddr[16];
+    char comm[TASK_COMM_LEN];
+};
+
+BPF_HASH(socks, u64, struct sock_info, MAX_SOCKS);
+BPF_HASH(listeners, struct listen_key, struct listener, MAX_LISTENERS);
+/* [0] = sockets not tracked because `socks` was full */
+BPF_ARRAY(net_stats, u64, 1);
+
+static __always_inline void current_owner(struct owner *o)
+{
+    u64 ug = bpf_get_current_uid_gid();
+    o->pid = bpf_get_current_pid_tgid() >> 32;
+    o->uid = (u32)ug;
+    bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+/* Addresses and ports as the tracepoint gives them, v4 in the first 4
+ * bytes. A macro: bcc declares the tracepoint's args type only at the probe. */
+#define COPY_ADDRS(si, args)                                          \
+    do {                                                              \
+        (si)->family = (args)->family;                                \
+        (si)->sport = (args)->sport;                                  \
+        (si)->dport = (args)->dport;                                  \
+        if ((args)->family == DOTS_AF_INET) {                         \
+            __builtin_memset((si)->saddr, 0, 16);                     \
+            __builtin_memset((si)->daddr, 0, 16);                     \
+            __builtin_memcpy((si)->saddr, (args)->saddr, 4);          \
+            __builtin_memcpy((si)->daddr, (args)->daddr, 4);          \
+        } else {                                                      \
+            __builtin_memcpy((si)->saddr, (args)->saddr_v6, 16);      \
+            __builtin_memcpy((si)->daddr, (args)->daddr_v6, 16);      \
+        }                                                             \
+    } while (0)
+
+static __always_inline void emit(u32 type, u64 sk, struct sock_info *si)
+{
+    struct net_event *e = events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        count_lost();
+        return;
+    }
+    e->ts_ns = bpf_ktime_get_boot_ns();
+    e->sent = si->sent;
+    e->received = si->received;
+    e->gen = si->gen;
+    e->sk = sk;
+    e->type = type;
+    e->pid = si->o.pid;
+    e->uid = si->o.uid;
+    e->family = si->family;
+    e->sport = si->sport;
+    e->dport = si->dport;
+    e->pad = 0;
+    __builtin_memcpy(e->saddr, si->saddr, sizeof(e->saddr));
+    __builtin_memcpy(e->daddr, si->daddr, sizeof(e->daddr));
+    __builtin_memcpy(e->comm, si->o.comm, sizeof(e->comm));
+    events.ringbuf_submit(e, 0);
+}
+
+static __always_inline void table_full(void)
+{
+    u32 zero = 0;
+    u64 *n = net_stats.lookup(&zero);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
+
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    if (args->protocol != DOTS_IPPROTO_TCP)
+        return 0;
+    int old = args->oldstate, new = args->newstate;
+    u64 sk = (u64)args->skaddr;
+
+    if (new == TCP_SYN_SENT) {              /* inside connect(): the owner */
+        if (!uid_wanted(current_uid()))
+            return 0;
+        struct sock_info si = {};
+        current_owner(&si.o);
+        si.gen = bpf_ktime_get_boot_ns();
+        if (socks.update(&sk, &si) != 0)
+            table_full();
+        return 0;
+    }
+
+    if (new == TCP_LISTEN) {                /* inside listen(): every uid */
+        struct listen_key lk = {.family = args->family, .port = args->sport};
+        struct listener l = {.sk = sk};
+        current_owner(&l.o);
+        listeners.update(&lk, &l);
+        return 0;
+    }
+
+    if (old == TCP_LISTEN && new == TCP_CLOSE) {   /* listener closed */
+        struct listen_key lk = {.family = args->family, .port = args->sport};
+        struct listener *l = listeners.lookup(&lk);
+        if (l && (l->sk == sk || l->sk == 0))
+            listeners.delete(&lk);
+        return 0;
+    }
+
+    if (new == TCP_ESTABLISHED) {
+        if (old == TCP_SYN_SENT) {          /* our connect() completed */
+            struct sock_info *si = socks.lookup(&sk);
+            if (!si)
+                return 0;
+            COPY_ADDRS(si, args);
+            si->established = 1;
+            if (uid_wanted(si->o.uid))
+                emit(EV_CONNECT, sk, si);
+            return 0;
+        }
+        if (old != TCP_SYN_RECV)
+            return 0;
+        /* a connection accepted on a listener: softirq, owner from listener */
+        struct listen_key lk = {.family = args->family, .port = args->sport};
+        struct listener *l = listeners.lookup(&lk);
+        if (!l || !uid_wanted(l->o.uid))
+            return 0;
+        struct sock_info si = {};
+        si.o = l->o;
+        si.gen = bpf_ktime_get_boot_ns();
+        si.provisional = 1;
+        si.established = 1;
+        COPY_ADDRS(&si, args);
+        if (socks.update(&sk, &si) != 0) {
+            table_full();
+            return 0;
+        }
+        emit(EV_ACCEPT, sk, &si);
+        return 0;
+    }
+
+    if (new == TCP_CLOSE) {
+        struct sock_info *si = socks.lookup(&sk);
+        if (!si)
+            return 0;
+        COPY_ADDRS(si, args);   /* a failed connect never got them */
+        if (uid_wanted(si->o.uid))
+            emit(old == TCP_SYN_SENT ? EV_CONNECT_FAILED : EV_CLOSE, sk, si);
+        socks.delete(&sk);
+    }
+    return 0;
+}
+
+#ifndef DOTS_NO_SOCK_LENGTH   /* defined by the loader on kernels without them */
+/* The hot path: one hash lookup by socket pointer, one atomic add. */
+static __always_inline void count_bytes(void *skp, int protocol, int ret, int is_send)
+{
+    if (protocol != DOTS_IPPROTO_TCP || ret <= 0)
+        return;
+    u64 sk = (u64)skp;
+    struct sock_info *si = socks.lookup(&sk);
+    if (!si)
+        return;
+    if (is_send)
+        __sync_fetch_and_add(&si->sent, ret);
+    else
+        __sync_fetch_and_add(&si->received, ret);
+    if (si->provisional) {                  /* process context: the real server */
+        si->provisional = 0;
+        current_owner(&si->o);
+    }
+}
+
+TRACEPOINT_PROBE(sock, sock_send_length)
+{
+    count_bytes(args->sk, args->protocol, args->ret, 1);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sock, sock_recv_length)
+{
+    if (args->flags & DOTS_MSG_PEEK)        /* peeked bytes are read again */
+        return 0;
+    count_bytes(args->sk, args->protocol, args->ret, 0);
+    return 0;
+}
+#endif /* DOTS_NO_SOCK_LENGTH */

@@ -1,0 +1,192 @@
+"""Network monitor loader: TCP connect / accept / close over IPv4 and IPv6,
+with bytes sent and received per socket aggregated in the kernel (see
+network.bpf.c).
+
+Event types: "connect" (our connect() completed), "accept" (a connection
+arrived on a listener of a monitored user), "close", "connect_failed"
+(refused, reset or timed out before it was established; addresses and
+ports of the attempt, no bytes), and "bytes" from :meth:`periodic` for
+sockets that stay open.
+
+bytes_sent / bytes_received on "bytes" and "close" are the bytes moved
+*since the previous report of that socket*: summing them gives the
+connection's total, and a connection shorter than ``tick_interval`` gets
+all its bytes on its close event. The kernel always reports totals; user
+space subtracts what it already reported (it never writes the counters, so
+no byte is lost between a read and a reset).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import socket
+import struct
+import time
+from collections.abc import Iterable
+
+from ..records import NetworkEvent, ip_text
+from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
+
+# struct net_event (network.bpf.c)
+EVENT = struct.Struct("<QQQQQIIIHHHH16s16s16s")
+TYPES = ("connect", "accept", "close", "connect_failed")
+EV_CLOSE, EV_CONNECT_FAILED = 2, 3
+MIN_SCAN_GAP = 1.0
+TCP_LISTEN_HEX = "0A"
+TRACEFS = "/sys/kernel/tracing"
+
+
+class NetworkMonitor(Monitor):
+    name = "network"
+    record_type = NetworkEvent
+    tick_interval = 5.0
+
+    def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
+                 extra_cflags: Iterable[str] = (), max_sockets: int = 16384) -> None:
+        super().__init__(kib_per_cpu, extra_cflags)
+        self.max_sockets = max_sockets
+        self.wanted_uids: set[int] = set()
+        # (sk, gen) -> [sent, received] already reported, last report (boot ns)
+        self._reported: dict[tuple[int, int], list[int]] = {}
+        self._closed: collections.deque[tuple[int, int]] = collections.deque(maxlen=4096)
+        self._last_scan = 0.0
+
+    def cflags(self) -> list[str]:
+        flags = [*super().cflags(), f"-DMAX_SOCKS={self.max_sockets}"]
+        if not self.counts_bytes:
+            flags.append("-DDOTS_NO_SOCK_LENGTH")
+        return flags
+
+    @property
+    def counts_bytes(self) -> bool:
+        """sock:sock_send_length / sock_recv_length exist (Linux 6.0+); without
+        them connections are still followed, with zero byte counts."""
+        return all(os.path.exists(f"{TRACEFS}/events/sock/{name}")
+                   for name in ("sock_send_length", "sock_recv_length"))
+
+    def after_load(self) -> None:
+        self.seed_listeners()
+
+    def set_uids(self, uids: Iterable[int]) -> None:
+        self.wanted_uids = set(uids)
+        super().set_uids(self.wanted_uids)
+
+    @property
+    def untracked_sockets(self) -> int:
+        """Connections not followed because the socket table was full."""
+        return self.bpf[b"net_stats"][ctypes.c_int(0)].value
+
+    def seed_listeners(self) -> None:
+        """Listeners opened before the monitor was loaded (their listen()
+        was not seen): from /proc/net/tcp{,6}, owner pid found through the
+        socket inode in /proc/<pid>/fd. Connections they accept are then
+        attributed like the others."""
+        found = read_listeners()
+        if not found:
+            return
+        owners = socket_owners({inode for (_, _, _, inode) in found})
+        table = self.bpf[b"listeners"]
+        for family, port, uid, inode in found:
+            key = table.Key()
+            key.family, key.port = family, port
+            if key in table:        # seen live meanwhile: that one is better
+                continue
+            leaf = table.Leaf()
+            leaf.sk = 0
+            pid, comm = owners.get(inode, (0, ""))
+            leaf.o.pid, leaf.o.uid = pid, uid
+            leaf.o.comm = comm.encode()[:15]
+            table[key] = leaf
+
+    # --- ring buffer ----------------------------------------------------------
+    def decode(self, data: bytes) -> NetworkEvent:
+        (ts_ns, sent, received, gen, sk, kind, pid, uid, family, sport, dport, _pad,
+         saddr, daddr, comm) = EVENT.unpack_from(data)
+        if kind in (EV_CLOSE, EV_CONNECT_FAILED):
+            done = self._reported.pop((sk, gen), None)
+            if done is not None:
+                sent -= done[0]
+                received -= done[1]
+            self._closed.append((sk, gen))
+        return NetworkEvent(type=TYPES[kind], pid=pid, uid=uid, comm=cstr(comm), family=family,
+                            saddr=ip_text(family, saddr), daddr=ip_text(family, daddr),
+                            sport=sport, dport=dport, bytes_sent=max(sent, 0),
+                            bytes_received=max(received, 0), ts_ns=ts_ns)
+
+    # --- live sockets ---------------------------------------------------------
+    def periodic(self, final: bool = False) -> list[NetworkEvent]:
+        """A "bytes" event for every established socket that moved bytes and
+        whose last report is older than ``tick_interval`` (any age when
+        ``final``, at shutdown). The map is scanned at most once per second
+        however often this is called."""
+        mono = time.monotonic()
+        if not final and mono - self._last_scan < min(MIN_SCAN_GAP,
+                                                      self.tick_interval or MIN_SCAN_GAP):
+            return []
+        self._last_scan = mono
+        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        interval_ns = 0 if final else int((self.tick_interval or 0) * 1e9)
+        closed = set(self._closed)
+        seen: set[tuple[int, int]] = set()
+        out: list[NetworkEvent] = []
+        for k, v in self.bpf[b"socks"].items():
+            key = (k.value, v.gen)
+            if key in closed or not v.established:
+                continue
+            seen.add(key)
+            done = self._reported.get(key)
+            if done is None:
+                done = self._reported[key] = [0, 0, v.gen]
+            if now - done[2] < interval_ns:
+                continue
+            d_sent, d_recv = v.sent - done[0], v.received - done[1]
+            done[:] = [v.sent, v.received, now]
+            if (d_sent <= 0 and d_recv <= 0) or (self.wanted_uids and v.o.uid not in self.wanted_uids):
+                continue
+            out.append(NetworkEvent(
+                type="bytes", pid=v.o.pid, uid=v.o.uid, comm=cstr(bytes(v.o.comm)),
+                family=v.family, saddr=ip_text(v.family, bytes(v.saddr)),
+                daddr=ip_text(v.family, bytes(v.daddr)), sport=v.sport, dport=v.dport,
+                bytes_sent=max(d_sent, 0), bytes_received=max(d_recv, 0), ts_ns=now))
+        for key in [key for key in self._reported if key not in seen]:
+            del self._reported[key]
+        self.delivered += len(out)
+        return out
+
+
+def read_listeners() -> list[tuple[int, int, int, int]]:
+    """(family, port, uid, inode) of every TCP listener in our namespace."""
+    out = []
+    for family, path in ((socket.AF_INET, "/proc/net/tcp"), (socket.AF_INET6, "/proc/net/tcp6")):
+        try:
+            with open(path) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) < 10 or cols[3] != TCP_LISTEN_HEX:
+                continue
+            port = int(cols[1].rsplit(":", 1)[1], 16)
+            out.append((int(family), port, int(cols[7]), int(cols[9])))
+    return out
+
+
+def socket_owners(inodes: set[int]) -> dict[int, tuple[int, str]]:
+    """socket inode -> (pid, comm) of a process holding it."""
+    wanted = {f"socket:[{i}]": i for i in inodes}
+    owners: dict[int, tuple[int, str]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+                inode = wanted.get(os.readlink(fd.path))
+                if inode is not None and inode not in owners:
+                    with open(f"/proc/{entry.name}/comm") as f:
+                        owners[inode] = (int(entry.name), f.read().strip())
+        except OSError:
+            continue
+    return owners
