@@ -26,6 +26,7 @@ from .db import DEFAULT_PATH, StorageError, display_name, open_database
 from .enforcement import start_enforcement
 from .family import Family
 from .migrations import migrate
+from .seal import Seal, key_path, load_key
 from .service import FamilyService
 
 log = logging.getLogger("dots.policyd")
@@ -41,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="keep raw events this many days (rollups are kept); default %(default)s")
     p.add_argument("--polkit-timeout", type=float, default=DEFAULT_TIMEOUT,
                    help="seconds to wait for polkit before refusing a call; default %(default)s")
+    p.add_argument("--integrity-interval", type=float, default=30.0,
+                   help="seconds between checks that nobody edited the database by hand; "
+                        "default %(default)s")
     p.add_argument("--allow-root", action="store_true",
                    help="run even as root (it should run as the user dots-policyd)")
     p.add_argument("--log-level", default=os.environ.get("DOTS_LOG_LEVEL", "info"),
@@ -73,14 +77,16 @@ async def serve(args: argparse.Namespace) -> None:
     db = open_database(args.database)
     version = migrate(db)
     log.info("database %s at schema version %d", display_name(args.database), version)
-    family = Family(db)
+    seal = Seal(db, load_key(key_path(args.database)))
+    family = Family(db, seal=seal)
     pruner = asyncio.create_task(prune_daily(db, args.retention_days))
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     service = FamilyService(bus, family, Authority(bus, timeout=args.polkit_timeout))
     link = None
     try:
         await service.start()
-        link = await start_enforcement(bus, db, family, service.signals)
+        link = await start_enforcement(bus, db, family, service.signals, seal,
+                                       args.integrity_interval)
         log.info("ready")
         disconnected = asyncio.create_task(bus.wait_for_disconnect())
         stopping = asyncio.create_task(stop.wait())

@@ -28,6 +28,7 @@ from .rules import Rules, rules_for
 from .schema import Child
 from .sites import SiteResolver, dns_lookup
 from .screentime import ScreenTime
+from .seal import Seal
 from .service import Signals
 from .sessions import Logind
 from .timekeeper import TICK_SECONDS, Timekeeper
@@ -43,8 +44,11 @@ DAEMON_ACTOR = 0
 
 class Enforcement:
     def __init__(self, bus: MessageBus, db: peewee.Database, family: Family, signals: Signals,
+                 seal: Seal | None = None, integrity_interval: float = 30.0,
                  clock: Clock | None = None) -> None:
         self.bus = bus
+        self.seal = seal
+        self.integrity_interval = integrity_interval
         self.db = db
         self.family = family
         self.signals = signals
@@ -98,6 +102,8 @@ class Enforcement:
         self._tasks = [asyncio.create_task(self.timekeeper.run(TICK_SECONDS)),
                        asyncio.create_task(self._app_time_loop()),
                        asyncio.create_task(self._rules_loop())]
+        if self.seal is not None:
+            self._tasks.append(asyncio.create_task(self._integrity_loop()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -181,6 +187,21 @@ class Enforcement:
         await self.collector_call("KillUserProcesses", "u", [uid])
 
     # --- tamper -----------------------------------------------------------------------
+    async def _integrity_loop(self) -> None:
+        """The seal no longer matching means the children or their policies
+        were changed outside the daemon: report it once, take the database's
+        state as it now is (and enforce it), and seal it again."""
+        assert self.seal is not None
+        while True:
+            try:
+                if not self.seal.intact():
+                    self.tamper("database", "children or policies were changed outside dots-policyd")
+                    self.seal.write()
+                    self._apply_change()
+            except Exception:
+                log.exception("integrity check failed")
+            await asyncio.sleep(self.integrity_interval)
+
     def _on_collector(self, present: bool) -> None:
         if present:  # a new collector starts with empty maps
             asyncio.ensure_future(self.push_rules(force=True))
@@ -197,7 +218,8 @@ class Enforcement:
 
 
 async def start_enforcement(bus: MessageBus, db: peewee.Database, family: Family,
-                            signals: Signals) -> Enforcement:
-    enforcement = Enforcement(bus, db, family, signals)
+                            signals: Signals, seal: Seal | None = None,
+                            integrity_interval: float = 30.0) -> Enforcement:
+    enforcement = Enforcement(bus, db, family, signals, seal, integrity_interval)
     await enforcement.start()
     return enforcement

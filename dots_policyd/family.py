@@ -55,6 +55,7 @@ from .policy import (
 )
 from .presets import list_presets, preset_policy
 from .schema import Child, PolicyVersion, TimeRequest
+from .seal import Seal
 
 log = logging.getLogger(__name__)
 
@@ -220,12 +221,14 @@ class Family:
     """Children, their policies, time requests, reports and the audit log."""
 
     def __init__(self, db: peewee.Database, clock: Clock = system_clock,
-                 tz: dt.tzinfo | None = None) -> None:
+                 tz: dt.tzinfo | None = None, seal: Seal | None = None) -> None:
         """``clock`` returns an aware datetime; days and allowed hours are
-        local to ``tz`` (None: the system's local time zone)."""
+        local to ``tz`` (None: the system's local time zone). ``seal`` is
+        rewritten inside every change's transaction."""
         self.db = bind(db)
         self.clock = clock
         self.tz = tz
+        self.seal = seal
         self._listeners: list[Listener] = []
 
     # --- plumbing -------------------------------------------------------------------
@@ -250,6 +253,8 @@ class Family:
             bind(self.db)
             with self.db.atomic():
                 yield events
+                if self.seal is not None:
+                    self.seal.write()
         for event in events:
             self._notify(event)
 

@@ -237,10 +237,26 @@ def _migration_2(db: peewee.Database, migrator: SchemaMigrator) -> None:
     )
 
 
+def _migration_3(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """A keyed seal over the children and their policies (tamper evidence)."""
+
+    class IntegritySealV3(peewee.Model):
+        name = TextField(primary_key=True)
+        mac = TextField()
+        time = DateTimeField()
+
+        class Meta:
+            database = db
+            table_name = "integrity_seal"
+
+    db.create_tables([IntegritySealV3], safe=False)
+
+
 #: version -> the step that brings version - 1 to it
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _migration_1,
     2: _migration_2,
+    3: _migration_3,
 }
 LATEST = max(MIGRATIONS)
 

@@ -245,8 +245,21 @@ class IngestedBatch(BaseModel):
         table_name = "ingested_batch"
 
 
+class IntegritySeal(BaseModel):
+    """A keyed hash of the children and their policies, rewritten by the
+    daemon in the same transaction as each change (schema version 3): a
+    change made outside the daemon no longer matches it."""
+
+    name = TextField(primary_key=True)
+    mac = TextField()
+    time = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "integrity_seal"
+
+
 #: every table of the current schema
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Child, *RAW_MODELS.values(), AppUsageDaily, SiteUsageDaily, ScreenTimeDaily,
-    PolicyVersion, TimeRequest, AuditLog, SchemaVersion, IngestedBatch,
+    PolicyVersion, TimeRequest, AuditLog, SchemaVersion, IngestedBatch, IntegritySeal,
 )

@@ -58,3 +58,4 @@ def test_collector_leaving_is_reported_and_a_new_one_is_resynced(
     finally:
         parent.ok("RemoveChild", "s", child_user)
         replacement.stop()
+
