@@ -103,6 +103,7 @@ class Enforcement:
                        asyncio.create_task(self._app_time_loop()),
                        asyncio.create_task(self._rules_loop())]
         if self.seal is not None:
+            self.check_integrity()  # before "ready": a fresh database gets its seal now
             self._tasks.append(asyncio.create_task(self._integrity_loop()))
 
     async def stop(self) -> None:
@@ -187,20 +188,23 @@ class Enforcement:
         await self.collector_call("KillUserProcesses", "u", [uid])
 
     # --- tamper -----------------------------------------------------------------------
-    async def _integrity_loop(self) -> None:
+    def check_integrity(self) -> None:
         """The seal no longer matching means the children or their policies
         were changed outside the daemon: report it once, take the database's
         state as it now is (and enforce it), and seal it again."""
         assert self.seal is not None
+        if not self.seal.intact():
+            self.tamper("database", "children or policies were changed outside dots-policyd")
+            self.seal.write()
+            self._apply_change()
+
+    async def _integrity_loop(self) -> None:
         while True:
+            await asyncio.sleep(self.integrity_interval)
             try:
-                if not self.seal.intact():
-                    self.tamper("database", "children or policies were changed outside dots-policyd")
-                    self.seal.write()
-                    self._apply_change()
+                self.check_integrity()
             except Exception:
                 log.exception("integrity check failed")
-            await asyncio.sleep(self.integrity_interval)
 
     def _on_collector(self, present: bool) -> None:
         if present:  # a new collector starts with empty maps
