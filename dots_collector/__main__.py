@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="monitor this uid (repeatable; default: every uid)")
     p.add_argument("--ringbuf-kib", type=int, dest="ringbuf_kib_per_cpu",
                    help="ring buffer size per monitor per CPU in KiB (default 128)")
+    p.add_argument("--no-enforcers", action="store_false", dest="enforcers", default=None,
+                   help="do not load the in-kernel enforcers (monitoring only)")
     p.add_argument("--config", type=Path, help="configuration file (default /etc/dots/collector.toml)")
     p.add_argument("--log-level", default=os.environ.get("DOTS_LOG_LEVEL", "info"),
                    choices=["debug", "info", "warning", "error"])
@@ -41,6 +43,7 @@ def config_from(args: argparse.Namespace) -> CollectorConfig:
         "monitors": args.monitors.split(",") if args.monitors else None,
         "uids": args.uids,
         "ringbuf_kib_per_cpu": args.ringbuf_kib_per_cpu,
+        "enforcers": args.enforcers,
     }
     return load_config(args.config, overrides)
 

@@ -28,6 +28,8 @@ class CollectorConfig(BaseModel):
     retain_max_events: int = Field(default=100_000, ge=0, le=10_000_000)
     #: uids monitored from the start (the policy daemon sets them later)
     uids: list[int] = Field(default_factory=list, max_length=MAX_UIDS)
+    #: load the in-kernel enforcers (blocked programs and addresses)
+    enforcers: bool = True
     #: path prefixes the filesystem monitor never reports
     excluded_prefixes: list[str] = Field(default_factory=lambda: ["/proc", "/sys", "/dev"],
                                          max_length=16)

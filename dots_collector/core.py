@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from .batcher import Batcher
 from .config import MAX_UIDS, CollectorConfig
+from .enforcers.manager import Enforcement, EnforcersDisabled, Resolved
 from .monitors import monitor_class
 from .monitors.base import Monitor
 from .records import Record
@@ -54,6 +55,7 @@ class Collector:
         self.config = config
         self.sink = sink
         self.monitors: dict[str, Monitor] = {}
+        self.enforcement = Enforcement()
         self.uids: list[int] = validate_uids(config.uids)
         self.retainer = Retainer(config.retain_max_events)
         self.batcher = Batcher(self._publish, config.batch_max_events,
@@ -65,9 +67,16 @@ class Collector:
 
     # --- lifecycle ------------------------------------------------------------
     def load(self) -> None:
-        """Compile and attach every enabled monitor (a failure detaches the
-        ones already loaded and propagates)."""
+        """Compile and attach the enforcers and every enabled monitor (a
+        failure detaches whatever was loaded and propagates)."""
         try:
+            if self.config.enforcers:
+                # first: they hold no rules yet, so their ring buffers stay
+                # empty, while a monitor's fills from the moment it loads
+                # until run() reads it. Enforcement records join their
+                # monitor's batches ("exec_blocked" in ProcessEvents,
+                # "connect_blocked" in NetworkEvents).
+                self.enforcement.load(lambda record: self.batcher.add(record.MONITOR, record))
             for name in self.config.monitors:
                 monitor = monitor_class(name)(kib_per_cpu=self.config.ringbuf_kib_per_cpu,
                                               **self._options(name))
@@ -79,7 +88,8 @@ class Collector:
             self.close()
             raise
         self.ready = True
-        log.info("monitors loaded: %s; uids: %s", ", ".join(self.monitors),
+        log.info("monitors loaded: %s; enforcers: %s; uids: %s", ", ".join(self.monitors),
+                 ", ".join(self.enforcement.loaded) or "none",
                  ", ".join(map(str, self.uids)) or "all")
 
     def _publish(self, monitor: str, records: list[Record]) -> None:
@@ -102,12 +112,17 @@ class Collector:
             loop.add_reader(monitor.ring_fd, monitor.consume)
             if monitor.tick_interval:
                 self._tasks.append(asyncio.create_task(self._tick(monitor)))
+        readers = self.enforcement.readers()
+        for fd, callback in readers:
+            loop.add_reader(fd, callback)
         self._tasks.append(asyncio.create_task(self._watch_lost()))
         try:
             await stop.wait()
         finally:
             for monitor in self.monitors.values():
                 loop.remove_reader(monitor.ring_fd)
+            for fd, _ in readers:
+                loop.remove_reader(fd)
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -121,9 +136,12 @@ class Collector:
             monitor.consume()
             for record in monitor.periodic():
                 self.batcher.add(name, record)
+        self.enforcement.consume()
         self.batcher.flush_all()
 
     def close(self) -> None:
+        """Detach everything: enforcers first (their rules end with us)."""
+        self.enforcement.close()
         for monitor in self.monitors.values():
             monitor.close()
         self.monitors.clear()
@@ -141,8 +159,9 @@ class Collector:
             self.check_lost()
 
     def check_lost(self) -> None:
-        for name, monitor in self.monitors.items():
-            total = monitor.lost
+        counters = {name: monitor.lost for name, monitor in self.monitors.items()}
+        counters.update(self.enforcement.lost())
+        for name, total in counters.items():
             if total > self._lost_seen.get(name, 0):
                 log.warning("monitor %s lost %d events (ring buffer full; %d in all)",
                             name, total - self._lost_seen.get(name, 0), total)
@@ -176,6 +195,33 @@ class Collector:
             log.info("replayed %d batches after %d", len(batches), after)
         return len(batches)
 
+    # --- enforcement (the policy daemon decides; this carries it out) ----------
+    def _enforce(self, action, *args):
+        try:
+            return action(*args)
+        except ValueError as e:
+            raise InvalidArgument(str(e)) from e
+        except EnforcersDisabled as e:
+            raise CollectorError(str(e)) from e
+
+    def set_blocked_executables(self, uid: Any, paths: Any) -> Resolved:
+        return self._enforce(self.enforcement.set_blocked_executables, uid, paths)
+
+    def set_allow_list(self, uid: Any, enabled: bool, paths: Any) -> Resolved:
+        return self._enforce(self.enforcement.set_allow_list, uid, enabled, paths)
+
+    def set_blocked_addresses(self, uid: Any, cidrs: Any) -> list[str]:
+        return self._enforce(self.enforcement.set_blocked_addresses, uid, cidrs)
+
+    def kill_user_processes(self, uid: Any) -> int:
+        return self._enforce(self.enforcement.kill_user_processes, uid)
+
+    def kill_executable(self, uid: Any, path: Any) -> int:
+        return self._enforce(self.enforcement.kill_executable, uid, path)
+
+    def enforcement_state(self) -> dict[str, Any]:
+        return self.enforcement.state()
+
     def status(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
@@ -191,4 +237,5 @@ class Collector:
             "retained_events": self.retainer.retained_events,
             "acked_upto": self.retainer.acked_upto,
             "dropped_unacked": self.retainer.dropped_unacked,
+            "enforcers": list(self.enforcement.loaded),
         }

@@ -82,6 +82,46 @@ class CollectorInterface(ServiceInterface):
     def GetStatus(self) -> "a{sv}":
         return status_variants(self._collector().status())
 
+    # --- enforcement (only root and dots-policyd get here: bus policy) ---------
+    @method()
+    def SetBlockedExecutables(self, uid: "u", paths: "as") -> "a(stts)a(ss)":
+        try:
+            return resolved_reply(*self._collector().set_blocked_executables(uid, paths))
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
+    def SetAllowList(self, uid: "u", enabled: "b", paths: "as") -> "a(stts)a(ss)":
+        try:
+            return resolved_reply(*self._collector().set_allow_list(uid, enabled, paths))
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
+    def SetBlockedAddresses(self, uid: "u", cidrs: "as") -> "as":
+        try:
+            return self._collector().set_blocked_addresses(uid, cidrs)
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
+    def KillUserProcesses(self, uid: "u") -> "u":
+        try:
+            return self._collector().kill_user_processes(uid)
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
+    def KillExecutable(self, uid: "u", path: "s") -> "u":
+        try:
+            return self._collector().kill_executable(uid, path)
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
+    def GetEnforcement(self) -> "a{sv}":
+        return enforcement_variants(self._collector().enforcement_state())
+
     def _collector(self) -> Collector:
         if self.collector is None:
             raise DBusError(f"{names.ERROR_PREFIX}.Failed", "monitors are not loaded yet")
@@ -103,6 +143,29 @@ def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
         "retained_events": Variant("t", status["retained_events"]),
         "acked_upto": Variant("t", status["acked_upto"]),
         "dropped_unacked": Variant("t", status["dropped_unacked"]),
+        "enforcers": Variant("as", status["enforcers"]),
+    }
+
+
+def resolved_reply(found, rejected) -> list:
+    """(path, st_dev, inode, sha256) per program identified; (path, reason)
+    per path that was not."""
+    return [[[i.path, i.dev, i.ino, i.sha256] for i in found],
+            [[path, reason] for path, reason in rejected]]
+
+
+def enforcement_variants(state: dict[str, Any]) -> dict[str, Variant]:
+    return {
+        "enforcers": Variant("as", state["enforcers"]),
+        "blocked_executables": Variant("a{uas}", state["blocked_executables"]),
+        "allow_lists": Variant("a{uas}", state["allow_lists"]),
+        "blocked_addresses": Variant("a{uas}", state["blocked_addresses"]),
+        "kernel_blocked": Variant("a{ua(tt)}", {uid: [list(e) for e in entries]
+                                                for uid, entries in state["kernel_blocked"].items()}),
+        "default_allowed": Variant("as", state["default_allowed"]),
+        "exec_blocked": Variant("t", state["exec_blocked"]),
+        "connect_blocked": Variant("t", state["connect_blocked"]),
+        "lost": Variant("a{st}", state["lost"]),
     }
 
 

@@ -20,7 +20,7 @@ fi
 # --- Debian packages -------------------------------------------------------
 packages=(python3-bpfcc bpfcc-tools bpftool bpftrace dbus-daemon dbus-bin polkitd
           python3-venv python3-dbusmock python3-gi postgresql util-linux procps iproute2
-          make gcc pkg-config libdbus-1-dev libglib2.0-dev)
+          make gcc pkg-config libdbus-1-dev libglib2.0-dev chromium systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,226 @@
+/* Exec enforcer: a raw tracepoint on sched_process_exec kills a blocked
+ * program of an enforced uid with bpf_send_signal(SIGKILL) before it runs
+ * a single instruction of its own (the signal is acted on when exec
+ * returns to user space).
+ *
+ * The program is identified by the inode of bprm->file: (s_dev, i_ino).
+ * bprm->file, file->f_inode, inode->i_ino/i_sb/i_ctime and sb->s_dev are
+ * read at offsets the loader takes from the running kernel's BTF (OFF_*
+ * macros), never from the compile-time headers. s_dev is the kernel's
+ * encoding, major << 20 | minor.
+ *
+ * Userspace learns about executables it has not identified yet through
+ * "first seen" notices (one per (dev, ino, ctime), remembered in an LRU
+ * map), hashes them, and adds copies of blocked programs to the block map.
+ * A copy has the size of its original: a first-seen executable with the
+ * byte size of one of the uid's blocked programs is killed here at once
+ * (KILL_SAME_SIZE), before userspace has hashed it; if its content turns
+ * out to differ, userspace marks it seen and it runs from its next start.
+ * For a #! script, bprm->file is the INTERPRETER: the script itself is
+ * reported with a "script" notice (by path) and judged in userspace. The
+ * dynamic loader run by hand (/lib64/ld-linux-x86-64.so.2 ./prog) maps the
+ * program without exec'ing it: every such exec gets a "loader" notice.
+ */
+#include "common.h"
+
+#define DOTS_SIGKILL 9
+#define ANY_UID 0xffffffff
+#define PATH_LEN 256
+
+/* enforced_uids flags */
+#define F_BLOCKS 1   /* uid has a block list: send first-seen/script notices */
+#define F_ALLOW  2   /* uid is in allow-list mode */
+
+/* event kinds (exec_block.py) */
+#define K_BLOCKED 0      /* killed: on the block list */
+#define K_NOT_ALLOWED 1  /* killed: allow-list mode, not on the list */
+#define K_NOTICE 2       /* not killed; see the N_* bits */
+#define K_SUSPECT 3      /* killed: first seen, size of a blocked program */
+/* notice bits */
+#define N_FIRST_SEEN 1   /* executable not identified yet */
+#define N_SCRIPT 2       /* a #! script (or binfmt_misc): bprm->file is the
+                          * interpreter, path is the script */
+#define N_LOADER 4       /* the dynamic loader run by hand (ld.so PROGRAM):
+                          * the program is on its command line */
+
+#ifndef MAX_ENFORCED_UIDS
+#define MAX_ENFORCED_UIDS 1024
+#endif
+#ifndef MAX_EXE_ENTRIES
+#define MAX_EXE_ENTRIES 65536
+#endif
+#ifndef KILL_SAME_SIZE
+#define KILL_SAME_SIZE 1
+#endif
+#ifndef MAX_SEEN
+#define MAX_SEEN 65536
+#endif
+
+struct exe_key {
+    u64 ino;
+    u32 dev;
+    u32 uid;   /* ANY_UID: every uid (the default allow list) */
+};
+
+struct file_key {
+    u64 ino;
+    u32 dev;
+    u32 pad;
+};
+
+struct size_key {
+    u64 size;
+    u32 uid;
+    u32 pad;
+};
+
+struct exec_event {
+    u64 ts_ns;
+    u64 ino;
+    u64 ctime_ns;
+    u64 blocked_ctime_ns;  /* K_BLOCKED: the ctime the block was made for */
+    u32 kind;
+    u32 notice;
+    u32 dev;
+    u32 pid;
+    u32 ppid;
+    u32 uid;
+    u32 gid;
+    char comm[TASK_COMM_LEN];
+    char path[PATH_LEN];
+};
+
+/* uid -> F_* flags; a uid not here is never looked at again. */
+BPF_HASH(enforced_uids, u32, u32, MAX_ENFORCED_UIDS);
+/* (uid, dev, ino) -> inode ctime (ns) when the program was identified. */
+BPF_HASH(blocked, struct exe_key, u64, MAX_EXE_ENTRIES);
+/* (uid or ANY_UID, dev, ino) -> 1 */
+BPF_HASH(allowed, struct exe_key, u64, MAX_EXE_ENTRIES);
+/* (dev, ino) -> ctime (ns) of the last first-seen notice. */
+BPF_TABLE("lru_hash", struct file_key, u64, seen, MAX_SEEN);
+/* (size, uid) -> number of the uid's blocked programs of that size */
+BPF_HASH(blocked_sizes, struct size_key, u32, MAX_EXE_ENTRIES);
+/* (dev, ino) of the dynamic loaders (and copies of them) -> 1 */
+BPF_HASH(loaders, struct file_key, u8, 64);
+/* [0] = programs killed here */
+BPF_PERCPU_ARRAY(kills, u64, 1);
+
+static __always_inline u64 read_u64(void *p)
+{
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), p);
+    return v;
+}
+
+static __always_inline u32 read_u32(void *p)
+{
+    u32 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), p);
+    return v;
+}
+
+int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 uid_gid = bpf_get_current_uid_gid();
+    u32 uid = (u32)uid_gid;
+    u32 *flags = enforced_uids.lookup(&uid);
+    if (!flags)
+        return 0;
+    u32 mode = *flags;
+
+    /* TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) */
+    void *bprm = (void *)ctx->args[2];
+    void *file = (void *)read_u64(bprm + OFF_BPRM_FILE);
+    void *inode = (void *)read_u64(file + OFF_FILE_INODE);
+    void *sb = (void *)read_u64(inode + OFF_INODE_SB);
+
+    struct exe_key key = {};
+    key.ino = read_u64(inode + OFF_INODE_INO);
+    key.dev = read_u32(sb + OFF_SB_DEV);
+    key.uid = uid;
+    /* bit 31 of the nsec word is a flag on kernels with multigrain ctime */
+    u64 ctime = read_u64(inode + OFF_INODE_CTIME_SEC) * 1000000000ULL +
+                (read_u32(inode + OFF_INODE_CTIME_NSEC) & 0x3fffffff);
+
+    u32 kind = K_NOTICE;
+    u32 notice = 0;
+    u64 blocked_ctime = 0;
+    u64 *b = blocked.lookup(&key);
+    if (b) {
+        kind = K_BLOCKED;
+        blocked_ctime = *b;
+    } else if (mode & F_ALLOW) {
+        if (!allowed.lookup(&key)) {
+            key.uid = ANY_UID;
+            if (!allowed.lookup(&key))
+                kind = K_NOT_ALLOWED;
+            key.uid = uid;
+        }
+    }
+
+    if (kind == K_NOTICE) {
+        if (!(mode & F_BLOCKS))
+            return 0;
+        struct file_key fk = {};
+        fk.ino = key.ino;
+        fk.dev = key.dev;
+        u64 *last = seen.lookup(&fk);
+        if (!last || *last != ctime) {
+            notice |= N_FIRST_SEEN;
+            if (KILL_SAME_SIZE) {
+                struct size_key sk = {};
+                sk.size = read_u64(inode + OFF_INODE_SIZE);
+                sk.uid = uid;
+                if (blocked_sizes.lookup(&sk))
+                    kind = K_SUSPECT;
+            }
+        }
+        /* bprm->interp differs from bprm->filename once binfmt_script (or
+         * binfmt_misc) replaced the file by an interpreter */
+        if (read_u64(bprm + OFF_BPRM_FILENAME) != read_u64(bprm + OFF_BPRM_INTERP))
+            notice |= N_SCRIPT;
+        if (loaders.lookup(&fk))
+            notice |= N_LOADER;
+        if (!notice)
+            return 0;
+    }
+
+    if (kind != K_NOTICE) {
+        bpf_send_signal(DOTS_SIGKILL);
+        u32 zero = 0;
+        u64 *n = kills.lookup(&zero);
+        if (n)
+            *n += 1;
+    }
+
+    struct exec_event *e = events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        count_lost();
+        return 0;   /* a lost notice leaves "seen" unset: the next exec retries */
+    }
+    e->ts_ns = bpf_ktime_get_boot_ns();
+    e->ino = key.ino;
+    e->dev = key.dev;
+    e->ctime_ns = ctime;
+    e->blocked_ctime_ns = blocked_ctime;
+    e->kind = kind;
+    e->notice = notice;
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    void *task = (void *)bpf_get_current_task();
+    void *parent = (void *)read_u64(task + OFF_TASK_REAL_PARENT);
+    e->ppid = read_u32(parent + OFF_TASK_TGID);
+    e->uid = uid;
+    e->gid = uid_gid >> 32;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    void *filename = (void *)read_u64(bprm + OFF_BPRM_FILENAME);
+    bpf_probe_read_kernel_str(&e->path, sizeof(e->path), filename);
+    /* a suspect stays unseen until userspace has cleared it */
+    if ((notice & N_FIRST_SEEN) && kind == K_NOTICE) {
+        struct file_key fk = {};
+        fk.ino = key.ino;
+        fk.dev = key.dev;
+        seen.update(&fk, &ctime);
+    }
+    events.ringbuf_submit(e, 0);
+    return 0;
+}

@@ -1,0 +1,124 @@
+"""The collector's enforcement: the loaded enforcers, the shared hash
+cache, and the requests the policy daemon makes, checked before anything
+changes. Invalid input is a ValueError; asking a collector started
+without enforcers is EnforcersDisabled."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..records import Record
+from . import kill, validate
+from .base import Enforcer
+from .identity import HashCache, Identity, IdentityError
+
+log = logging.getLogger("dots.collector.enforce")
+
+Resolved = tuple[list[Identity], list[tuple[str, str]]]
+
+
+class EnforcersDisabled(RuntimeError):
+    pass
+
+
+class Enforcement:
+    def __init__(self) -> None:
+        self.cache = HashCache()
+        self.exec: Any = None  # ExecEnforcer once loaded
+        self.net: Any = None  # NetEnforcer once loaded
+
+    @property
+    def loaded(self) -> dict[str, Enforcer]:
+        return {name: e for name, e in (("exec", self.exec), ("net", self.net)) if e is not None}
+
+    def load(self, deliver: Callable[[Record], None]) -> None:
+        """Compile, attach and start both enforcers (a failure detaches
+        whatever was attached and propagates)."""
+        from .exec_block import ExecEnforcer
+        from .net_block import NetEnforcer
+
+        try:
+            self.exec = ExecEnforcer(cache=self.cache)
+            self.exec.load()
+            self.exec.open(deliver)
+            self.net = NetEnforcer()
+            self.net.load()
+            self.net.open(deliver)
+        except Exception:
+            self.close()
+            raise
+        log.info("enforcers loaded: %s", ", ".join(self.loaded))
+
+    def readers(self) -> list[tuple[int, Callable[[], None]]]:
+        return [reader for e in self.loaded.values() for reader in e.readers()]
+
+    def consume(self) -> None:
+        for enforcer in self.loaded.values():
+            enforcer.consume()
+
+    def lost(self) -> dict[str, int]:
+        return {e.name: e.lost for e in self.loaded.values()}
+
+    def close(self) -> None:
+        for enforcer in self.loaded.values():
+            enforcer.close()  # detaches its programs
+        self.exec = self.net = None
+
+    def _need(self, enforcer: Any) -> Any:
+        if enforcer is None:
+            raise EnforcersDisabled("the enforcers are not loaded (collector started with "
+                                    "--no-enforcers, or still loading)")
+        return enforcer
+
+    # --- requests ---------------------------------------------------------------
+    def set_blocked_executables(self, uid: Any, paths: Any) -> Resolved:
+        uid, paths = validate.enforced_uid(uid), validate.paths(paths)
+        found, rejected = self._need(self.exec).set_blocked(uid, paths)
+        log.info("uid %d: %d programs blocked (%d paths not found)", uid, len(found), len(rejected))
+        return found, rejected
+
+    def set_allow_list(self, uid: Any, enabled: bool, paths: Any) -> Resolved:
+        uid, paths = validate.enforced_uid(uid), validate.paths(paths)
+        if not enabled and paths:
+            raise ValueError("paths given with enabled=false (leaving allow-list mode "
+                             "forgets the list)")
+        found, rejected = self._need(self.exec).set_allow_list(uid, bool(enabled), paths)
+        log.info("uid %d: allow-list mode %s (%d programs)", uid, "on" if enabled else "off",
+                 len(found))
+        return found, rejected
+
+    def set_blocked_addresses(self, uid: Any, cidrs: Any) -> list[str]:
+        uid, networks = validate.enforced_uid(uid), validate.networks(cidrs)
+        in_force = self._need(self.net).set_blocked(uid, networks)
+        log.info("uid %d: %d blocked networks", uid, len(in_force))
+        return [str(n) for n in in_force]
+
+    def kill_user_processes(self, uid: Any) -> int:
+        uid = validate.enforced_uid(uid)
+        n = kill.kill_user_processes(uid)
+        log.info("uid %d: killed %d processes", uid, n)
+        return n
+
+    def kill_executable(self, uid: Any, path: Any) -> int:
+        uid, path = validate.enforced_uid(uid), validate.path(path)
+        try:
+            program = self.cache.of_path(path)
+        except IdentityError as e:
+            raise ValueError(str(e)) from None
+        n = kill.kill_executable(uid, program, self.cache)
+        log.info("uid %d: killed %d processes running %s", uid, n, path)
+        return n
+
+    def state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "enforcers": list(self.loaded),
+            "blocked_executables": {}, "allow_lists": {}, "kernel_blocked": {},
+            "default_allowed": [], "exec_blocked": 0,
+            "blocked_addresses": {}, "connect_blocked": 0,
+            "lost": self.lost(),
+        }
+        for enforcer in self.loaded.values():
+            out.update(enforcer.state())
+        return out
