@@ -32,9 +32,8 @@ UNITS = ("dots-collector.service", "dots-policyd.service")
 DATABASE = os.environ.get("DOTS_DATABASE", "/var/lib/dots/dots.db")
 POLICYD_USER = "dots-policyd"
 COLLECTOR = "org.dots.Collector1"
-#: a method the daemon may offer one day with collector health (see the
-#: helper's report): a{sv} with events_received (t), events_lost (t),
-#: last_event_time (x), collector_connected (b)
+#: the daemon's pipeline health: a{sv} with collector_connected (b),
+#: events_stored (t), events_lost (x, -1 = unknown), last_event_time (x)
 HEALTH_METHOD = "GetDaemonStatus"
 
 SYS_BPF = 321  # x86_64
@@ -226,11 +225,14 @@ def check_events(client: FamilyClient) -> list[Check]:
                          "collector", "systemctl restart dots-collector"))
     else:
         out.append(Check("events flowing", OK,
-                         f"{health.get('events_received', 0)} events received"))
+                         f"{health.get('events_stored', 0)} events stored since the daemon started"))
     lost = int(health.get("events_lost", 0))
-    out.append(Check("events lost", WARNING if lost else OK,
-                     f"{lost} events lost (the ring buffers overflowed)" if lost else "none lost",
-                     "raise the ring buffer size of the collector" if lost else ""))
+    if lost < 0:
+        out.append(Check("events lost", UNKNOWN, "the collector could not be asked"))
+    else:
+        out.append(Check("events lost", WARNING if lost else OK,
+                         f"{lost} events lost (the ring buffers overflowed)" if lost else "none lost",
+                         "raise the ring buffer size of the collector" if lost else ""))
     return out
 
 

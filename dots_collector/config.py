@@ -31,7 +31,9 @@ class CollectorConfig(BaseModel):
     #: load the in-kernel enforcers (blocked programs and addresses)
     enforcers: bool = True
     #: path prefixes the filesystem monitor never reports
-    excluded_prefixes: list[str] = Field(default_factory=lambda: ["/proc", "/sys", "/dev"],
+    #: (and /var/lib/dots: the policy daemon's own database writes)
+    excluded_prefixes: list[str] = Field(default_factory=lambda: ["/proc", "/sys", "/dev",
+                                                                  "/var/lib/dots"],
                                          max_length=16)
 
     @field_validator("monitors")

@@ -131,10 +131,11 @@ class Collector:
             self.close()
 
     def drain(self) -> None:
-        """Everything the kernel holds now goes out, in batches."""
+        """Everything the kernel holds now goes out, in batches (at shutdown:
+        counters of files and sockets still open report what they hold)."""
         for name, monitor in self.monitors.items():
             monitor.consume()
-            for record in monitor.periodic():
+            for record in monitor.periodic(final=True):
                 self.batcher.add(name, record)
         self.enforcement.consume()
         self.batcher.flush_all()

@@ -85,7 +85,7 @@ async def serve(args: argparse.Namespace) -> None:
     link = None
     try:
         await service.start()
-        link = await start_enforcement(bus, db, family, service.signals, seal,
+        link = await start_enforcement(bus, db, family, service, seal,
                                        args.integrity_interval)
         log.info("ready")
         disconnected = asyncio.create_task(bus.wait_for_disconnect())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dbus_fast import Variant
@@ -72,7 +73,9 @@ def request_struct(r: RequestInfo) -> list[Any]:
             r.answered_by or 0, unix_seconds(r.created), unix_seconds(r.answered)]
 
 
-def build_routes(family: Family) -> dict[str, Route]:
+def build_routes(family: Family,
+                 daemon_status: Callable[[], Awaitable[dict[str, Variant]]] | None = None,
+                 ) -> dict[str, Route]:
     """Every method of the contract, bound to ``family``."""
 
     async def list_children(call: Call) -> list[Any]:
@@ -145,6 +148,9 @@ def build_routes(family: Family) -> dict[str, Route]:
     async def get_policy_schema(call: Call) -> list[Any]:
         return [family.policy_schema()]
 
+    async def get_daemon_status(call: Call) -> list[Any]:
+        return [await daemon_status() if daemon_status else {}]
+
     M, V, R = ACTION_MANAGE, ACTION_VIEW, ACTION_REQUEST
     return {
         "ListChildren": Route(V, "", "a(us)", list_children),
@@ -167,4 +173,5 @@ def build_routes(family: Family) -> dict[str, Route]:
         "AnswerRequest": Route(M, "ubu", "", answer_request),
         "GetAuditLog": Route(V, "u", "a(txussss)", get_audit_log),
         "GetPolicySchema": Route(V, "", "s", get_policy_schema),
+        "GetDaemonStatus": Route(V, "", "a{sv}", get_daemon_status),
     }

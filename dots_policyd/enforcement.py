@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import peewee
-from dbus_fast import Message, MessageType
+from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from dots_collector import names as collector
@@ -29,7 +29,7 @@ from .schema import Child
 from .sites import SiteResolver, dns_lookup
 from .screentime import ScreenTime
 from .seal import Seal
-from .service import Signals
+from .service import FamilyService, Signals
 from .sessions import Logind
 from .timekeeper import TICK_SECONDS, Timekeeper
 
@@ -61,6 +61,7 @@ class Enforcement:
         self.link = CollectorLink(bus, db, self.child_uids, on_records=self._on_records,
                                   on_presence=self._on_collector)
         self.sites = SiteResolver(dns_lookup(), time.monotonic)
+        self.last_event_time = 0.0
         self._pushed: dict[int, Rules] = {}
         self._push_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
@@ -114,8 +115,30 @@ class Enforcement:
 
     # --- per-app time ---------------------------------------------------------------
     def _on_records(self, monitor: str, records: list[Record]) -> None:
-        if monitor == "process":
-            self.app_time.feed(r for r in records if isinstance(r, ProcessEvent))
+        self.last_event_time = time.time()
+        if monitor != "process":
+            return
+        self.app_time.feed(r for r in records if isinstance(r, ProcessEvent))
+        for r in records:
+            if r.type == "exec_blocked":  # type: ignore[attr-defined]
+                self._emit("AppBlocked", r.uid, r.path)  # type: ignore[attr-defined]
+
+    async def daemon_status(self) -> dict[str, Variant]:
+        """For GetDaemonStatus (dotsctl doctor): is the pipeline alive?"""
+        lost = -1
+        reply = await self.bus.call(Message(destination=collector.BUS_NAME,
+                                            path=collector.OBJECT_PATH,
+                                            interface=collector.INTERFACE, member="GetStatus"))
+        if reply.message_type != MessageType.ERROR:
+            lost = sum(reply.body[0]["lost"].value.values())
+        return {
+            "collector_connected": Variant("b", bool(self.link.instance)),
+            "children": Variant("u", len(self._policies)),
+            "batches_stored": Variant("t", self.link.stored_batches),
+            "events_stored": Variant("t", self.link.stored_events),
+            "events_lost": Variant("x", lost),
+            "last_event_time": Variant("x", int(self.last_event_time)),
+        }
 
     async def _app_time_loop(self) -> None:
         while True:
@@ -222,8 +245,9 @@ class Enforcement:
 
 
 async def start_enforcement(bus: MessageBus, db: peewee.Database, family: Family,
-                            signals: Signals, seal: Seal | None = None,
+                            service: FamilyService, seal: Seal | None = None,
                             integrity_interval: float = 30.0) -> Enforcement:
-    enforcement = Enforcement(bus, db, family, signals, seal, integrity_interval)
+    enforcement = Enforcement(bus, db, family, service.signals, seal, integrity_interval)
+    service.daemon_status = enforcement.daemon_status
     await enforcement.start()
     return enforcement

@@ -6,9 +6,10 @@ name. Everything that decides anything lives in dispatch/api/family.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dbus_fast import Message, NameFlag, RequestNameReply
+from dbus_fast import Message, NameFlag, RequestNameReply, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface
 from dbus_fast.signature import get_signature_tree
@@ -78,9 +79,14 @@ class FamilyService:
         self.family = family
         self.contract = contract or load_contract()
         self.authority = authority
-        self.dispatcher = Dispatcher(bus, build_routes(family), authority, CallerIdentity(bus),
-                                     self.contract)
+        #: set by the enforcement once it runs (GetDaemonStatus)
+        self.daemon_status: Callable[[], Awaitable[dict[str, Variant]]] | None = None
+        self.dispatcher = Dispatcher(bus, build_routes(family, self._daemon_status), authority,
+                                     CallerIdentity(bus), self.contract)
         self.signals = Signals(bus, self.contract)
+
+    async def _daemon_status(self) -> dict[str, Variant]:
+        return await self.daemon_status() if self.daemon_status else {}
 
     async def start(self) -> None:
         """Route first, then own the name: no call can arrive unrouted."""

@@ -372,7 +372,9 @@ def test_json_outputs_parse(kid, parent_user):
     assert checks["policy daemon"]["state"] == "ok"
     assert checks["collector"]["state"] == "problem"  # none runs in these tests
     assert checks["database"]["state"] == "unknown"  # a parent cannot look at it
-    assert checks["events flowing"]["state"] == "unknown"
+    # the policy daemon says it hears nothing from the (absent) collector
+    assert checks["events flowing"]["state"] == "problem"
+    assert "collector" in checks["events flowing"]["detail"]
     assert set(checks) >= {"kernel BPF support", "tracefs", "bpffs", "bcc", "polkit",
                            "polkit actions", "polkit rules", "services enabled"}
 

@@ -417,7 +417,8 @@ def test_real_install_into_a_temporary_prefix(scratch: Path) -> None:
 # --- the files themselves -----------------------------------------------------------
 
 COLLECTOR_CAPS = {"CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_KILL",
-                  "CAP_SYS_RESOURCE", "CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"}
+                  "CAP_SETUID", "CAP_SETGID", "CAP_SYS_RESOURCE", "CAP_DAC_READ_SEARCH",
+                  "CAP_SYS_PTRACE"}
 
 
 def test_collector_unit_least_privilege() -> None:
