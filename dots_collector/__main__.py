@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="ring buffer size per monitor per CPU in KiB (default 128)")
     p.add_argument("--no-enforcers", action="store_false", dest="enforcers", default=None,
                    help="do not load the in-kernel enforcers (monitoring only)")
+    p.add_argument("--rules-file", help="where the enforcement rules are kept across restarts "
+                   "(default /var/lib/dots-collector/rules.json; \"\" = not kept)")
     p.add_argument("--config", type=Path, help="configuration file (default /etc/dots/collector.toml)")
     p.add_argument("--log-level", default=os.environ.get("DOTS_LOG_LEVEL", "info"),
                    choices=["debug", "info", "warning", "error"])
@@ -44,6 +46,10 @@ def config_from(args: argparse.Namespace) -> CollectorConfig:
         "uids": args.uids,
         "ringbuf_kib_per_cpu": args.ringbuf_kib_per_cpu,
         "enforcers": args.enforcers,
+        # DOTS_RULES_FILE="" keeps no rules file: the test suite sets it so
+        # that no collector it starts inherits another test's rules
+        "rules_file": args.rules_file if args.rules_file is not None
+        else os.environ.get("DOTS_RULES_FILE"),
     }
     return load_config(args.config, overrides)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .enforcers.rules_file import DEFAULT_RULES_FILE
 from .monitors import MONITORS
 
 DEFAULT_CONFIG = Path("/etc/dots/collector.toml")
@@ -30,6 +31,8 @@ class CollectorConfig(BaseModel):
     uids: list[int] = Field(default_factory=list, max_length=MAX_UIDS)
     #: load the in-kernel enforcers (blocked programs and addresses)
     enforcers: bool = True
+    #: the enforcement rules in force, restored at start ("" = not kept)
+    rules_file: str = DEFAULT_RULES_FILE
     #: path prefixes the filesystem monitor never reports
     #: (and /var/lib/dots: the policy daemon's own database writes)
     excluded_prefixes: list[str] = Field(default_factory=lambda: ["/proc", "/sys", "/dev",

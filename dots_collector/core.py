@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .batcher import Batcher
 from .config import MAX_UIDS, CollectorConfig
 from .enforcers.manager import Enforcement, EnforcersDisabled, Resolved
+from .enforcers.rules_file import RulesFile
 from .monitors import monitor_class
 from .monitors.base import Monitor
 from .records import Record
@@ -55,7 +57,7 @@ class Collector:
         self.config = config
         self.sink = sink
         self.monitors: dict[str, Monitor] = {}
-        self.enforcement = Enforcement()
+        self.enforcement = Enforcement(RulesFile(Path(config.rules_file) if config.rules_file else None))
         self.uids: list[int] = validate_uids(config.uids)
         self.retainer = Retainer(config.retain_max_events)
         self.batcher = Batcher(self._publish, config.batch_max_events,

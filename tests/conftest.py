@@ -19,6 +19,10 @@ pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.bus", "tests.fixtur
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# No collector the tests start keeps or restores enforcement rules, unless a
+# test asks for a rules file of its own: one test's rules must not bite another.
+os.environ["DOTS_RULES_FILE"] = ""
+
 #: real accounts used by the tests
 CHILD = "dots-test-child"
 OTHER = "dots-test-other"

@@ -13,6 +13,7 @@ from ..records import Record
 from . import kill, validate
 from .base import Enforcer
 from .identity import HashCache, Identity, IdentityError
+from .rules_file import RulesFile
 
 log = logging.getLogger("dots.collector.enforce")
 
@@ -24,7 +25,8 @@ class EnforcersDisabled(RuntimeError):
 
 
 class Enforcement:
-    def __init__(self) -> None:
+    def __init__(self, rules_file: RulesFile | None = None) -> None:
+        self.rules_file = rules_file or RulesFile(None)
         self.cache = HashCache()
         self.exec: Any = None  # ExecEnforcer once loaded
         self.net: Any = None  # NetEnforcer once loaded
@@ -50,6 +52,25 @@ class Enforcement:
             self.close()
             raise
         log.info("enforcers loaded: %s", ", ".join(self.loaded))
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the saved rules back in the kernel (a rule that no longer
+        validates is dropped with a log line)."""
+        rules = self.rules_file.load()
+        actions = [(self.set_blocked_executables, rules["blocked"]),
+                   (lambda uid, paths: self.set_allow_list(uid, True, paths), rules["allow"]),
+                   (self.set_blocked_addresses, rules["networks"])]
+        restored = 0
+        for action, entries in actions:
+            for uid, values in list(entries.items()):
+                try:
+                    action(int(uid), values)
+                    restored += 1
+                except (ValueError, EnforcersDisabled) as e:
+                    log.error("cannot restore a rule for uid %s: %s", uid, e)
+        if restored:
+            log.info("restored %d saved rules from %s", restored, self.rules_file.path)
 
     def readers(self) -> list[tuple[int, Callable[[], None]]]:
         return [reader for e in self.loaded.values() for reader in e.readers()]
@@ -76,6 +97,7 @@ class Enforcement:
     def set_blocked_executables(self, uid: Any, paths: Any) -> Resolved:
         uid, paths = validate.enforced_uid(uid), validate.paths(paths)
         found, rejected = self._need(self.exec).set_blocked(uid, paths)
+        self.rules_file.set("blocked", uid, paths)
         log.info("uid %d: %d programs blocked (%d paths not found)", uid, len(found), len(rejected))
         return found, rejected
 
@@ -85,6 +107,7 @@ class Enforcement:
             raise ValueError("paths given with enabled=false (leaving allow-list mode "
                              "forgets the list)")
         found, rejected = self._need(self.exec).set_allow_list(uid, bool(enabled), paths)
+        self.rules_file.set("allow", uid, paths if enabled else None)
         log.info("uid %d: allow-list mode %s (%d programs)", uid, "on" if enabled else "off",
                  len(found))
         return found, rejected
@@ -92,6 +115,7 @@ class Enforcement:
     def set_blocked_addresses(self, uid: Any, cidrs: Any) -> list[str]:
         uid, networks = validate.enforced_uid(uid), validate.networks(cidrs)
         in_force = self._need(self.net).set_blocked(uid, networks)
+        self.rules_file.set("networks", uid, [str(n) for n in in_force])
         log.info("uid %d: %d blocked networks", uid, len(in_force))
         return [str(n) for n in in_force]
 
