@@ -66,6 +66,7 @@ class Collector:
         self._lost_seen: dict[str, int] = {}
         self._tasks: list[asyncio.Task] = []
         self.ready = False
+        self.monitoring = "listed" if self.uids else "all"
 
     # --- lifecycle ------------------------------------------------------------
     def load(self) -> None:
@@ -177,8 +178,17 @@ class Collector:
         for monitor in self.monitors.values():
             monitor.set_uids(checked)
         self.uids = checked
+        self.monitoring = "listed" if checked else "all"
         log.info("monitored uids: %s", ", ".join(map(str, checked)) or "all")
         return checked
+
+    def stop_monitoring(self) -> None:
+        """Watch nobody (a household with no children) until set_uids()."""
+        for monitor in self.monitors.values():
+            monitor.monitor_nobody()
+        self.uids = []
+        self.monitoring = "nobody"
+        log.info("monitoring nobody")
 
     def ack(self, instance: str, upto: int) -> None:
         """The policy daemon stored every batch up to ``upto``. An ack for
@@ -233,6 +243,7 @@ class Collector:
             "lost": {n: m.lost for n, m in self.monitors.items()},
             "ringbuf_bytes": {n: m.ringbuf_bytes for n, m in self.monitors.items()},
             "uids": list(self.uids),
+            "monitoring": self.monitoring,
             "batches_sent": self.batcher.batches_sent,
             "uptime_s": time.monotonic() - self.started,
             "instance": self.retainer.instance,

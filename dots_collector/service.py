@@ -68,6 +68,10 @@ class CollectorInterface(ServiceInterface):
             raise to_dbus_error(e) from e
 
     @method()
+    def StopMonitoring(self) -> None:
+        self._collector().stop_monitoring()
+
+    @method()
     def AckBatches(self, instance: "s", upto: "t") -> None:
         self._collector().ack(instance, upto)
 
@@ -136,6 +140,7 @@ def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
         "lost": Variant("a{st}", status["lost"]),
         "ringbuf_bytes": Variant("a{st}", status["ringbuf_bytes"]),
         "uids": Variant("au", status["uids"]),
+        "monitoring": Variant("s", status["monitoring"]),
         "batches_sent": Variant("t", status["batches_sent"]),
         "uptime_s": Variant("d", status["uptime_s"]),
         "instance": Variant("s", status["instance"]),

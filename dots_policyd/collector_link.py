@@ -116,8 +116,12 @@ class CollectorLink:
         """Call when the children change: the collector watches only them."""
         self.wanted = set(self.children())
         uids = sorted(self.wanted)
-        reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
-                                 "SetMonitoredUids", "au", [uids])
+        if uids:
+            reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH,
+                                     collector.INTERFACE, "SetMonitoredUids", "au", [uids])
+        else:  # an empty list would mean every uid
+            reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH,
+                                     collector.INTERFACE, "StopMonitoring")
         if reply.message_type == MessageType.ERROR:
             log.warning("cannot set monitored uids: %s", reply.body)
 
@@ -173,8 +177,8 @@ class CollectorLink:
                 self.queue.task_done()
 
     def _records(self, monitor: str, events: list[Any]) -> list[Record]:
-        """Only the children's events are kept (with no children the
-        collector's empty filter lets every uid through)."""
+        """Only the children's events are kept (a batch may still hold
+        another uid's events from before the filter changed)."""
         cls = RECORD_TYPES[monitor]
         wanted = self.wanted
         return [r for r in map(cls.from_dbus, events) if r.uid in wanted]

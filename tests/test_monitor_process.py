@@ -49,3 +49,14 @@ def test_uid_filter_drops_other_users_in_the_kernel(load_monitor, child_user, ot
     other = uid_of(other_user)
     assert not [r for r in run.records if r.uid == other]
     assert run.monitor.lost == 0
+
+
+def test_monitoring_nobody_reports_nothing(load_monitor, child_user):
+    uid = uid_of(child_user)
+    run = load_monitor("process", uids=[uid])
+    run.monitor.monitor_nobody()
+    run_as(child_user, ["/usr/bin/env", "DOTS_MARK=unseen", "/usr/bin/id"])
+    run.monitor.set_uids([uid])
+    run_as(child_user, ["/usr/bin/true"])  # the marker that must arrive
+    run.wait_for(lambda r: r.type == "exec" and r.path == "/usr/bin/true", what="the marker")
+    assert not [r for r in run.records if r.path == "/usr/bin/id"]

@@ -29,8 +29,8 @@ def test_a_childs_exec_reaches_the_parents_history(collector_daemon, policyd_dae
     assert event["uid"] == child and event["comm"] == "true"
 
     parent.ok("RemoveChild", "s", child_user)
-    wait_for(lambda: collector_daemon.status()["uids"] == [],
-             what="the collector to drop the removed child")
+    wait_for(lambda: collector_daemon.status()["monitoring"] == "nobody",
+             what="the collector to watch nobody once there are no children")
 
 
 def test_collector_leaving_is_reported_and_a_new_one_is_resynced(

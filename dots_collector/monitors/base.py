@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MAX_MONITORED_UIDS = 4096
 DEFAULT_RINGBUF_KIB_PER_CPU = 128
-FILTER_LISTED, FILTER_ALL = 1, 2  # common.h
+FILTER_NOBODY, FILTER_LISTED, FILTER_ALL = 0, 1, 2  # common.h
 
 
 def ringbuf_pages(kib_per_cpu: int, ncpus: int | None = None) -> int:
@@ -106,6 +106,14 @@ class Monitor:
             del table[ctypes.c_uint32(uid)]
         if wanted:
             state[ctypes.c_int(0)] = ctypes.c_uint32(FILTER_LISTED)
+
+    def monitor_nobody(self) -> None:
+        """Report nothing at all until the next set_uids()."""
+        state = self.bpf[b"filter_state"]
+        state[ctypes.c_int(0)] = ctypes.c_uint32(FILTER_NOBODY)
+        table = self.bpf[b"monitored_uids"]
+        for key in list(table.keys()):
+            del table[key]
 
     # --- events -------------------------------------------------------------
     @property
