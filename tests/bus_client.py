@@ -16,20 +16,12 @@ import asyncio
 import json
 import sys
 
-from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
+from dots_cli.client import plain
+
 MARKER_IFACE = "org.dots.Test"
-
-
-def plain(value):
-    if isinstance(value, Variant):
-        return plain(value.value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 async def call(dest, path, iface, member, signature, args_json):

@@ -84,3 +84,16 @@ def parent_user() -> str:
 def storm_user() -> str:
     ensure_user(STORM)
     return STORM
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A migrated SQLite database of the policy daemon (modules that test
+    both SQLite and PostgreSQL define their own)."""
+    from dots_policyd.db import open_database
+    from dots_policyd.migrations import migrate
+
+    database = open_database(tmp_path / "dots.db")
+    migrate(database)
+    yield database
+    database.close()

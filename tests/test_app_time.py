@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 
 from dots_collector.records import ProcessEvent
 from dots_policyd.app_time import AppLimitReached, AppTime, AppWarning, app_matches
-from dots_policyd.db import open_database
 from dots_policyd.history import app_usage
-from dots_policyd.migrations import migrate
 from dots_policyd.policy import Policy
 
 UID = 5151
@@ -24,12 +21,6 @@ def ev(kind: str, pid: int, t: float, path: str = "", ppid: int = 1, uid: int = 
     return ProcessEvent(kind, pid, ppid, uid, uid, "x", path, 0, int(t * S))
 
 
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(tmp_path / "dots.db")
-    migrate(database)
-    yield database
-    database.close()
 
 
 def seconds_of(db, app: str) -> int:

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dots_policyd import history
-from dots_policyd.db import open_database
 from dots_policyd.errors import (
     AlreadyAnswered,
     AlreadyExists,
@@ -21,7 +20,6 @@ from dots_policyd.errors import (
     UnknownChild,
 )
 from dots_policyd.family import ChildAdded, ChildRemoved, Family, PolicyChanged, RequestAnswered
-from dots_policyd.migrations import migrate
 from dots_policyd.schema import AuditLog, Child, PolicyVersion, ScreenTimeDaily
 from tests.helpers import uid_of
 
@@ -37,12 +35,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(tmp_path / "dots.db")
-    migrate(database)
-    yield database
-    database.close()
 
 
 @pytest.fixture

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 
 from dots_policyd.clock import FakeClock
-from dots_policyd.db import open_database
-from dots_policyd.migrations import migrate
 from dots_policyd.policy import Policy
 from dots_policyd.screentime import (EndSessions, LimitReached, ScreenTime, SessionState,
                                      TimeWarning, WallClockJump, used_and_granted)
@@ -20,12 +17,6 @@ TZ = dt.timezone(dt.timedelta(hours=1))
 WEDNESDAY_2PM = dt.datetime(2026, 11, 25, 14, 0, tzinfo=TZ)
 
 
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(tmp_path / "dots.db")
-    migrate(database)
-    yield database
-    database.close()
 
 
 def run(engine: ScreenTime, clock: FakeClock, seconds: int, sessions, step: int = 10):

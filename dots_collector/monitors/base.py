@@ -50,6 +50,9 @@ class Monitor:
         self.extra_cflags = list(extra_cflags)
         self.bpf: Any = None
         self.delivered = 0
+        #: uids the kernel side reports: None = every uid (user space uses
+        #: it for records made from maps, see wants())
+        self.watching: set[int] | None = set()
 
     @property
     def ringbuf_bytes(self) -> int:
@@ -95,6 +98,7 @@ class Monitor:
         "every uid" is put in force before the old uids are removed, so no
         wanted event is dropped while the set changes."""
         wanted = set(uids)
+        self.watching = wanted or None
         table = self.bpf[b"monitored_uids"]
         state = self.bpf[b"filter_state"]
         current = {k.value for k in table.keys()}
@@ -109,11 +113,15 @@ class Monitor:
 
     def monitor_nobody(self) -> None:
         """Report nothing at all until the next set_uids()."""
+        self.watching = set()
         state = self.bpf[b"filter_state"]
         state[ctypes.c_int(0)] = ctypes.c_uint32(FILTER_NOBODY)
         table = self.bpf[b"monitored_uids"]
         for key in list(table.keys()):
             del table[key]
+
+    def wants(self, uid: int) -> bool:
+        return self.watching is None or uid in self.watching
 
     # --- events -------------------------------------------------------------
     @property

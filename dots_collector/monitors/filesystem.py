@@ -53,7 +53,6 @@ class FilesystemMonitor(Monitor):
         super().__init__(kib_per_cpu, extra_cflags)
         self.excluded_prefixes = normalize_prefixes(excluded_prefixes)
         self.max_tracked_fds = max_tracked_fds
-        self.wanted_uids: set[int] = set()
         # (pid, fd, open time) -> [read, written] already reported, last report (boot ns)
         self._reported: dict[tuple[int, int, int], list[int]] = {}
         # generations the kernel flushed (closed fds), so a scan racing with
@@ -80,10 +79,6 @@ class FilesystemMonitor(Monitor):
                 leaf.s = raw
             table[ctypes.c_int(i)] = leaf
         self.excluded_prefixes = prefixes
-
-    def set_uids(self, uids: Iterable[int]) -> None:
-        self.wanted_uids = set(uids)
-        super().set_uids(self.wanted_uids)
 
     @property
     def untracked_fds(self) -> int:
@@ -150,7 +145,7 @@ class FilesystemMonitor(Monitor):
             if not alive[k.tgid]:
                 dead_keys.append(k)
             done[2] = now
-            if self.wanted_uids and v.uid not in self.wanted_uids:
+            if not self.wants(v.uid):
                 done[0], done[1] = v.rbytes, v.wbytes
                 continue
             for kind, total in ((EV_READ, v.rbytes), (EV_WRITE, v.wbytes)):

@@ -47,7 +47,6 @@ class NetworkMonitor(Monitor):
                  extra_cflags: Iterable[str] = (), max_sockets: int = 16384) -> None:
         super().__init__(kib_per_cpu, extra_cflags)
         self.max_sockets = max_sockets
-        self.wanted_uids: set[int] = set()
         # (sk, gen) -> [sent, received] already reported, last report (boot ns)
         self._reported: dict[tuple[int, int], list[int]] = {}
         self._closed: collections.deque[tuple[int, int]] = collections.deque(maxlen=4096)
@@ -68,10 +67,6 @@ class NetworkMonitor(Monitor):
 
     def after_load(self) -> None:
         self.seed_listeners()
-
-    def set_uids(self, uids: Iterable[int]) -> None:
-        self.wanted_uids = set(uids)
-        super().set_uids(self.wanted_uids)
 
     @property
     def untracked_sockets(self) -> int:
@@ -143,7 +138,7 @@ class NetworkMonitor(Monitor):
                 continue
             d_sent, d_recv = v.sent - done[0], v.received - done[1]
             done[:] = [v.sent, v.received, now]
-            if (d_sent <= 0 and d_recv <= 0) or (self.wanted_uids and v.o.uid not in self.wanted_uids):
+            if (d_sent <= 0 and d_recv <= 0) or (not self.wants(v.o.uid)):
                 continue
             out.append(NetworkEvent(
                 type="bytes", pid=v.o.pid, uid=v.o.uid, comm=cstr(bytes(v.o.comm)),
