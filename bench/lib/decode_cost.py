@@ -1,0 +1,82 @@
+"""Where the user-space time goes: the collector's per-event work measured
+in this process, without BPF — each monitor's ``decode()`` of a ring
+buffer record, the ``--stdout`` JSON line, and the D-Bus path (``to_dbus``
+plus marshalling a 1,024-event batch signal, as the bus sink sends it),
+and on the policy daemon's side ``from_dbus``. Microseconds per event
+(best of 3 repetitions)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+N = 5000
+
+
+def _best(fn, n: int = N, reps: int = 3) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e6
+
+
+def _samples() -> dict:
+    """monitor -> (monitor instance, one raw ring buffer record)."""
+    from dots_collector.monitors import disk, filesystem, network, process
+
+    comm = b"bench\0".ljust(16, b"\0")
+    path = b"/tmp/dots-bench/some/file.txt\0".ljust(256, b"\0")
+    out = {}
+    out["process"] = (process.ProcessMonitor(),
+                      process.HEAD.pack(123, 1, 4242, 4241, 1000, 1000, 0, comm)
+                      + b"/usr/bin/true\0".ljust(256, b"\0"))
+    out["filesystem"] = (filesystem.FilesystemMonitor(),
+                         filesystem.EVENT.pack(123, 0, 0, 3, 0, 4242, 1000, 0, comm, path))
+    out["network"] = (network.NetworkMonitor(),
+                      network.EVENT.pack(123, 0, 0, 7, 0xffff0000, 0, 4242, 1000, 2, 40000, 80, 0,
+                                         bytes([127, 0, 0, 1]).ljust(16, b"\0"),
+                                         bytes([127, 0, 0, 1]).ljust(16, b"\0"), comm))
+    out["disk"] = (disk.DiskMonitor(),
+                   disk.EVENT.pack(123, 50000, 2048, 4242, 1000, 254 << 20, 8, 4096, b"WS", comm))
+    return out
+
+
+def run() -> dict:
+    from dbus_fast import Message, MessageType
+
+    from dots_collector.records import RECORD_TYPES, SIGNAL_NAMES
+
+    results = {}
+    for name, (monitor, raw) in _samples().items():
+        record = monitor.decode(raw)
+        cls = RECORD_TYPES[name]
+        batch = [record.to_dbus() for _ in range(1024)]
+        signature = "ta" + cls.DBUS_SIGNATURE
+
+        def marshall():
+            Message(message_type=MessageType.SIGNAL, path="/org/dots/Collector1",
+                    interface="org.dots.Collector1", member=SIGNAL_NAMES[name],
+                    signature=signature, body=[1, batch])._marshall(False)
+
+        results[name] = {
+            "decode_us": round(_best(lambda: monitor.decode(raw)), 2),
+            "json_line_us": round(_best(lambda: json.dumps(record.to_json(),
+                                                           separators=(",", ":"))), 2),
+            "to_dbus_us": round(_best(record.to_dbus), 2),
+            "dbus_marshall_us": round(_best(marshall, n=20) / 1024, 2),
+            "from_dbus_us": round(_best(lambda: cls.from_dbus(batch[0])), 2),
+            "ring_record_bytes": len(raw),
+        }
+        r = results[name]
+        r["stdout_path_us"] = round(r["decode_us"] + r["json_line_us"], 2)
+        r["bus_path_us"] = round(r["decode_us"] + r["to_dbus_us"] + r["dbus_marshall_us"], 2)
+        r["stdout_max_events_per_s"] = int(1e6 / r["stdout_path_us"])
+        r["bus_max_events_per_s"] = int(1e6 / r["bus_path_us"])
+    return {"method": __doc__.strip(), "by_monitor": results}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=1))

@@ -1,0 +1,210 @@
+"""Small helpers every section uses: progress on stderr, statistics,
+settings (quick or full), users, process memory, kernel-side BPF memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+VENV_PYTHON = str(REPO / ".venv" / "bin" / "python")
+COLLECTOR_BIN = str(REPO / ".venv" / "bin" / "dots-collector")
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.helpers import as_user, ensure_user  # noqa: E402  (stdlib-only helpers)
+
+__all__ = ["REPO", "BENCH", "VENV_PYTHON", "COLLECTOR_BIN", "as_user", "ensure_user",
+           "Settings", "Progress", "summarize", "ratio_summary", "percentile", "proc_memory",
+           "bpf_memory", "SectionError"]
+
+
+class SectionError(RuntimeError):
+    """A section could not measure something; the reason goes in the results."""
+
+
+# --- settings ---------------------------------------------------------------------
+@dataclasses.dataclass
+class Settings:
+    quick: bool
+    pairs: int
+    storm_seconds: float
+    mixed_files: int
+    rates: list[int]
+    rate_seconds: float
+    memory_events: int
+    lat_known: int
+    lat_fresh: int
+    lat_connect: int
+    lat_lock: int
+    scale_pairs: int
+    scale_uids: list[int]
+    scale_addresses: list[int]
+    scale_apps: list[int]
+
+    @classmethod
+    def full(cls) -> "Settings":
+        return cls(quick=False, pairs=5, storm_seconds=2.0, mixed_files=50,
+                   rates=[1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000],
+                   rate_seconds=4.0, memory_events=1_000_000,
+                   lat_known=200, lat_fresh=40, lat_connect=500, lat_lock=40,
+                   scale_pairs=3, scale_uids=[1, 5, 20], scale_addresses=[10, 1000, 100000],
+                   scale_apps=[10, 1000, 100000])
+
+    @classmethod
+    def quick_(cls) -> "Settings":
+        return cls(quick=True, pairs=2, storm_seconds=0.4, mixed_files=12,
+                   rates=[2000, 10000, 50000], rate_seconds=1.5, memory_events=50_000,
+                   lat_known=30, lat_fresh=6, lat_connect=100, lat_lock=8,
+                   scale_pairs=1, scale_uids=[1, 5, 20], scale_addresses=[10, 1000, 100000],
+                   scale_apps=[10, 1000])
+
+
+# --- progress -------------------------------------------------------------------------
+class Progress:
+    """Progress lines on stderr: elapsed time, section, message."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.section = ""
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.monotonic() - self.start
+        prefix = f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}]"
+        where = f" {self.section}:" if self.section else ""
+        print(f"{prefix}{where} {message}", file=sys.stderr, flush=True)
+
+    def enter(self, section: str, estimate_s: float | None = None) -> None:
+        self.section = section
+        est = f" (about {estimate_s / 60:.1f} min)" if estimate_s else ""
+        self(f"--- start{est}")
+
+
+# --- statistics --------------------------------------------------------------------------
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(values: Iterable[float]) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
+def ratio_summary(pairs: Iterable[tuple[float, float]]) -> dict | None:
+    """Ratios x / bare of paired runs: median, min, max."""
+    return summarize(x / bare for bare, x in pairs if bare and x)
+
+
+# --- memory of processes -----------------------------------------------------------------
+def proc_memory(pid: int) -> dict | None:
+    """VmRSS and VmHWM of a process in KiB (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            text = f.read()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(rest.split()[0])
+    return out
+
+
+def _fdinfo(pid: int, fd: str) -> dict[str, str]:
+    info = {}
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def _bpftool(kind: str) -> dict[int, dict]:
+    try:
+        out = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True,
+                             timeout=60)
+        return {entry["id"]: entry for entry in json.loads(out.stdout or "[]")}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+
+
+def bpf_memory(pid: int) -> dict:
+    """Kernel memory charged for the BPF maps (ring buffers included) and
+    programs a process holds: the ``memlock`` of each map and program fd in
+    /proc/PID/fdinfo (what ``bpftool map show`` / ``prog show`` print as
+    bytes_memlock), each id counted once, with bpftool's names."""
+    maps: dict[int, dict] = {}
+    progs: dict[int, dict] = {}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return {"error": f"process {pid} is gone"}
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target == "anon_inode:bpf-map":
+            info = _fdinfo(pid, fd)
+            if "map_id" in info:
+                maps[int(info["map_id"])] = {"type": int(info.get("map_type", 0)),
+                                             "max_entries": int(info.get("max_entries", 0)),
+                                             "memlock": int(info.get("memlock", 0))}
+        elif target == "anon_inode:bpf-prog":
+            info = _fdinfo(pid, fd)
+            if "prog_id" in info:
+                progs[int(info["prog_id"])] = {"memlock": int(info.get("memlock", 0))}
+    map_names = _bpftool("map")
+    prog_names = _bpftool("prog")
+    for map_id, entry in maps.items():
+        known = map_names.get(map_id, {})
+        entry["name"] = known.get("name", "?")
+        entry["kind"] = known.get("type", str(entry["type"]))
+    for prog_id, entry in progs.items():
+        known = prog_names.get(prog_id, {})
+        entry["name"] = known.get("name", "?")
+        entry["bytes_jited"] = known.get("bytes_jited", 0)
+    map_bytes = sum(m["memlock"] for m in maps.values())
+    prog_bytes = sum(p["memlock"] for p in progs.values())
+    ring_bytes = sum(m["memlock"] for m in maps.values() if m["kind"] == "ringbuf")
+    return {"maps": len(maps), "programs": len(progs), "map_bytes": map_bytes,
+            "ringbuf_bytes": ring_bytes, "prog_bytes": prog_bytes,
+            "total_bytes": map_bytes + prog_bytes,
+            "largest_maps": sorted(({"id": i, **m} for i, m in maps.items()),
+                                   key=lambda m: -m["memlock"])[:8]}
+
+
+#: figures one section hands to a later one (e.g. the sustained rate found by
+#: the throughput section, used by the memory run)
+CONTEXT: dict = {}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
