@@ -70,8 +70,8 @@ async def serve(config: CollectorConfig, to_stdout: bool) -> None:
 
         interface = CollectorInterface()
         collector = Collector(config, BusSink(interface))
+        interface.collector = collector  # answers (ready: false) from the first call
         bus = await connect(interface)  # own the name first: fail fast if taken
-        interface.collector = collector
     try:
         await loop.run_in_executor(None, collector.load)
         log.info("ready")

@@ -12,7 +12,7 @@ from .enforcers.rules_file import DEFAULT_RULES_FILE
 from .monitors import MONITORS
 
 DEFAULT_CONFIG = Path("/etc/dots/collector.toml")
-MAX_UIDS = 4096
+MAX_UIDS = 1024  # children on one machine: far fewer; each uid table is sized for this
 
 
 class CollectorConfig(BaseModel):

@@ -216,6 +216,9 @@ class Collector:
             raise InvalidArgument(str(e)) from e
         except EnforcersDisabled as e:
             raise CollectorError(str(e)) from e
+        except Exception as e:  # bcc: "Could not update table" (a full kernel map)
+            log.error("enforcement request failed: %s", e)
+            raise CollectorError(f"the kernel refused the rules: {e}") from e
 
     def set_blocked_executables(self, uid: Any, paths: Any) -> Resolved:
         return self._enforce(self.enforcement.set_blocked_executables, uid, paths)

@@ -11,6 +11,7 @@ This module has no bcc and no D-Bus imports: the policy daemon uses it too.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from typing import Any, ClassVar, TypeVar
 
@@ -25,15 +26,17 @@ class Record:
     DBUS_SIGNATURE: ClassVar[str] = ""
 
     def to_dbus(self) -> list[Any]:
-        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+        return [getattr(self, name) for name in _field_names(type(self))]
 
     @classmethod
     def from_dbus(cls: type[R], values: list[Any] | tuple[Any, ...]) -> R:
         return cls(*values)
 
     def to_json(self) -> dict[str, Any]:
+        """Flat: no dataclasses.asdict (a deep copy, 3x slower per event)."""
         out: dict[str, Any] = {"monitor": self.MONITOR}
-        out.update(dataclasses.asdict(self))
+        for name in _field_names(type(self)):
+            out[name] = getattr(self, name)
         return out
 
 
@@ -136,6 +139,11 @@ class DiskEvent(Record):
     rw: str  # "R" | "W" | "D" (discard) | "F" (flush) ...
     latency_ns: int
     ts_ns: int
+
+
+@functools.cache
+def _field_names(cls: type[Record]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 RECORD_TYPES: dict[str, type[Record]] = {

@@ -35,6 +35,7 @@ from .schema import IngestedBatch
 log = logging.getLogger("dots.policyd.collector")
 
 MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
+SYNC_RETRY_SECONDS = 0.2
 ACK_EVERY = 32  # batches; an ack is also sent whenever the queue runs dry
 CLOCK_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", 7)
 
@@ -97,12 +98,19 @@ class CollectorLink:
 
     async def sync(self) -> None:
         """Push the children's uids and replay what we have not stored.
-        A missing collector is not an error: it is synced when it appears."""
-        reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
-                                 "GetStatus")
-        if reply.message_type == MessageType.ERROR:
-            log.warning("collector not reachable (%s); waiting for it", reply.error_name)
-            return
+        A missing collector is not an error: it is synced when it appears;
+        one still loading is asked again until it is ready."""
+        while True:
+            reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH,
+                                     collector.INTERFACE, "GetStatus")
+            if reply.message_type == MessageType.ERROR:
+                if reply.error_name == "org.freedesktop.DBus.Error.ServiceUnknown":
+                    log.warning("collector not on the bus; waiting for it")
+                    return
+                log.info("collector not ready (%s); asking again", reply.error_name)
+            elif reply.body[0].get("ready") and reply.body[0]["ready"].value:
+                break
+            await asyncio.sleep(SYNC_RETRY_SECONDS)
         self.instance = reply.body[0]["instance"].value
         await self.push_uids()
         loop = asyncio.get_running_loop()

@@ -569,38 +569,3 @@ def test_no_enforcers_switch_and_error():
     with pytest.raises(InvalidArgument):
         collector.set_blocked_addresses(0, [])
 
-
-def test_a_restarted_collector_enforces_the_saved_rules_before_it_is_ready(system_bus, child_user):
-    """Rules come back from the rules file while the collector loads, not
-    when the policy daemon gets round to pushing them again."""
-    import shutil as _shutil
-
-    from tests.fixtures.collector import CollectorDaemon
-    from tests.helpers import run_as as _run_as
-
-    tmp_path = Path(tempfile.mkdtemp(prefix="dots-rules-"))  # readable by the child
-    tmp_path.chmod(0o755)
-    game = tmp_path / "game"
-    _shutil.copy2("/usr/bin/id", game)
-    rules = tmp_path / "state" / "rules.json"
-    uid = uid_of(child_user)
-
-    first = CollectorDaemon(system_bus, extra=("--rules-file", str(rules)))
-    try:
-        reply = first.root.call("org.dots.Collector1", "/org/dots/Collector1",
-                                "org.dots.Collector1", "SetBlockedExecutables", "uas",
-                                [uid, [str(game)]])
-        assert "ok" in reply, reply
-    finally:
-        first.stop()
-    assert oct(rules.stat().st_mode & 0o777) == "0o600"
-
-    second = CollectorDaemon(system_bus, extra=("--rules-file", str(rules)))
-    try:  # ready now: nobody pushed anything to this one
-        assert _run_as(child_user, [str(game)]).returncode == -9
-        state = second.root.call("org.dots.Collector1", "/org/dots/Collector1",
-                                 "org.dots.Collector1", "GetEnforcement")["ok"][0]
-        assert str(game) in str(state["blocked_executables"])
-    finally:
-        second.stop()
-        _shutil.rmtree(tmp_path, ignore_errors=True)

@@ -326,3 +326,30 @@ def test_set_blocked_addresses_on_the_bus(collector_daemon, bus_client, listener
 
     assert policyd.call(*DEST, "SetBlockedAddresses", "uas", [uid, []]) == {"ok": [[]]}
     assert probe(child_user, [(4, "tcp", "127.0.0.42", port)]) == [0]
+
+
+
+def test_a_list_that_would_overflow_the_kernel_table_is_refused_whole(collector_daemon, child_user):
+    """Refused with a named error before anything changes: no entry leaks."""
+    import ipaddress
+
+    from dots_collector.enforcers.net_block import MAX_BLOCKED_NETS
+
+    def call(member, signature="", *args):
+        return collector_daemon.root.call("org.dots.Collector1", "/org/dots/Collector1",
+                                          "org.dots.Collector1", member, signature, list(args))
+
+    chunk = [str(ipaddress.IPv6Address(0x20010DB8 << 96 | i)) for i in range(4000)]
+    fillers = [70000 + n for n in range(MAX_BLOCKED_NETS // 4000)]
+    try:
+        for uid in fillers:
+            assert "ok" in call("SetBlockedAddresses", "uas", uid, chunk)
+        child = uid_of(child_user)
+        reply = call("SetBlockedAddresses", "uas", child, chunk)
+        assert reply.get("error") == "org.dots.Collector1.Error.InvalidArgs", reply
+        assert "holds" in reply["message"]
+        state = call("GetEnforcement")["ok"][0]
+        assert str(child) not in {str(k) for k in state["blocked_addresses"]}
+    finally:
+        for uid in fillers:
+            call("SetBlockedAddresses", "uas", uid, [])

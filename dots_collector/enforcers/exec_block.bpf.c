@@ -91,17 +91,17 @@ struct exec_event {
 };
 
 /* uid -> F_* flags; a uid not here is never looked at again. */
-BPF_HASH(enforced_uids, u32, u32, MAX_ENFORCED_UIDS);
+BPF_F_TABLE("hash", u32, u32, enforced_uids, MAX_ENFORCED_UIDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* (uid, dev, ino) -> inode ctime (ns) when the program was identified. */
-BPF_HASH(blocked, struct exe_key, u64, MAX_EXE_ENTRIES);
+BPF_F_TABLE("hash", struct exe_key, u64, blocked, MAX_EXE_ENTRIES, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* (uid or ANY_UID, dev, ino) -> 1 */
-BPF_HASH(allowed, struct exe_key, u64, MAX_EXE_ENTRIES);
+BPF_F_TABLE("hash", struct exe_key, u64, allowed, MAX_EXE_ENTRIES, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* (dev, ino) -> ctime (ns) of the last first-seen notice. */
 BPF_TABLE("lru_hash", struct file_key, u64, seen, MAX_SEEN);
 /* (size, uid) -> number of the uid's blocked programs of that size */
-BPF_HASH(blocked_sizes, struct size_key, u32, MAX_EXE_ENTRIES);
+BPF_F_TABLE("hash", struct size_key, u32, blocked_sizes, MAX_EXE_ENTRIES, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* (dev, ino) of the dynamic loaders (and copies of them) -> 1 */
-BPF_HASH(loaders, struct file_key, u8, 64);
+BPF_F_TABLE("hash", struct file_key, u8, loaders, 64, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* [0] = programs killed here */
 BPF_PERCPU_ARRAY(kills, u64, 1);
 

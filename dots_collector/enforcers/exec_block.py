@@ -66,7 +66,7 @@ MAX_ENFORCED_UIDS = 1024
 MAX_EXE_ENTRIES = 65536
 #: identified executables remembered by kernel (dev, ino); the kernel's
 #: "seen" LRU has the same size
-MAX_KNOWN = 65536
+MAX_KNOWN = 16384
 #: exec notices must not be lost: a bigger ring than other enforcers
 RINGBUF_KIB_PER_CPU = 128
 CLK_TCK = os.sysconf("SC_CLK_TCK")

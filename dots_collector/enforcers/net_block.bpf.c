@@ -39,7 +39,7 @@ struct net_event {
 };
 
 /* uid -> 1 when the uid has blocked addresses: everyone else costs one lookup */
-BPF_HASH(enforced_uids, u32, u8, MAX_ENFORCED_UIDS);
+BPF_F_TABLE("hash", u32, u8, enforced_uids, MAX_ENFORCED_UIDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 BPF_LPM_TRIE(blocked_nets, struct addr_key, u8, MAX_BLOCKED_NETS);
 /* [0] = connects and sends denied */
 BPF_PERCPU_ARRAY(denied, u64, 1);

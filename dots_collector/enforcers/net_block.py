@@ -92,6 +92,12 @@ class NetEnforcer(Enforcer):
         trie = self.bpf[b"blocked_nets"]
         want = {trie_key(n) for n in networks}
         have = {trie_key(n) for n in self.rules.get(uid, [])}
+        in_force = sum(len(rules) for rules in self.rules.values())
+        if in_force + len(want - have) > MAX_BLOCKED_NETS:
+            # refused before anything changes: a half-applied list would leak entries
+            raise ValueError(f"the kernel's table of blocked networks holds {MAX_BLOCKED_NETS} "
+                             f"entries for all uids; {in_force} are in force and this list "
+                             f"adds {len(want - have)}")
         for prefixlen, addr in want - have:
             trie[self._key(trie, prefixlen, uid, addr)] = ctypes.c_uint8(1)
         uids = self.bpf[b"enforced_uids"]

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-MAX_MONITORED_UIDS = 4096
+MAX_MONITORED_UIDS = 1024  # = config.MAX_UIDS
 DEFAULT_RINGBUF_KIB_PER_CPU = 128
 FILTER_NOBODY, FILTER_LISTED, FILTER_ALL = 0, 1, 2  # common.h
 

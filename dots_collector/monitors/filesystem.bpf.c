@@ -99,12 +99,12 @@ struct prefix {
     char s[PREFIX_LEN];
 };
 
-BPF_HASH(fds, struct fd_key, struct fd_info, MAX_TRACKED_FDS);
+BPF_F_TABLE("hash", struct fd_key, struct fd_info, fds, MAX_TRACKED_FDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* tgid -> highest tracked fd + 1: bounds the scan at exit */
-BPF_HASH(fd_hi, u32, u32, MAX_TRACKED_FDS);
-BPF_HASH(pending, u32, struct pending, MAX_INFLIGHT);
+BPF_F_TABLE("hash", u32, u32, fd_hi, MAX_TRACKED_FDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
+BPF_F_TABLE("hash", u32, struct pending, pending, MAX_INFLIGHT, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* tid -> fd of a read/write in flight on a tracked fd */
-BPF_HASH(io_inflight, u32, u32, MAX_INFLIGHT);
+BPF_F_TABLE("hash", u32, u32, io_inflight, MAX_INFLIGHT, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* too big for the BPF stack */
 BPF_PERCPU_ARRAY(scratch, struct fd_info, 1);
 /* filled by the loader; the first entry with len == 0 ends the list */

@@ -52,7 +52,7 @@ struct alloc_owner {
     u32 bytes;
 };
 
-BPF_HASH(stats, u32, struct mem_stats, MAX_PIDS);
+BPF_F_TABLE("hash", u32, struct mem_stats, stats, MAX_PIDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 BPF_TABLE("lru_hash", u64, struct alloc_owner, allocs, MAX_PTRS);
 /* rss_stat mm_id -> tgid, so that RSS changes made by another task
  * (reclaim, khugepaged: curr == 0) reach the owner's entry. */

@@ -37,7 +37,7 @@ class MemoryMonitor(Monitor):
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = (), interval: float = 1.0,
-                 max_pids: int = 16384, max_ptrs: int = 32768,
+                 max_pids: int = 8192, max_ptrs: int = 16384,
                  track_free: bool = True) -> None:
         super().__init__(kib_per_cpu, extra_cflags)
         if interval <= 0:

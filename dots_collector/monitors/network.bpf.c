@@ -94,8 +94,8 @@ struct net_event {
     char comm[TASK_COMM_LEN];
 };
 
-BPF_HASH(socks, u64, struct sock_info, MAX_SOCKS);
-BPF_HASH(listeners, struct listen_key, struct listener, MAX_LISTENERS);
+BPF_F_TABLE("hash", u64, struct sock_info, socks, MAX_SOCKS, BPF_F_NO_PREALLOC);  /* grows with its entries */
+BPF_F_TABLE("hash", struct listen_key, struct listener, listeners, MAX_LISTENERS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* [0] = sockets not tracked because `socks` was full */
 BPF_ARRAY(net_stats, u64, 1);
 

@@ -45,9 +45,9 @@ struct exec_event {
 };
 
 /* tgid -> parent tgid, for processes (not threads). */
-BPF_HASH(parents, u32, u32, MAX_PIDS);
+BPF_F_TABLE("hash", u32, u32, parents, MAX_PIDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* tgid -> exit code, only for monitored uids between exit_group and exit. */
-BPF_HASH(exit_codes, u32, s32, MAX_PIDS);
+BPF_F_TABLE("hash", u32, s32, exit_codes, MAX_PIDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 
 static __always_inline void fill_head(struct event_head *h, u32 type, u32 pid, u64 uid_gid)
 {
