@@ -14,9 +14,9 @@ from dots_policyd.db import open_database
 from dots_policyd.migrations import migrate
 from dots_policyd.policy import Policy
 from dots_policyd.screentime import ScreenTime, used_and_granted
-from dots_policyd.sessions import Logind
+from dots_policyd.sessions import Logind, proc_sessions
 from dots_policyd.timekeeper import Timekeeper
-from tests.helpers import popen_as, uid_of
+from tests.helpers import popen_as, uid_of, wait_for
 
 pytestmark = pytest.mark.bus
 
@@ -94,6 +94,8 @@ async def test_without_logind_the_childs_processes_are_killed(keeper, child_user
     tk, clock, rec, uid, db = keeper
     sleeper = popen_as(child_user, ["/bin/sleep", "600"])
     try:
+        # fake minutes pass in microseconds: first see the process as the child's
+        wait_for(lambda: proc_sessions([uid]), what="the child's process in /proc")
         await advance(tk, clock, 20 * 60 + 10)
     finally:
         sleeper.kill()
