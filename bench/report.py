@@ -248,7 +248,7 @@ def targets(r: dict) -> tuple[list[str], list[str]]:
                 big = ", ".join(f"{m['name']} ({m['kind']}, {m['max_entries']:,} entries, "
                                 f"{mib(m['memlock'])})" for m in get(mem, "kernel", "largest_maps",
                                                                        default=[])[:5])
-                missed.append(f"{line}: hash maps are preallocated at max_entries; largest: {big}")
+                missed.append(f"{line}: LRU maps and ring buffers are preallocated (hash maps grow with their entries), and five ring buffers of 2 x 128 KiB alone are 1.25 MiB; largest: {big}")
             else:
                 met.append(line)
     lat = r.get("latency", {})
@@ -274,7 +274,7 @@ def targets(r: dict) -> tuple[list[str], list[str]]:
                        else "exec_block.bpf.c's block map holds MAX_EXE_ENTRIES = 65,536 entries for "
                        "all uids (SetBlockedExecutables takes at most 1,024 paths per call)")
                 missed.append(f"{int(n):,} blocked {kind} requested, {d['in_force']:,} in force: "
-                              f"{cap}; the call that hits the limit fails with a generic error "
+                              f"{cap}; the call that would overflow it is refused "
                               f"({d.get('error')})")
     return missed, met
 

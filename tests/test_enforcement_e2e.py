@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import json
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 
 import pytest
 
-from tests.helpers import run_as, uid_of, wait_for
+from tests.helpers import as_user, run_as, uid_of, wait_for
 
 pytestmark = [pytest.mark.bpf, pytest.mark.bus]
 
@@ -135,3 +137,34 @@ async def test_time_limit_locks_the_childs_session(child, mock_logind, policyd_d
     signals = listener.finish()
     assert [uid, "daily"] in [s["body"] for s in signals if s["member"] == "LimitReached"]
     assert any(s["member"] == "TimeWarning" and s["body"][0] == uid for s in signals), (signals, policyd_daemon.log()[-3000:])
+
+
+def test_per_app_limit_kills_the_running_app_and_blocks_it_for_the_day(
+        child, policyd_daemon, bus_client, child_user, other_user):
+    parent = child
+    uid = uid_of(child_user)
+    workdir = tempfile.mkdtemp(prefix="dots-e2e-app-")
+    os.chmod(workdir, 0o755)
+    game = os.path.join(workdir, "game")
+    shutil.copy2("/bin/sleep", game)  # a program that runs until stopped
+    try:
+        policy = json.loads(parent.ok("GetPolicy", "s", child_user)[0])
+        policy["allowed_hours"] = {}
+        policy["app_limits_minutes"] = {game: 1}
+        parent.ok("SetPolicy", "ss", child_user, json.dumps(policy))
+        # today the game already ran 2 seconds short of its minute
+        policyd_daemon.sql("INSERT INTO app_usage_daily (uid, day, app, active_seconds, launches) "
+                           "VALUES (?, ?, ?, 58, 1)", [uid, dt.date.today().isoformat(), game])
+        listener = bus_client(other_user).listen("org.dots.Family1", "org.dots.Family1")
+        running = subprocess.Popen(as_user(child_user, [game, "600"]))
+        try:
+            assert running.wait(timeout=60) == -9, "the running game is killed at the limit"
+        finally:
+            running.kill()
+        listener.wait_until(lambda l: [uid, f"app:{game}"] in
+                            [s["body"] for s in l.signals if s["member"] == "LimitReached"],
+                            what="LimitReached app:")
+        listener.finish()
+        assert run_as(child_user, [game, "0"]).returncode == -9, "blocked until tomorrow"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
