@@ -168,3 +168,28 @@ def test_per_app_limit_kills_the_running_app_and_blocks_it_for_the_day(
         assert run_as(child_user, [game, "0"]).returncode == -9, "blocked until tomorrow"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_allow_list_mode_lets_only_listed_and_system_programs_run(child, child_user, other_user):
+    parent = child
+    workdir = tempfile.mkdtemp(prefix="dots-e2e-allow-")
+    os.chmod(workdir, 0o755)
+    homework, game = os.path.join(workdir, "homework"), os.path.join(workdir, "game")
+    shutil.copy2("/usr/bin/id", homework)
+    shutil.copy2("/usr/bin/uname", game)
+    try:
+        policy = json.loads(parent.ok("GetPolicy", "s", child_user)[0])
+        policy.update(allowed_hours={}, allow_list_only=True, allowed_apps=[homework])
+        parent.ok("SetPolicy", "ss", child_user, json.dumps(policy))
+        wait_for(lambda: run_as(child_user, [game]).returncode == -9, timeout=30,
+                 what="an unlisted program to be killed")
+        assert run_as(child_user, [homework]).returncode == 0, "a listed program runs"
+        assert run_as(child_user, ["/usr/bin/true"]).returncode == 0, "a default system program runs"
+        assert run_as(other_user, [game]).returncode == 0, "another user is not affected"
+
+        policy["allow_list_only"], policy["allowed_apps"] = False, []
+        parent.ok("SetPolicy", "ss", child_user, json.dumps(policy))
+        wait_for(lambda: run_as(child_user, [game]).returncode == 0, timeout=30,
+                 what="allow-list mode to end")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
