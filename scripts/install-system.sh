@@ -48,14 +48,8 @@ set -euo pipefail
 umask 022
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-DESTDIR=${DESTDIR:-}
-PREFIX=${PREFIX:-/usr/local}
-SYSCONFDIR=${SYSCONFDIR:-/etc}
-LOCALSTATEDIR=${LOCALSTATEDIR:-/var}
-SYSTEMDUNITDIR=${SYSTEMDUNITDIR:-/lib/systemd/system}
-DBUSDATADIR=${DBUSDATADIR:-/usr/share/dbus-1}
-POLKITDATADIR=${POLKITDATADIR:-/usr/share/polkit-1}
-AUTOSTARTDIR=${AUTOSTARTDIR:-$SYSCONFDIR/xdg/autostart}
+# shellcheck source=scripts/install-paths.sh
+. "$here/scripts/install-paths.sh"
 python=${DOTS_PYTHON:-/usr/bin/python3}
 bcc_dir=${BCC_DIR:-/usr/lib/python3/dist-packages/bcc}
 
@@ -63,16 +57,7 @@ log() { printf 'install: %s\n' "$*" >&2; }
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
 
 # --- checks ----------------------------------------------------------------
-PREFIX=${PREFIX%/}
-DESTDIR=${DESTDIR%/}
-for var in PREFIX SYSCONFDIR LOCALSTATEDIR SYSTEMDUNITDIR DBUSDATADIR POLKITDATADIR AUTOSTARTDIR; do
-    case ${!var} in /*) ;; *) die "$var must be an absolute path (got '${!var}')";; esac
-done
-case $DESTDIR in ""|/*) ;; *) die "DESTDIR must be empty or an absolute path (got '$DESTDIR')";; esac
-[ -n "$PREFIX" ] || die "PREFIX must not be /"
-if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
-    die "must run as root (or stage into a directory with DESTDIR=...)"
-fi
+check_paths
 [ -x "$python" ] || die "$python not found (Debian package python3)"
 "$python" -c 'import venv, ensurepip' 2>/dev/null \
     || die "$python cannot create venvs: install Debian's python3-venv (scripts/install.sh does)"

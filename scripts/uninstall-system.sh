@@ -18,28 +18,13 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-DESTDIR=${DESTDIR:-}
-PREFIX=${PREFIX:-/usr/local}
-SYSCONFDIR=${SYSCONFDIR:-/etc}
-LOCALSTATEDIR=${LOCALSTATEDIR:-/var}
-SYSTEMDUNITDIR=${SYSTEMDUNITDIR:-/lib/systemd/system}
-DBUSDATADIR=${DBUSDATADIR:-/usr/share/dbus-1}
-POLKITDATADIR=${POLKITDATADIR:-/usr/share/polkit-1}
-AUTOSTARTDIR=${AUTOSTARTDIR:-$SYSCONFDIR/xdg/autostart}
+# shellcheck source=scripts/install-paths.sh
+. "$here/scripts/install-paths.sh"
 
 log() { printf 'uninstall: %s\n' "$*" >&2; }
 die() { printf 'uninstall: error: %s\n' "$*" >&2; exit 1; }
 
-PREFIX=${PREFIX%/}
-DESTDIR=${DESTDIR%/}
-for var in PREFIX SYSCONFDIR LOCALSTATEDIR SYSTEMDUNITDIR DBUSDATADIR POLKITDATADIR AUTOSTARTDIR; do
-    case ${!var} in /*) ;; *) die "$var must be an absolute path (got '${!var}')";; esac
-done
-case $DESTDIR in ""|/*) ;; *) die "DESTDIR must be empty or an absolute path (got '$DESTDIR')";; esac
-[ -n "$PREFIX" ] || die "PREFIX must not be /"
-if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
-    die "must run as root (or name the staging directory with DESTDIR=...)"
-fi
+check_paths
 
 final="$PREFIX/lib/dots-family"
 target="$DESTDIR$final"
