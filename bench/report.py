@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 README = REPO / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-MONITORS = ["process", "filesystem", "network", "memory", "disk"]
+from dots_common.limits import MONITORS  # noqa: E402
 MIB = 1024 * 1024
 
 

@@ -31,12 +31,13 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from dots_common import names
+
 log = logging.getLogger("dots.agent")
 
-FAMILY = ("org.dots.Family1", "/org/dots/Family1", "org.dots.Family1")
-NOTIFY = ("org.freedesktop.Notifications", "/org/freedesktop/Notifications",
-          "org.freedesktop.Notifications")
-DBUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
+FAMILY = (names.FAMILY_BUS_NAME, names.FAMILY_PATH, names.FAMILY_INTERFACE)
+NOTIFY = (names.NOTIFICATIONS_BUS_NAME, names.NOTIFICATIONS_PATH, names.NOTIFICATIONS_INTERFACE)
+DBUS = (names.DBUS_BUS_NAME, names.DBUS_PATH, names.DBUS_INTERFACE)
 
 APP_NAME = "DOTS Family Mode"
 ASK_ACTION = "ask-more-time"

@@ -23,6 +23,8 @@ import typer
 from typer._completion_classes import completion_init
 from typer._completion_shared import get_completion_script, install
 
+from dots_common.limits import MONITORS
+
 from . import render
 from .client import (
     EXIT_FAILED,
@@ -127,7 +129,7 @@ def complete_preset(incomplete: str) -> list[str]:
 
 
 def complete_kind(incomplete: str) -> list[str]:
-    return [k for k in ("process", "filesystem", "network", "memory", "disk") if k.startswith(incomplete)]
+    return [k for k in MONITORS if k.startswith(incomplete)]
 
 
 def complete_state(incomplete: str) -> list[str]:

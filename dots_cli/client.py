@@ -17,10 +17,12 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-BUS_NAME = "org.dots.Family1"
-OBJECT_PATH = "/org/dots/Family1"
-INTERFACE = "org.dots.Family1"
-ERROR_PREFIX = "org.dots.Family1.Error."
+from dots_common.names import FAMILY_BUS_NAME as BUS_NAME
+from dots_common.names import FAMILY_ERROR
+from dots_common.names import FAMILY_INTERFACE as INTERFACE
+from dots_common.names import FAMILY_PATH as OBJECT_PATH
+
+ERROR_PREFIX = FAMILY_ERROR + "."
 DEFAULT_SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket"
 
 # exit codes (documented in `dotsctl --help`)
@@ -45,6 +47,7 @@ ERROR_WORDS = {
     "NotFound": "not found",
     "AlreadyAnswered": "already answered",
     "TooManyRequests": "too many requests",
+    "StalePolicy": "changed meanwhile",
     "Failed": "the policy daemon failed",
 }
 
@@ -248,6 +251,28 @@ class FamilyClient:
 
     def set_policy(self, child: str, document: str) -> int:
         return self.call("SetPolicy", "ss", child, document)[0]
+
+    def get_versioned_policy(self, child: str) -> tuple[int, str]:
+        version, document = self.call("GetVersionedPolicy", "s", child)
+        return version, document
+
+    def replace_policy(self, child: str, base_version: int, document: str) -> int:
+        return self.call("ReplacePolicy", "sus", child, base_version, document)[0]
+
+    def set_weekly_limit(self, child: str, minutes: int) -> int:
+        return self.call("SetWeeklyLimit", "si", child, minutes)[0]
+
+    def set_app_limit(self, child: str, app: str, minutes: int) -> int:
+        return self.call("SetAppLimit", "ssi", child, app, minutes)[0]
+
+    def set_allow_list(self, child: str, enabled: bool, add_apps: list[str]) -> int:
+        return self.call("SetAllowList", "sbas", child, enabled, add_apps)[0]
+
+    def disallow_app(self, child: str, app: str) -> int:
+        return self.call("DisallowApp", "ss", child, app)[0]
+
+    def clear_allowed_hours(self, child: str, days: list[str]) -> int:
+        return self.call("ClearAllowedHours", "sas", child, days)[0]
 
     def set_daily_limit(self, child: str, weekday: int, weekend: int) -> int:
         return self.call("SetDailyLimit", "sii", child, weekday, weekend)[0]

@@ -16,6 +16,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
 
+from dots_common.names import COLLECTOR_BUS_NAME as COLLECTOR
+from dots_common.names import POLICYD_USER
+
 from .client import BUS_NAME, CliError, FamilyClient
 
 OK, PROBLEM, WARNING, UNKNOWN = "ok", "problem", "warning", "unknown"
@@ -30,8 +33,6 @@ BUS_POLICIES = ("org.dots.Collector1.conf", "org.dots.Family1.conf")
 BUS_POLICY_DIRS = ("/usr/share/dbus-1/system.d", "/etc/dbus-1/system.d")
 UNITS = ("dots-collector.service", "dots-policyd.service")
 DATABASE = os.environ.get("DOTS_DATABASE", "/var/lib/dots/dots.db")
-POLICYD_USER = "dots-policyd"
-COLLECTOR = "org.dots.Collector1"
 #: the daemon's pipeline health: a{sv} with collector_connected (b),
 #: events_stored (t), events_lost (x, -1 = unknown), last_event_time (x)
 HEALTH_METHOD = "GetDaemonStatus"

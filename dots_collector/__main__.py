@@ -13,9 +13,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from dots_common.logs import setup_logging
+
 from .config import CollectorConfig, load_config
 from .core import Collector, CollectorError
-from .logs import setup_logging
 from .monitors import MONITORS
 
 log = logging.getLogger("dots.collector")

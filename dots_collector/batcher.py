@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .records import Record
+from dots_common.records import Record
+
 
 Flush = Callable[[str, list[Record]], None]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dots_common.limits import MAX_UIDS, MONITORS
+
 from .enforcers.rules_file import DEFAULT_RULES_FILE
-from .monitors import MONITORS
 
 DEFAULT_CONFIG = Path("/etc/dots/collector.toml")
-MAX_UIDS = 1024  # children on one machine: far fewer; each uid table is sized for this
 
 
 class CollectorConfig(BaseModel):

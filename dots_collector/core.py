@@ -14,13 +14,16 @@ from pathlib import Path
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from dots_common.limits import MAX_UIDS
+from dots_common.records import Record
+
 from .batcher import Batcher
-from .config import MAX_UIDS, CollectorConfig
+
+from .config import CollectorConfig
 from .enforcers.manager import Enforcement, EnforcersDisabled, Resolved
 from .enforcers.rules_file import RulesFile
 from .monitors import monitor_class
 from .monitors.base import Monitor
-from .records import Record
 from .retainer import Retainer
 
 log = logging.getLogger("dots.collector")

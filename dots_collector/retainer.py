@@ -12,7 +12,8 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 
-from .records import Record
+from dots_common.records import Record
+
 
 
 class Retainer:

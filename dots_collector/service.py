@@ -16,9 +16,10 @@ from dbus_fast import BusType, DBusError, RequestNameReply, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method, signal
 
-from . import names
+from dots_common import names
+from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
+
 from .core import Collector, CollectorError, InvalidArgument
-from .records import SIGNAL_NAMES, Record
 
 log = logging.getLogger("dots.collector.bus")
 
@@ -26,35 +27,15 @@ log = logging.getLogger("dots.collector.bus")
 def to_dbus_error(error: CollectorError) -> DBusError:
     """Core errors become named D-Bus errors, here and nowhere else."""
     kind = "InvalidArgs" if isinstance(error, InvalidArgument) else "Failed"
-    return DBusError(f"{names.ERROR_PREFIX}.{kind}", str(error))
+    return DBusError(f"{names.COLLECTOR_ERROR}.{kind}", str(error))
 
 
 class CollectorInterface(ServiceInterface):
     def __init__(self) -> None:
-        super().__init__(names.INTERFACE)
+        super().__init__(names.COLLECTOR_INTERFACE)
         self.collector: Collector | None = None
 
-    # --- signals: one batch of records each, with its batch id -----------
-    @signal()
-    def ProcessEvents(self, batch, events) -> "ta(suuuussit)":
-        return [batch, events]
-
-    @signal()
-    def FileEvents(self, batch, events) -> "ta(suussuitts)":
-        return [batch, events]
-
-    @signal()
-    def NetworkEvents(self, batch, events) -> "ta(suusqssqqttt)":
-        return [batch, events]
-
-    @signal()
-    def MemorySamples(self, batch, events) -> "ta(uustttttt)":
-        return [batch, events]
-
-    @signal()
-    def DiskEvents(self, batch, events) -> "ta(uusuttustt)":
-        return [batch, events]
-
+    # --- signals: one batch of records each (batch_signal, below) --------
     @signal()
     def EventsLost(self, monitor, total) -> "st":
         return [monitor, total]
@@ -128,8 +109,24 @@ class CollectorInterface(ServiceInterface):
 
     def _collector(self) -> Collector:
         if self.collector is None:
-            raise DBusError(f"{names.ERROR_PREFIX}.Failed", "monitors are not loaded yet")
+            raise DBusError(f"{names.COLLECTOR_ERROR}.Failed", "monitors are not loaded yet")
         return self.collector
+
+
+def batch_signal(name: str, signature: str):
+    """A batch signal ``(batch id, array of records)``; its D-Bus signature
+    is derived from the record type (dots_common.records)."""
+    def emit(self, batch, events):
+        return [batch, events]
+
+    emit.__name__ = emit.__qualname__ = name
+    emit.__annotations__ = {"return": f"ta{signature}"}
+    return signal(name=name)(emit)
+
+
+for _monitor, _signal_name in SIGNAL_NAMES.items():
+    setattr(CollectorInterface, _signal_name,
+            batch_signal(_signal_name, RECORD_TYPES[_monitor].DBUS_SIGNATURE))
 
 
 def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
@@ -193,11 +190,11 @@ async def connect(interface: CollectorInterface) -> MessageBus:
     """Connect to the system bus (or DBUS_SYSTEM_BUS_ADDRESS), export the
     interface and own the collector's name."""
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-    bus.export(names.OBJECT_PATH, interface)
-    reply = await bus.request_name(names.BUS_NAME)
+    bus.export(names.COLLECTOR_PATH, interface)
+    reply = await bus.request_name(names.COLLECTOR_BUS_NAME)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
         bus.disconnect()
-        raise RuntimeError(f"could not own {names.BUS_NAME} on the system bus ({reply.name}); "
+        raise RuntimeError(f"could not own {names.COLLECTOR_BUS_NAME} on the system bus ({reply.name}); "
                            "is another collector running?")
-    log.info("on the system bus as %s", names.BUS_NAME)
+    log.info("on the system bus as %s", names.COLLECTOR_BUS_NAME)
     return bus

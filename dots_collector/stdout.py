@@ -6,7 +6,8 @@ import json
 import sys
 from typing import TextIO
 
-from .records import Record
+from dots_common.records import Record
+
 
 
 class JsonLinesSink:

@@ -12,8 +12,9 @@ import sys
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from . import names
-from .records import RECORD_TYPES, SIGNAL_NAMES
+from dots_common import names
+from dots_common.records import RECORD_TYPES, SIGNAL_NAMES
+
 
 MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
 
@@ -26,7 +27,7 @@ async def watch() -> None:
         loop.add_signal_handler(sig, stop.set)
 
     def on_message(msg: Message) -> None:
-        if msg.message_type != MessageType.SIGNAL or msg.interface != names.INTERFACE:
+        if msg.message_type != MessageType.SIGNAL or msg.interface != names.COLLECTOR_INTERFACE:
             return
         if msg.member == "EventsLost":
             print(json.dumps({"monitor": msg.body[0], "type": "lost", "lost": msg.body[1]}))
@@ -39,7 +40,7 @@ async def watch() -> None:
     bus.add_message_handler(on_message)
     await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
                            interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                           body=[f"type='signal',interface='{names.INTERFACE}'"]))
+                           body=[f"type='signal',interface='{names.COLLECTOR_INTERFACE}'"]))
     await stop.wait()
     bus.disconnect()
 

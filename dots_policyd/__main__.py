@@ -18,7 +18,7 @@ from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
-from dots_collector.logs import setup_logging
+from dots_common.logs import setup_logging
 
 from . import history
 from .authority import DEFAULT_TIMEOUT, Authority

@@ -17,11 +17,12 @@ from typing import Any
 from dbus_fast import Variant
 from dbus_fast.signature import get_signature_tree
 
+from dots_common.names import ACTION_MANAGE, ACTION_REQUEST, ACTION_VIEW
+
 from .dispatch import Call, Route
 from .errors import NotAuthorized, UnknownChild
 from .family import ChildStatus, Family, RequestInfo
 from .history import EPOCH, StoredEvent
-from .names import ACTION_MANAGE, ACTION_REQUEST, ACTION_VIEW
 
 
 def unix_seconds(naive_utc: dt.datetime | None) -> int:
@@ -97,6 +98,24 @@ def build_routes(family: Family,
     async def set_policy(call: Call, child: str, document: str) -> list[Any]:
         return [family.set_policy(call.uid, child, document)]
 
+    async def get_versioned_policy(call: Call, child: str) -> list[Any]:
+        return list(family.get_versioned_policy(child))
+
+    async def replace_policy(call: Call, child: str, version: int, document: str) -> list[Any]:
+        return [family.replace_policy(call.uid, child, version, document)]
+
+    async def set_weekly_limit(call: Call, child: str, minutes: int) -> list[Any]:
+        return [family.set_weekly_limit(call.uid, child, minutes)]
+
+    async def set_app_limit(call: Call, child: str, app: str, minutes: int) -> list[Any]:
+        return [family.set_app_limit(call.uid, child, app, minutes)]
+
+    async def set_allow_list(call: Call, child: str, enabled: bool, apps: list[str]) -> list[Any]:
+        return [family.set_allow_list(call.uid, child, enabled, apps)]
+
+    async def clear_allowed_hours(call: Call, child: str, days: list[str]) -> list[Any]:
+        return [family.clear_allowed_hours(call.uid, child, days)]
+
     async def set_daily_limit(call: Call, child: str, weekday: int, weekend: int) -> list[Any]:
         return [family.set_daily_limit(call.uid, child, weekday, weekend)]
 
@@ -159,7 +178,14 @@ def build_routes(family: Family,
         "RemoveChild": Route(M, "s", "", remove_child),
         "GetPolicy": Route(V, "s", "s", get_policy),
         "SetPolicy": Route(M, "ss", "u", set_policy),
+        "GetVersionedPolicy": Route(V, "s", "us", get_versioned_policy),
+        "ReplacePolicy": Route(M, "sus", "u", replace_policy),
         "SetDailyLimit": Route(M, "sii", "u", set_daily_limit),
+        "SetWeeklyLimit": Route(M, "si", "u", set_weekly_limit),
+        "SetAppLimit": Route(M, "ssi", "u", set_app_limit),
+        "SetAllowList": Route(M, "sbas", "u", set_allow_list),
+        "DisallowApp": Route(M, "ss", "u", editor(family.disallow_app)),
+        "ClearAllowedHours": Route(M, "sas", "u", clear_allowed_hours),
         "SetAllowedHours": Route(M, "sasas", "u", set_allowed_hours),
         "BlockApp": Route(M, "ss", "u", editor(family.block_app)),
         "UnblockApp": Route(M, "ss", "u", editor(family.unblock_app)),

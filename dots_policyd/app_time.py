@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 import peewee
 
-from dots_collector.records import ProcessEvent
+from dots_common.records import ProcessEvent
 
 from .history import add_app_time, app_usage
 from .policy import Policy

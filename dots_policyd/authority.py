@@ -17,7 +17,8 @@ import time
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from . import names
+from dots_common import names
+
 
 log = logging.getLogger(__name__)
 

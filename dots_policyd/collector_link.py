@@ -26,8 +26,8 @@ import peewee
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from dots_collector import names as collector
-from dots_collector.records import RECORD_TYPES, SIGNAL_NAMES, Record
+from dots_common import names
+from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
 
 from .history import store_batch
 from .schema import IngestedBatch
@@ -80,9 +80,9 @@ class CollectorLink:
     # --- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
         self.bus.add_message_handler(self._on_message)
-        for rule in (f"type='signal',sender='{collector.BUS_NAME}',interface='{collector.INTERFACE}'",
+        for rule in (f"type='signal',sender='{names.COLLECTOR_BUS_NAME}',interface='{names.COLLECTOR_INTERFACE}'",
                      "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
-                     f"arg0='{collector.BUS_NAME}'"):
+                     f"arg0='{names.COLLECTOR_BUS_NAME}'"):
             await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                              "AddMatch", "s", [rule])
         self._tasks.append(asyncio.create_task(self._store_loop()))
@@ -101,8 +101,8 @@ class CollectorLink:
         A missing collector is not an error: it is synced when it appears;
         one still loading is asked again until it is ready."""
         while True:
-            reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH,
-                                     collector.INTERFACE, "GetStatus")
+            reply = await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH,
+                                     names.COLLECTOR_INTERFACE, "GetStatus")
             if reply.message_type == MessageType.ERROR:
                 if reply.error_name == "org.freedesktop.DBus.Error.ServiceUnknown":
                     log.warning("collector not on the bus; waiting for it")
@@ -115,7 +115,7 @@ class CollectorLink:
         await self.push_uids()
         loop = asyncio.get_running_loop()
         after = await loop.run_in_executor(self.writer, last_stored, self.db, self.instance)
-        replay = await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
+        replay = await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH, names.COLLECTOR_INTERFACE,
                                   "ReplayBatches", "st", [self.instance, after])
         if replay.message_type != MessageType.ERROR and replay.body[0]:
             log.info("collector replays %d batches after %d", replay.body[0], after)
@@ -125,11 +125,11 @@ class CollectorLink:
         self.wanted = set(self.children())
         uids = sorted(self.wanted)
         if uids:
-            reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH,
-                                     collector.INTERFACE, "SetMonitoredUids", "au", [uids])
+            reply = await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH,
+                                     names.COLLECTOR_INTERFACE, "SetMonitoredUids", "au", [uids])
         else:  # an empty list would mean every uid
-            reply = await self._call(collector.BUS_NAME, collector.OBJECT_PATH,
-                                     collector.INTERFACE, "StopMonitoring")
+            reply = await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH,
+                                     names.COLLECTOR_INTERFACE, "StopMonitoring")
         if reply.message_type == MessageType.ERROR:
             log.warning("cannot set monitored uids: %s", reply.body)
 
@@ -137,7 +137,7 @@ class CollectorLink:
     def _on_message(self, msg: Message) -> None:
         if msg.message_type != MessageType.SIGNAL:
             return
-        if msg.member == "NameOwnerChanged" and msg.body[0] == collector.BUS_NAME:
+        if msg.member == "NameOwnerChanged" and msg.body[0] == names.COLLECTOR_BUS_NAME:
             # batches of a new instance wait for sync(), which replays them
             self.instance = ""
             if self.on_presence:
@@ -148,7 +148,7 @@ class CollectorLink:
             else:
                 log.warning("collector left the bus")
             return
-        if msg.interface == collector.INTERFACE and msg.member in MONITOR_OF_SIGNAL:
+        if msg.interface == names.COLLECTOR_INTERFACE and msg.member in MONITOR_OF_SIGNAL:
             if not self.instance:
                 return  # before sync(): the replay brings this batch again
             batch, events = msg.body
@@ -170,13 +170,13 @@ class CollectorLink:
                 self.stored_events += len(records)
                 unacked += 1
                 if unacked >= ACK_EVERY or self.queue.empty():
-                    await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
+                    await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH, names.COLLECTOR_INTERFACE,
                                      "AckBatches", "st", [instance, batch])
                     unacked = 0
             except (ValueError, TypeError) as e:
                 # a batch no database can hold: replaying it would fail again
                 log.error("dropped unstorable %s batch %d: %s", monitor, batch, e)
-                await self._call(collector.BUS_NAME, collector.OBJECT_PATH, collector.INTERFACE,
+                await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH, names.COLLECTOR_INTERFACE,
                                  "AckBatches", "st", [instance, batch])
             except Exception:
                 # not acked: the collector keeps it and replays it at the next sync

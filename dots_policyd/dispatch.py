@@ -32,7 +32,8 @@ from dbus_fast import Message, MessageFlag, MessageType
 from dbus_fast.aio import MessageBus
 from dbus_fast.signature import get_signature_tree
 
-from . import names
+from dots_common import names
+
 from .authority import Authority
 from .caller import CallerIdentity
 from .contract import Contract
@@ -41,8 +42,8 @@ from .errors import FamilyError, NotAuthorized
 
 log = logging.getLogger(__name__)
 
-INVALID_ARGS = f"{names.ERROR_PREFIX}.InvalidArgs"
-FAILED = f"{names.ERROR_PREFIX}.Failed"
+INVALID_ARGS = f"{names.FAMILY_ERROR}.InvalidArgs"
+FAILED = f"{names.FAMILY_ERROR}.Failed"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 
 
@@ -76,7 +77,7 @@ def error_reply(msg: Message, exc: BaseException) -> Message:
     """The named D-Bus error for an exception (core errors by name; the
     rest as Failed, details only in the log)."""
     if isinstance(exc, FamilyError):
-        return Message.new_error(msg, f"{names.ERROR_PREFIX}.{exc.dbus_name}", str(exc))
+        return Message.new_error(msg, f"{names.FAMILY_ERROR}.{exc.dbus_name}", str(exc))
     if isinstance(exc, StorageError):
         log.error("%s: %s", msg.member, exc)
         return Message.new_error(msg, FAILED, "the database is unavailable; see the daemon's log")
@@ -104,7 +105,7 @@ class Dispatcher:
         """dbus-fast message handler: a returned Message is sent as the
         reply, True means "handled" (the reply follows from a task), None
         lets dbus-fast's default handling continue."""
-        if msg.message_type is not MessageType.METHOD_CALL or msg.path != names.OBJECT_PATH:
+        if msg.message_type is not MessageType.METHOD_CALL or msg.path != names.FAMILY_PATH:
             return None
         if msg.interface == "org.freedesktop.DBus.Introspectable":
             if msg.member == "Introspect" and msg.signature == "":
@@ -112,11 +113,11 @@ class Dispatcher:
             return None
         if msg.interface is None and msg.member not in self.routes:
             return None  # default handling: UnknownMethod
-        if msg.interface not in (names.INTERFACE, None):
+        if msg.interface not in (names.FAMILY_INTERFACE, None):
             return None  # Properties, Peer, ObjectManager: dbus-fast's defaults
         route = self.routes.get(msg.member)
         if route is None:
-            return Message.new_error(msg, UNKNOWN_METHOD, f"{names.INTERFACE} has no method "
+            return Message.new_error(msg, UNKNOWN_METHOD, f"{names.FAMILY_INTERFACE} has no method "
                                      f"{msg.member!r}")
         if msg.signature != route.signature or msg.unix_fds:
             return Message.new_error(

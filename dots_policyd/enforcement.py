@@ -15,8 +15,8 @@ import peewee
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from dots_collector import names as collector
-from dots_collector.records import ProcessEvent, Record
+from dots_common import names
+from dots_common.records import ProcessEvent, Record
 
 from . import history
 from .app_time import AppLimitReached, AppTime, AppWarning
@@ -126,9 +126,9 @@ class Enforcement:
     async def daemon_status(self) -> dict[str, Variant]:
         """For GetDaemonStatus (dotsctl doctor): is the pipeline alive?"""
         lost = -1
-        reply = await self.bus.call(Message(destination=collector.BUS_NAME,
-                                            path=collector.OBJECT_PATH,
-                                            interface=collector.INTERFACE, member="GetStatus"))
+        reply = await self.bus.call(Message(destination=names.COLLECTOR_BUS_NAME,
+                                            path=names.COLLECTOR_PATH,
+                                            interface=names.COLLECTOR_INTERFACE, member="GetStatus"))
         if reply.message_type != MessageType.ERROR:
             lost = sum(reply.body[0]["lost"].value.values())
         return {
@@ -199,8 +199,8 @@ class Enforcement:
         self.signals.emit(member, *args)
 
     async def collector_call(self, member: str, signature: str = "", body: list | None = None) -> bool:
-        reply = await self.bus.call(Message(destination=collector.BUS_NAME, path=collector.OBJECT_PATH,
-                                            interface=collector.INTERFACE, member=member,
+        reply = await self.bus.call(Message(destination=names.COLLECTOR_BUS_NAME, path=names.COLLECTOR_PATH,
+                                            interface=names.COLLECTOR_INTERFACE, member=member,
                                             signature=signature, body=body or []))
         if reply.message_type == MessageType.ERROR:
             log.warning("collector %s failed: %s %s", member, reply.error_name, reply.body)

@@ -56,6 +56,12 @@ class AlreadyAnswered(FamilyError):
     dbus_name = "AlreadyAnswered"
 
 
+class StalePolicy(FamilyError):
+    """The policy changed since the version the caller's edit was based on."""
+
+    dbus_name = "StalePolicy"
+
+
 class TooManyRequests(FamilyError):
     """A child has too many pending time requests."""
 

@@ -25,6 +25,8 @@ from typing import TypeVar
 
 import peewee
 
+from dots_common.limits import MAX_UID, MIN_CHILD_UID, NOBODY_UID
+
 from . import history
 from .db import bind, storage_errors
 from .errors import (
@@ -32,6 +34,7 @@ from .errors import (
     AlreadyExists,
     InvalidArgument,
     InvalidPolicy,
+    StalePolicy,
     NotFound,
     TooManyRequests,
     UnknownChild,
@@ -43,12 +46,16 @@ from .policy import (
     PolicyError,
     block_app,
     block_site,
+    disallow_app,
     expand_days,
     normalize_app,
     normalize_site,
     policy_json_schema,
+    set_allow_list,
     set_allowed_hours,
+    set_app_limit,
     set_daily_limit,
+    set_weekly_limit,
     short_repr,
     unblock_app,
     unblock_site,
@@ -59,9 +66,6 @@ from .seal import Seal
 
 log = logging.getLogger(__name__)
 
-MIN_CHILD_UID = 1000  # login.defs UID_MIN: below are system accounts
-NOBODY_UID = 65534
-MAX_UID = 2**32 - 2  # (uid_t)-1 is "no uid"
 MAX_USER_ARG = 256
 MAX_PRESET_ARG = 32
 MAX_DAYS_ARG = 64
@@ -380,13 +384,25 @@ class Family:
         with self._reading("read a policy"):
             return self._child(uid).policy
 
+    def get_versioned_policy(self, child: str) -> tuple[int, str]:
+        """The policy and its version, read together (for ReplacePolicy)."""
+        uid = self.lookup_uid(child)
+        with self._reading("read a policy"):
+            with self.db.atomic():
+                return self.version_of(uid), self._child(uid).policy
+
     def _change_policy(self, actor: int, child: str, action: str,
-                       change: Callable[[Policy], Policy]) -> int:
+                       change: Callable[[Policy], Policy], base_version: int | None = None) -> int:
         """Apply ``change`` to the child's policy: a new version when it
-        changed anything; an audit row in any case."""
+        changed anything; an audit row in any case. With ``base_version``,
+        a policy that is no longer at that version is refused (StalePolicy):
+        the edit was made on a copy someone else changed meanwhile."""
         uid = self.lookup_uid(child)
         with self._changes(action.replace("_", " ")) as events:
             row = self._child(uid)
+            if base_version is not None and base_version != (current := self.version_of(uid)):
+                raise StalePolicy(f"the policy is at version {current}, not {base_version}: "
+                                  "someone changed it meanwhile; read it again and redo the edit")
             try:
                 new = change(Policy.from_json(row.policy))
             except PolicyError as exc:
@@ -411,6 +427,58 @@ class Family:
         except PolicyError as exc:
             raise InvalidPolicy(str(exc)) from None
         return self._change_policy(actor, child, "set_policy", lambda _old: policy)
+
+    def replace_policy(self, actor: int, child: str, base_version: int, document: str) -> int:
+        """SetPolicy that refuses to overwrite a change made since ``base_version``."""
+        _whole(base_version, "version", 0, 2**32 - 1)
+        if not isinstance(document, str):
+            raise InvalidArgument("policy must be a JSON string")
+        try:
+            policy = Policy.from_json(document)
+        except PolicyError as exc:
+            raise InvalidPolicy(str(exc)) from None
+        return self._change_policy(actor, child, "set_policy", lambda _old: policy, base_version)
+
+    def set_weekly_limit(self, actor: int, child: str, minutes: int) -> int:
+        """Minutes per week (Monday to Sunday); -1 = none."""
+        limit = None if minutes == -1 else _whole(minutes, "minutes", 0, 7 * MINUTES_PER_DAY)
+        return self._change_policy(actor, child, "set_weekly_limit",
+                                   lambda p: set_weekly_limit(p, limit))
+
+    def set_app_limit(self, actor: int, child: str, app: str, minutes: int) -> int:
+        """Daily minutes for one app; -1 removes its limit (NotFound if it had none)."""
+        name = _policy_argument(normalize_app, app)
+        limit = None if minutes == -1 else _whole(minutes, "minutes", 0, MINUTES_PER_DAY)
+
+        def change(p: Policy) -> Policy:
+            if limit is None and name not in p.app_limits_minutes:
+                raise NotFound(f"{child} has no daily limit for {name}")
+            return set_app_limit(p, name, limit)
+        return self._change_policy(actor, child, "set_app_limit", change)
+
+    def set_allow_list(self, actor: int, child: str, enabled: bool, apps: Sequence[str]) -> int:
+        """Allow-list mode on or off, adding ``apps`` to the allowed programs."""
+        if not isinstance(enabled, bool):
+            raise InvalidArgument("enabled must be a boolean")
+        if len(apps) > MAX_WINDOWS_ARG:
+            raise InvalidArgument(f"give at most {MAX_WINDOWS_ARG} apps at once")
+        names = [_policy_argument(normalize_app, a) for a in apps]
+        return self._change_policy(actor, child, "set_allow_list",
+                                   lambda p: set_allow_list(p, enabled, names))
+
+    def disallow_app(self, actor: int, child: str, app: str) -> int:
+        name = _policy_argument(normalize_app, app)
+        return self._change_policy(actor, child, "disallow_app", lambda p: disallow_app(p, name))
+
+    def clear_allowed_hours(self, actor: int, child: str, days: Sequence[str]) -> int:
+        """Lift the allowed-hours restriction of ``days`` (any time again)."""
+        if not days or len(days) > MAX_DAYS_ARG:
+            raise InvalidArgument(f"give 1 to {MAX_DAYS_ARG} days")
+        for day in days:
+            _text(day, "day", 16)
+        names = _policy_argument(expand_days, days)
+        return self._change_policy(actor, child, "clear_allowed_hours",
+                                   lambda p: set_allowed_hours(p, names, None))
 
     def set_daily_limit(self, actor: int, child: str, weekday: int, weekend: int) -> int:
         """Minutes 0..1440 for school days and for the weekend; -1 = none."""

@@ -20,7 +20,7 @@ from typing import Any
 import peewee
 from peewee import EXCLUDED, fn
 
-from dots_collector.records import RECORD_TYPES, NetworkEvent, ProcessEvent, Record
+from dots_common.records import RECORD_TYPES, NetworkEvent, ProcessEvent, Record
 
 from .db import bind, dialect, storage_errors
 from .schema import (

@@ -408,6 +408,30 @@ def set_allowed_hours(policy: Policy, days: Iterable[str], windows: Sequence[str
     return _replace(policy, allowed_hours=hours)
 
 
+def set_app_limit(policy: Policy, app: str, minutes: int | None) -> Policy:
+    """Daily minutes for one app; None removes its limit."""
+    name = normalize_app(app)
+    limits = dict(policy.app_limits_minutes)
+    if minutes is None:
+        limits.pop(name, None)
+    else:
+        limits[name] = minutes
+    return _replace(policy, app_limits_minutes=limits)
+
+
+def set_allow_list(policy: Policy, enabled: bool, add: Iterable[str]) -> Policy:
+    """Switch allow-list mode, adding ``add`` to the allowed apps first."""
+    names = [normalize_app(a) for a in add]
+    return _replace(policy, allow_list_only=enabled,
+                    allowed_apps=_unique([*policy.allowed_apps, *names]))
+
+
+def disallow_app(policy: Policy, app: str) -> Policy:
+    name = normalize_app(app)
+    return policy if name not in policy.allowed_apps else _replace(
+        policy, allowed_apps=[a for a in policy.allowed_apps if a != name])
+
+
 def block_app(policy: Policy, app: str) -> Policy:
     name = normalize_app(app)
     return policy if name in policy.blocked_apps else _replace(

@@ -14,7 +14,8 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface
 from dbus_fast.signature import get_signature_tree
 
-from . import names
+from dots_common import names
+
 from .api import build_routes
 from .authority import Authority
 from .caller import CallerIdentity
@@ -31,7 +32,7 @@ class _Object(ServiceInterface):
     (the dispatcher takes them first); signals are sent by :class:`Signals`."""
 
     def __init__(self) -> None:
-        super().__init__(names.INTERFACE)
+        super().__init__(names.FAMILY_INTERFACE)
 
 
 class Signals:
@@ -45,7 +46,7 @@ class Signals:
         signature = self.signatures[member]
         get_signature_tree(signature).verify(list(body))
         if self.bus.connected:
-            self.bus.send(Message.new_signal(names.OBJECT_PATH, names.INTERFACE, member,
+            self.bus.send(Message.new_signal(names.FAMILY_PATH, names.FAMILY_INTERFACE, member,
                                              signature, list(body)))
 
     def on_event(self, event: Event) -> None:
@@ -91,13 +92,13 @@ class FamilyService:
     async def start(self) -> None:
         """Route first, then own the name: no call can arrive unrouted."""
         self.bus.add_message_handler(self.dispatcher.handle)
-        self.bus.export(names.OBJECT_PATH, _Object())
+        self.bus.export(names.FAMILY_PATH, _Object())
         self.family.subscribe(self.signals.on_event)
-        reply = await self.bus.request_name(names.BUS_NAME, NameFlag.DO_NOT_QUEUE)
+        reply = await self.bus.request_name(names.FAMILY_BUS_NAME, NameFlag.DO_NOT_QUEUE)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
-            raise RuntimeError(f"could not own {names.BUS_NAME} on the system bus ({reply.name}); "
+            raise RuntimeError(f"could not own {names.FAMILY_BUS_NAME} on the system bus ({reply.name}); "
                                "is another dots-policyd running?")
-        log.info("on the system bus as %s", names.BUS_NAME)
+        log.info("on the system bus as %s", names.FAMILY_BUS_NAME)
 
     async def stop(self) -> None:
         await self.dispatcher.close()

@@ -15,10 +15,10 @@ from .screentime import SessionState
 
 log = logging.getLogger("dots.policyd.sessions")
 
-LOGIND = "org.freedesktop.login1"
-LOGIND_PATH = "/org/freedesktop/login1"
-MANAGER = "org.freedesktop.login1.Manager"
-SESSION = "org.freedesktop.login1.Session"
+from dots_common.names import LOGIND_BUS_NAME as LOGIND
+from dots_common.names import LOGIND_MANAGER as MANAGER
+from dots_common.names import LOGIND_PATH
+from dots_common.names import LOGIND_SESSION as SESSION
 
 
 class LogindError(Exception):

@@ -23,13 +23,15 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # test asks for a rules file of its own: one test's rules must not bite another.
 os.environ["DOTS_RULES_FILE"] = ""
 
-#: real accounts used by the tests
-CHILD = "dots-test-child"
-OTHER = "dots-test-other"
-PARENT = "dots-test-parent"
+#: real accounts used by the tests; DOTS_TEST_USERS names another set, so
+#: that two test runs on one machine never enforce upon each other's users
+_PREFIX = os.environ.get("DOTS_TEST_USERS", "dots-test")
+CHILD = f"{_PREFIX}-child"
+OTHER = f"{_PREFIX}-other"
+PARENT = f"{_PREFIX}-parent"
 #: a user nobody else runs anything as, so that every event of its uid --
 #: delivered or lost -- comes from one storm
-STORM = "dots-test-storm"
+STORM = f"{_PREFIX}-storm"
 
 
 def bpf_unavailable() -> str | None:

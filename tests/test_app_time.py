@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-
-from dots_collector.records import ProcessEvent
 from dots_policyd.app_time import AppLimitReached, AppTime, AppWarning, app_matches
 from dots_policyd.history import app_usage
 from dots_policyd.policy import Policy
+
+from dots_common.records import ProcessEvent
 
 UID = 5151
 DAY = dt.date(2026, 11, 25)

@@ -14,7 +14,7 @@ from tests.helpers import REPO, as_user, run_as, uid_of, wait_for
 pytestmark = [pytest.mark.bpf, pytest.mark.bus]
 
 DEST = ("org.dots.Collector1", "/org/dots/Collector1", "org.dots.Collector1")
-POLICYD = "dots-policyd"
+from dots_common.names import POLICYD_USER as POLICYD  # noqa: E402
 
 
 def set_uids(client, uids, signature="au"):

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from dots_collector.enforcers.identity import kernel_dev
-from dots_collector.records import ProcessEvent
 from tests.helpers import popen_as, run_as, uid_of, wait_for
+
+from dots_common.records import ProcessEvent
 
 pytestmark = pytest.mark.bpf
 
 DEST = ("org.dots.Collector1", "/org/dots/Collector1", "org.dots.Collector1")
-POLICYD = "dots-policyd"
+from dots_common.names import POLICYD_USER as POLICYD  # noqa: E402
 
 
 class EnforcerRun:

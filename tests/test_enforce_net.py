@@ -22,7 +22,7 @@ from tests.helpers import VENV_PYTHON, run_as, uid_of, wait_for
 pytestmark = pytest.mark.bpf
 
 DEST = ("org.dots.Collector1", "/org/dots/Collector1", "org.dots.Collector1")
-POLICYD = "dots-policyd"
+from dots_common.names import POLICYD_USER as POLICYD  # noqa: E402
 OUR_PROGRAMS = {"dots_connect4", "dots_connect6", "dots_sendmsg4", "dots_sendmsg6",
                 "dots_exec_block"}
 

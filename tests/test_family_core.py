@@ -11,6 +11,7 @@ import pytest
 
 from dots_policyd import history
 from dots_policyd.errors import (
+    StalePolicy,
     AlreadyAnswered,
     AlreadyExists,
     InvalidArgument,
@@ -235,7 +236,7 @@ def test_routing_table_is_the_contract(family):
 def test_stored_events_become_typed_variants(family, child_user):
     from dbus_fast.signature import get_signature_tree
 
-    from dots_collector.records import ProcessEvent
+    from dots_common.records import ProcessEvent
     from dots_policyd.api import event_variants
 
     uid = uid_of(child_user)
@@ -249,3 +250,32 @@ def test_stored_events_become_typed_variants(family, child_user):
         "type": ("s", "exec"), "pid": ("u", 4321), "ppid": ("u", 1), "uid": ("u", uid),
         "gid": ("u", uid), "comm": ("s", "sol"), "path": ("s", "/usr/games/sol"),
         "exit_code": ("i", 0), "ts_ns": ("t", 5_000_000_000), "time": ("d", 1_700_000_005.0)}
+
+
+def test_targeted_edits_cannot_lose_another_parents_change(family, events, child_user):
+    """Two parents at once: each edit is read-modify-write on the server in
+    one transaction, so both land; an edit of a stale copy is refused."""
+    family.add_child(0, child_user, "")
+    base, _ = family.get_versioned_policy(child_user)
+    family.set_weekly_limit(1, child_user, 600)          # parent 1
+    family.set_app_limit(2, child_user, "supertux2", 30)  # parent 2, at the same time
+    family.set_allow_list(1, child_user, True, ["firefox"])
+    family.clear_allowed_hours(2, child_user, ["weekend"])
+    policy = json.loads(family.get_policy(child_user))
+    assert policy["weekly_limit_minutes"] == 600
+    assert policy["app_limits_minutes"] == {"supertux2": 30}
+    assert policy["allow_list_only"] is True and policy["allowed_apps"] == ["firefox"]
+
+    with pytest.raises(StalePolicy):  # parent 3 edited the copy read at `base`
+        family.replace_policy(3, child_user, base, json.dumps({"daily_limit_minutes": 5}))
+    assert json.loads(family.get_policy(child_user))["weekly_limit_minutes"] == 600
+    version, document = family.get_versioned_policy(child_user)
+    assert family.replace_policy(3, child_user, version, document) == version  # no-op: same version
+
+    with pytest.raises(NotFound):
+        family.set_app_limit(1, child_user, "tuxracer", -1)
+    with pytest.raises(InvalidPolicy):  # allow-list on, with nothing left allowed
+        family.disallow_app(1, child_user, "firefox")
+    family.set_allow_list(1, child_user, False, [])
+    family.disallow_app(1, child_user, "firefox")
+    assert json.loads(family.get_policy(child_user))["allowed_apps"] == []

@@ -10,12 +10,13 @@ from pathlib import Path
 import peewee
 import pytest
 
-from dots_collector.records import FileEvent
 from dots_policyd import migrations
 from dots_policyd.db import StorageError, open_database
 from dots_policyd.history import audit_log, daily_usage, recent_events, store_batch
 from dots_policyd.migrations import LATEST, migrate, schema_version
 from dots_policyd.schema import ALL_MODELS, SchemaVersion
+
+from dots_common.records import FileEvent
 
 CHILD = 1001
 DAY = dt.date(2024, 3, 1)

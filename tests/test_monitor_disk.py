@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from dots_collector.records import DiskEvent
 from tests.helpers import VENV_PYTHON, as_user, run_as, uid_of
+
+from dots_common.records import DiskEvent
 
 pytestmark = pytest.mark.bpf
 

@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from dots_collector.records import MemorySample
 from tests.helpers import VENV_PYTHON, as_user, run_as, uid_of
 
 pytestmark = pytest.mark.bpf
@@ -33,6 +32,8 @@ sys.stdin.read()
 #: buffer); print how many MiB were touched
 CHURN = """
 import mmap, sys, time
+
+from dots_common.records import MemorySample
 seconds = float(sys.argv[1])
 data = b"x" * (1 << 20)
 rounds = 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dots_collector.records import ProcessEvent
 from tests.helpers import run_as, uid_of
+
+from dots_common.records import ProcessEvent
 
 pytestmark = pytest.mark.bpf
 

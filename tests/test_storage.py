@@ -16,7 +16,6 @@ import peewee
 import psycopg2
 import pytest
 
-from dots_collector.records import DiskEvent, FileEvent, MemorySample, NetworkEvent, ProcessEvent, Record
 from dots_policyd import history
 from dots_policyd.db import StorageError, dialect, open_database
 from dots_policyd.history import (
@@ -42,6 +41,8 @@ from dots_policyd.schema import (
     IngestedBatch,
     ProcessRow,
 )
+
+from dots_common.records import DiskEvent, FileEvent, MemorySample, NetworkEvent, ProcessEvent, Record
 
 CHILD, OTHER = 1001, 1002
 #: boot clock -> Unix time: ts_ns 0 is 2023-11-14 22:13:20 UTC
@@ -124,7 +125,7 @@ def test_batch_round_trips_with_utc_time(db: peewee.Database, monitor: str):
 
 
 def test_raw_tables_mirror_the_records():
-    from dots_collector.records import RECORD_TYPES
+    from dots_common.records import RECORD_TYPES
 
     for monitor, model in RAW_MODELS.items():
         names = {f.name for f in dataclasses.fields(RECORD_TYPES[monitor])}

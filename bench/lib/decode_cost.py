@@ -47,7 +47,7 @@ def _samples() -> dict:
 def run() -> dict:
     from dbus_fast import Message, MessageType
 
-    from dots_collector.records import RECORD_TYPES, SIGNAL_NAMES
+    from dots_common.records import RECORD_TYPES, SIGNAL_NAMES
 
     results = {}
     for name, (monitor, raw) in _samples().items():

@@ -23,7 +23,7 @@ from .throughput import Pipeline, target_file
 from .util import proc_memory
 from .workloads import BENCH_USER, Workspace, json_result, run_as
 
-MONITORS = ["process", "filesystem", "network", "memory", "disk"]
+from dots_common.limits import MONITORS  # noqa: E402
 POLICYD_TARGET_KIB = 80 * 1024
 KERNEL_TARGET_BYTES = 2 * 1024 * 1024
 

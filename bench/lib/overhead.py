@@ -28,7 +28,7 @@ from .util import BENCH, SectionError, bpf_memory, cpu_seconds, ratio_summary, s
 from .workloads import (IDLE_USER, MIXED_DESCRIPTION, STORM_DESCRIPTIONS, Mixed, Workspace,
                         calibrate, run_storm)
 
-MONITORS = ["process", "filesystem", "network", "memory", "disk"]
+from dots_common.limits import MONITORS  # noqa: E402
 SEED_CLAIMS = {"process": "1–2 %", "filesystem": "2–5 %", "network": "1–3 %",
                "memory": "3–7 %", "disk": "2–4 %"}
 CONDITIONS = ["monitored", "filtered", "bpftrace"]

@@ -33,7 +33,7 @@ from .procs import Collector, IngestRunner, PrivateBus, policyd_dir
 from .util import SectionError, bpf_memory, proc_memory, ratio_summary, summarize
 from .workloads import BENCH_USER, IDLE_USER, Workspace, calibrate, run_split_storm, run_storm
 
-MONITORS = ["process", "filesystem", "network", "memory", "disk"]
+from dots_common.limits import MONITORS  # noqa: E402
 ADDR_PER_CALL = 4096
 APPS_PER_CALL = 1024
 SYNTHETIC_UID0 = 3_000_000

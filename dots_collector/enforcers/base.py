@@ -19,9 +19,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 #: enforcer ring buffers carry denials and notices only: small
 DEFAULT_KIB_PER_CPU = 16
-#: uid 0 is never enforced upon (killing root's processes or programs
-#: would take the machine down), nor is the "-1" uid
-MAX_UID = 2**32 - 2
 
 
 class Enforcer(Monitor):

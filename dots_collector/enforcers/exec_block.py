@@ -47,8 +47,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from dots_common.limits import MAX_UIDS
+from dots_common.records import ProcessEvent, Record
+
 from ..monitors.base import cstr
-from ..records import ProcessEvent, Record
 from . import btf
 from .base import Enforcer
 from .identity import HashCache, Identity, IdentityError, kernel_dev
@@ -62,7 +64,6 @@ K_BLOCKED, K_NOT_ALLOWED, K_NOTICE, K_SUSPECT = 0, 1, 2, 3
 N_FIRST_SEEN, N_SCRIPT, N_LOADER = 1, 2, 4
 F_BLOCKS, F_ALLOW = 1, 2
 ANY_UID = 0xFFFFFFFF
-MAX_ENFORCED_UIDS = 1024
 MAX_EXE_ENTRIES = 65536
 #: identified executables remembered by kernel (dev, ino); the kernel's
 #: "seen" LRU has the same size
@@ -202,7 +203,7 @@ class ExecEnforcer(Enforcer):
 
     # --- loading --------------------------------------------------------------
     def cflags(self) -> list[str]:
-        return [*super().cflags(), f"-DMAX_ENFORCED_UIDS={MAX_ENFORCED_UIDS}",
+        return [*super().cflags(), f"-DMAX_ENFORCED_UIDS={MAX_UIDS}",
                 f"-DMAX_EXE_ENTRIES={MAX_EXE_ENTRIES}", f"-DMAX_SEEN={MAX_KNOWN}",
                 f"-DKILL_SAME_SIZE={int(self.kill_same_size)}", *btf.cflags(BTF_OFFSETS)]
 

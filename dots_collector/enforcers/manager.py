@@ -9,7 +9,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..records import Record
+from dots_common.records import Record
+
 from . import kill, validate
 from .base import Enforcer
 from .identity import HashCache, Identity, IdentityError

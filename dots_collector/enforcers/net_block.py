@@ -12,14 +12,15 @@ import socket
 import struct
 from typing import Any
 
+from dots_common.limits import MAX_UIDS
+from dots_common.records import NetworkEvent
+
 from ..monitors.base import cstr
-from ..records import NetworkEvent
 from .base import Enforcer
 from .cgroup import cgroup2_mount, link_create
 
 log = logging.getLogger(__name__)
 
-MAX_ENFORCED_UIDS = 1024
 MAX_BLOCKED_NETS = 65536
 UID_BITS = 32
 
@@ -58,7 +59,7 @@ class NetEnforcer(Enforcer):
         self.rules: dict[int, list[Network]] = {}
 
     def cflags(self) -> list[str]:
-        return [*super().cflags(), f"-DMAX_ENFORCED_UIDS={MAX_ENFORCED_UIDS}",
+        return [*super().cflags(), f"-DMAX_ENFORCED_UIDS={MAX_UIDS}",
                 f"-DMAX_BLOCKED_NETS={MAX_BLOCKED_NETS}"]
 
     def load(self) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+
 from typing import Any
+
+from dots_common.limits import MAX_UID
 
 MAX_PATHS = 1024
 MAX_PATH_BYTES = 4096
 MAX_NETWORKS = 4096
-MAX_UID = 2**32 - 2
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

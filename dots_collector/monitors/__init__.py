@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import importlib
 
+from dots_common.limits import MONITORS
+
 from .base import Monitor
 
-#: name -> "module:Class", in the seed's order
-MONITORS: dict[str, str] = {
-    "process": "process:ProcessMonitor",
-    "filesystem": "filesystem:FilesystemMonitor",
-    "network": "network:NetworkMonitor",
-    "memory": "memory:MemoryMonitor",
-    "disk": "disk:DiskMonitor",
-}
+__all__ = ["MONITORS", "monitor_class"]
 
 
 def monitor_class(name: str) -> type[Monitor]:
+    """The loader class of monitor ``name``: module ``<name>``, the one
+    Monitor subclass whose ``name`` is ``name``."""
     if name not in MONITORS:
         raise ValueError(f"unknown monitor {name!r} (known: {', '.join(MONITORS)})")
-    module, cls = MONITORS[name].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    module = importlib.import_module(f"{__name__}.{name}")
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Monitor) and getattr(value, "name", None) == name:
+            return value
+    raise ValueError(f"module {module.__name__} defines no monitor {name!r}")

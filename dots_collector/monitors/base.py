@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..records import Record
+from dots_common.limits import MAX_UIDS
+from dots_common.records import Record
+
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-MAX_MONITORED_UIDS = 1024  # = config.MAX_UIDS
 DEFAULT_RINGBUF_KIB_PER_CPU = 128
 FILTER_NOBODY, FILTER_LISTED, FILTER_ALL = 0, 1, 2  # common.h
 
@@ -64,7 +65,7 @@ class Monitor:
 
     def cflags(self) -> list[str]:
         return ["-Wno-ignored-attributes", f"-DRINGBUF_PAGES={self.pages}",
-                f"-DMAX_MONITORED_UIDS={MAX_MONITORED_UIDS}", *self.extra_cflags]
+                f"-DMAX_MONITORED_UIDS={MAX_UIDS}", *self.extra_cflags]
 
     def program_text(self) -> str:
         """The monitor's source with common.h pasted in: bcc rewrites map

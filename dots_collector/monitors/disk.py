@@ -13,7 +13,8 @@ import struct
 import time
 from collections.abc import Iterable
 
-from ..records import DiskEvent
+from dots_common.records import DiskEvent
+
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
 
 # struct disk_event (disk.bpf.c)

@@ -24,7 +24,8 @@ import struct
 import time
 from collections.abc import Iterable
 
-from ..records import FileEvent
+from dots_common.records import FileEvent
+
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
 
 # struct file_event (filesystem.bpf.c), then new_path for a rename

@@ -17,7 +17,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..records import MemorySample
+from dots_common.records import MemorySample
+
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, PAGE_SIZE, Monitor, cstr
 
 # struct mem_stats (memory.bpf.c)

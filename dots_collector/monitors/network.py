@@ -26,7 +26,8 @@ import struct
 import time
 from collections.abc import Iterable
 
-from ..records import NetworkEvent, ip_text
+from dots_common.records import NetworkEvent, ip_text
+
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
 
 # struct net_event (network.bpf.c)

@@ -7,7 +7,8 @@ import ctypes
 import os
 import struct
 
-from ..records import ProcessEvent
+from dots_common.records import ProcessEvent
+
 from .base import Monitor, cstr
 
 # struct event_head, then for exec the path (process.bpf.c)

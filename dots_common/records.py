@@ -5,6 +5,11 @@ layout (``DBUS_SIGNATURE``). ``to_dbus`` gives the struct as a list,
 ``from_dbus`` rebuilds the record on the receiving side, ``to_json`` gives
 the flat object printed by ``dots-collector --stdout``.
 
+Each field's type names its D-Bus type (``U32`` is ``u``, ``U64`` is ``t``
+...), and ``DBUS_SIGNATURE`` is derived from the fields, so the struct
+layout is written once; tests/test_wire_contract.py ties every signature to
+``dbus/org.dots.Collector1.xml``.
+
 This module has no bcc and no D-Bus imports: the policy daemon uses it too.
 """
 
@@ -13,9 +18,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
-from typing import Any, ClassVar, TypeVar
+import typing
+from typing import Annotated, Any, ClassVar, TypeVar
 
 R = TypeVar("R", bound="Record")
+
+#: integer fields by their D-Bus type; text is ``str`` (``s``)
+U16 = Annotated[int, "q"]
+I32 = Annotated[int, "i"]
+U32 = Annotated[int, "u"]
+U64 = Annotated[int, "t"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,17 +57,16 @@ class ProcessEvent(Record):
     """fork / exec / exit of a process (thread-group leaders only)."""
 
     MONITOR: ClassVar[str] = "process"
-    DBUS_SIGNATURE: ClassVar[str] = "(suuuussit)"
 
     type: str  # "fork" | "exec" | "exit" | "exec_blocked"
-    pid: int
-    ppid: int
-    uid: int
-    gid: int
+    pid: U32
+    ppid: U32
+    uid: U32
+    gid: U32
     comm: str
     path: str  # executable path on exec; "" otherwise
-    exit_code: int  # exit status (0..255), or -signal when killed; 0 unless exit
-    ts_ns: int  # CLOCK_BOOTTIME
+    exit_code: I32  # exit status (0..255), or -signal when killed; 0 unless exit
+    ts_ns: U64  # CLOCK_BOOTTIME
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,17 +76,16 @@ class FileEvent(Record):
     report of that open file (sum them for a total)."""
 
     MONITOR: ClassVar[str] = "filesystem"
-    DBUS_SIGNATURE: ClassVar[str] = "(suussuitts)"
 
     type: str  # "open" | "read" | "write" | "unlink" | "rename"
-    pid: int
-    uid: int
+    pid: U32
+    uid: U32
     comm: str
     path: str
-    flags: int  # open(2) flags (open, read, write); AT_REMOVEDIR for a directory unlink
-    result: int  # fd or -errno (open); the fd (read, write); 0 or -errno (unlink, rename)
-    bytes: int  # read/write only
-    ts_ns: int
+    flags: U32  # open(2) flags (open, read, write); AT_REMOVEDIR for a directory unlink
+    result: I32  # fd or -errno (open); the fd (read, write); 0 or -errno (unlink, rename)
+    bytes: U64  # read/write only
+    ts_ns: U64
     new_path: str = ""  # rename only
 
 
@@ -87,20 +97,19 @@ class NetworkEvent(Record):
     since the previous report of that socket (sum them for a total)."""
 
     MONITOR: ClassVar[str] = "network"
-    DBUS_SIGNATURE: ClassVar[str] = "(suusqssqqttt)"
 
     type: str  # "connect" | "connect_failed" | "accept" | "close" | "bytes" | "connect_blocked"
-    pid: int
-    uid: int
+    pid: U32
+    uid: U32
     comm: str
-    family: int  # socket.AF_INET or socket.AF_INET6
+    family: U16  # socket.AF_INET or socket.AF_INET6
     saddr: str
     daddr: str
-    sport: int
-    dport: int
-    bytes_sent: int
-    bytes_received: int
-    ts_ns: int
+    sport: U16
+    dport: U16
+    bytes_sent: U64
+    bytes_received: U64
+    ts_ns: U64
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,17 +118,16 @@ class MemorySample(Record):
     sample, aggregated in the kernel, and the resident set size."""
 
     MONITOR: ClassVar[str] = "memory"
-    DBUS_SIGNATURE: ClassVar[str] = "(uustttttt)"
 
-    pid: int
-    uid: int
+    pid: U32
+    uid: U32
     comm: str
-    bytes_alloc: int  # kmalloc bytes
-    bytes_freed: int  # kfree bytes (allocation size when known)
-    pages_alloc_bytes: int  # page allocations, 4096 << order
-    pages_freed_bytes: int
-    rss_bytes: int
-    ts_ns: int
+    bytes_alloc: U64  # kmalloc bytes
+    bytes_freed: U64  # kfree bytes (allocation size when known)
+    pages_alloc_bytes: U64  # page allocations, 4096 << order
+    pages_freed_bytes: U64
+    rss_bytes: U64
+    ts_ns: U64
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,18 +135,17 @@ class DiskEvent(Record):
     """A completed block request, attributed to the pid that queued it."""
 
     MONITOR: ClassVar[str] = "disk"
-    DBUS_SIGNATURE: ClassVar[str] = "(uusuttustt)"
 
-    pid: int
-    uid: int
+    pid: U32
+    uid: U32
     comm: str
-    dev: int  # kernel dev_t: major << 20 | minor
-    sector: int
-    bytes: int
-    nr_sector: int
+    dev: U32  # kernel dev_t: major << 20 | minor
+    sector: U64
+    bytes: U64
+    nr_sector: U32
     rw: str  # "R" | "W" | "D" (discard) | "F" (flush) ...
-    latency_ns: int
-    ts_ns: int
+    latency_ns: U64
+    ts_ns: U64
 
 
 @functools.cache
@@ -146,9 +153,28 @@ def _field_names(cls: type[Record]) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
+_DBUS_CODES = {str: "s"}
+
+
+def dbus_signature(cls: type[Record]) -> str:
+    """The record's D-Bus struct signature, from its fields' types."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    codes = []
+    for name in _field_names(cls):
+        hint = hints[name]
+        code = hint.__metadata__[0] if typing.get_origin(hint) is Annotated else _DBUS_CODES.get(hint)
+        if code is None:
+            raise TypeError(f"{cls.__name__}.{name}: no D-Bus type for {hint!r}")
+        codes.append(code)
+    return "(" + "".join(codes) + ")"
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     cls.MONITOR: cls for cls in (ProcessEvent, FileEvent, NetworkEvent, MemorySample, DiskEvent)
 }
+
+for _cls in RECORD_TYPES.values():
+    _cls.DBUS_SIGNATURE = dbus_signature(_cls)
 
 #: D-Bus signal name of each monitor's batches.
 SIGNAL_NAMES: dict[str, str] = {
