@@ -17,7 +17,7 @@ from typer._completion_shared import get_completion_script, install
 from dots_common.limits import MONITORS
 
 from ..client import EXIT_USAGE, CliError, FamilyClient
-from ..render import console
+from ..render import say  # noqa: F401 (re-exported: how every command prints a line)
 
 PROG = "dotsctl"
 NO_CHILDREN = "No children yet. Add one with: dotsctl child add USER --preset 8-12"
@@ -32,11 +32,6 @@ def client() -> FamilyClient:
         _client = FamilyClient()
         atexit.register(_client.close)
     return _client
-
-
-def say(text: str) -> None:
-    """A line for the person at the terminal, printed as is (no rich markup)."""
-    console.print(text, markup=False, highlight=False)
 
 
 def usage_error(message: str) -> CliError:

@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from .. import render
+from ..render import DAY_NAMES as DAYS
 from ..render import console, print_json
 from .common import Child, Json, client, read_policy, say, usage_error, version_text
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_ALIASES = {"weekdays": DAYS[:5], "weekend": DAYS[5:], "all": DAYS, "daily": DAYS,
                "everyday": DAYS}
 _WINDOW_RE = re.compile(r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$")
