@@ -242,7 +242,8 @@ def events_table(kind: str, events: list[dict[str, Any]]) -> Table:
     return table(None, ["TIME", *(c.upper() for c in columns)], rows)
 
 
-def _say(text: str) -> None:
+def say(text: str) -> None:
+    """A line for the person at the terminal, printed as is (no rich markup)."""
     console.print(text, markup=False, highlight=False)
 
 
@@ -260,7 +261,7 @@ def print_report(r: Any) -> None:
     console.print(table(None, ["DAY", "USED", "LIMIT", "(│ = limit)"], rows, right=(1, 2)))
     totals = r.totals()
     req = totals["requests"]
-    _say(f"Total {duration(r.used_seconds)}, {duration(r.average_seconds)} a day on average; "
+    say(f"Total {duration(r.used_seconds)}, {duration(r.average_seconds)} a day on average; "
          f"over the limit on {r.days_over_limit} day(s); extra time granted "
          f"{duration(r.granted_seconds)}.")
     if r.apps:
@@ -283,7 +284,7 @@ def print_report(r: Any) -> None:
     if blocked:
         console.print(table("Blocked attempts", ["PROGRAM", "ATTEMPTS"], blocked, right=(1,)))
     else:
-        _say("No blocked attempts.")
+        say("No blocked attempts.")
     console.print()
     if r.requests:
         console.print(table(
@@ -293,4 +294,4 @@ def print_report(r: Any) -> None:
               q["state"] + (f" ({q['granted_minutes']} min)" if q["state"] == "approved" else "")]
              for q in r.requests], right=(0, 2)))
     else:
-        _say("No requests for more time.")
+        say("No requests for more time.")
