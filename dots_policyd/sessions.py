@@ -4,6 +4,7 @@ has any). Also the calls that end a session."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterable
@@ -25,14 +26,29 @@ class LogindError(Exception):
     pass
 
 
+#: seconds a logind call may take before it counts as failed
+CALL_TIMEOUT = 5.0
+
+
 class Logind:
-    def __init__(self, bus: MessageBus) -> None:
+    """logind's calls, each bounded in time. Replies come from the owner of
+    logind's name, which only root may own (the system bus policy); no
+    logind signal is listened to (sessions are polled)."""
+
+    def __init__(self, bus: MessageBus, timeout: float = CALL_TIMEOUT) -> None:
         self.bus = bus
+        self.timeout = timeout
 
     async def _call(self, dest: str, path: str, iface: str, member: str, signature: str = "",
                     body: list | None = None) -> list:
-        reply = await self.bus.call(Message(destination=dest, path=path, interface=iface,
-                                            member=member, signature=signature, body=body or []))
+        try:
+            reply = await asyncio.wait_for(self.bus.call(Message(
+                destination=dest, path=path, interface=iface, member=member,
+                signature=signature, body=body or [])), self.timeout)
+        except asyncio.TimeoutError:
+            raise LogindError(f"{member}: no answer in {self.timeout:g} s") from None
+        if reply is None:
+            raise LogindError(f"{member}: no reply")
         if reply.message_type == MessageType.ERROR:
             raise LogindError(f"{member}: {reply.error_name}: {(reply.body or [''])[0]}")
         return reply.body
@@ -46,15 +62,18 @@ class Logind:
         wanted = set(uids)
         listed = (await self._call(LOGIND, LOGIND_PATH, MANAGER, "ListSessions"))[0]
         states = []
-        for session_id, uid, _user, _seat, path in listed:
-            if uid not in wanted:
-                continue
-            props = (await self._call(LOGIND, path, "org.freedesktop.DBus.Properties", "GetAll",
-                                      "s", [SESSION]))[0]
-            value = lambda name, default: props[name].value if name in props else default  # noqa: E731
-            states.append(SessionState(session_id, uid, active=value("Active", True),
-                                       idle=value("IdleHint", False),
-                                       locked=value("LockedHint", False)))
+        try:
+            for session_id, uid, _user, _seat, path in listed:
+                if uid not in wanted:
+                    continue
+                props = (await self._call(LOGIND, path, "org.freedesktop.DBus.Properties", "GetAll",
+                                          "s", [SESSION]))[0]
+                value = lambda name, default: props[name].value if name in props else default  # noqa: E731
+                states.append(SessionState(session_id, uid, active=bool(value("Active", True)),
+                                           idle=bool(value("IdleHint", False)),
+                                           locked=bool(value("LockedHint", False))))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            raise LogindError(f"malformed session list: {e}") from None
         return states
 
     async def lock(self, session_id: str) -> None:
