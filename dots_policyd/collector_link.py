@@ -210,11 +210,13 @@ class CollectorLink:
         if msg.member not in MONITOR_OF_SIGNAL or not self.instance:
             return  # before sync(): the replay brings this batch again
         body = msg.body
-        if (len(body) != 2 or isinstance(body[0], bool) or not isinstance(body[0], int)
-                or not 0 < body[0] < 2**64 or not isinstance(body[1], list)):
+        if len(body) != 2 or isinstance(body[0], bool) or not isinstance(body[0], int) \
+                or not 0 < body[0] < 2**64:
             self.malformed_batches += 1
             log.error("malformed %s signal from the collector (%s): ignored", msg.member, msg.signature)
             return
+        # records that cannot be read fail in the store loop, which logs
+        # and acknowledges them (a replay would fail again)
         self.queue.put_nowait((self.instance, body[0], MONITOR_OF_SIGNAL[msg.member], body[1]))
 
     async def _ack(self, instance: str, batch: int) -> None:

@@ -1,0 +1,154 @@
+"""Issue 12: the policy daemon believes only the collector and the bus.
+
+A real dots-policyd (as dots-policyd) on the private bus, a stand-in
+collector owning org.dots.Collector1 as root (tests/fake_collector.py), and
+the attacks a child would send as a real user (tests/forge_signal.py): a
+fake "the collector left", batches framing a sibling, a batch id of
+2^64-1 that would make the daemon acknowledge everything, a malformed
+batch meant to kill the store loop. Each is ignored and counted; the real
+collector's batches keep being stored and acknowledged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from dots_common import names
+from dots_common.records import ProcessEvent
+from tests.helpers import REPO, VENV_PYTHON, run_as, uid_of, wait_for
+
+pytestmark = pytest.mark.bus
+
+SIG = f"ta{ProcessEvent.DBUS_SIGNATURE}"
+COLLECTOR = (names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH, names.COLLECTOR_INTERFACE)
+
+
+class FakeCollector:
+    def __init__(self, bus, instance: str = "fake-1") -> None:
+        self.process = subprocess.Popen([VENV_PYTHON, str(REPO / "tests" / "fake_collector.py"), instance],
+                                        env=bus.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, cwd=REPO)
+        self.lines: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.unique = wait_for(lambda: next((l["ready"] for l in self.lines if "ready" in l), None),
+                               what="the stand-in collector on the bus")
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(json.loads(line))
+
+    def calls(self, member: str) -> list[list]:
+        return [l["args"] for l in list(self.lines) if l.get("call") == member]
+
+    def emit(self, member: str, signature: str, body: list) -> None:
+        sent = len([l for l in self.lines if "sent" in l])
+        self.process.stdin.write(json.dumps({"member": member, "signature": signature, "body": body}) + "\n")
+        self.process.stdin.flush()
+        wait_for(lambda: len([l for l in self.lines if "sent" in l]) > sent, what=f"{member} sent")
+
+    def stop(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=10)
+
+
+def exec_record(uid: int, path: str, pid: int = 4242) -> list:
+    return ProcessEvent("exec", pid, 1, uid, uid, path.rsplit("/", 1)[-1][:15], path, 0,
+                        10**9).to_dbus()
+
+
+def forge(user: str, *signals: dict) -> None:
+    out = run_as(user, [VENV_PYTHON, str(REPO / "tests" / "forge_signal.py"), json.dumps(list(signals))],
+                 cwd=REPO)
+    assert out.returncode == 0, out.stderr
+
+
+def policyd_unique(bus_client, user: str) -> str:
+    reply = bus_client(user).call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                  "org.freedesktop.DBus", "GetNameOwner", "s", [names.FAMILY_BUS_NAME])
+    return reply["ok"][0]
+
+
+@pytest.fixture
+def fake_collector(system_bus, policyd_daemon):
+    collector = FakeCollector(system_bus)
+    wait_for(lambda: collector.calls("ReplayBatches"), timeout=30,
+             what="the policy daemon to sync the stand-in collector")
+    yield collector
+    collector.stop()
+
+
+def stored_paths(parent, child_user: str) -> list[str]:
+    events = parent.ok("GetRecentEvents", "ssu", child_user, "process", 100)[0]
+    return [e["path"] for e in events]
+
+
+def test_forged_signals_are_ignored_counted_and_the_real_batches_still_stored(
+        fake_collector, policyd_daemon, family_client, bus_client, parent_user, child_user,
+        other_user):
+    parent = family_client(parent_user)
+    child = uid_of(child_user)
+    parent.ok("AddChild", "ss", child_user, "13-17")
+    wait_for(lambda: any(a[0] == [child] for a in fake_collector.calls("SetMonitoredUids")),
+             what="the child pushed to the collector")
+    daemon = policyd_unique(bus_client, other_user)
+
+    attacks = [
+        # "the collector left the bus": every real batch would then be dropped
+        {"destination": daemon, "path": names.DBUS_PATH, "interface": names.DBUS_INTERFACE,
+         "member": "NameOwnerChanged", "signature": "sss",
+         "body": [names.COLLECTOR_BUS_NAME, fake_collector.unique, ""]},
+        # a batch framing the child (a sibling's uid), with the largest id
+        {"destination": daemon, "path": names.COLLECTOR_PATH, "interface": names.COLLECTOR_INTERFACE,
+         "member": "ProcessEvents", "signature": SIG,
+         "body": [2**64 - 1, [exec_record(child, "/usr/bin/forged-by-a-sibling")]]},
+        # a malformed batch, meant to kill the store loop
+        {"destination": daemon, "path": names.COLLECTOR_PATH, "interface": names.COLLECTOR_INTERFACE,
+         "member": "ProcessEvents", "signature": "ss", "body": ["not", "a batch"]},
+        # the same, broadcast
+        {"destination": "", "path": names.COLLECTOR_PATH, "interface": names.COLLECTOR_INTERFACE,
+         "member": "ProcessEvents", "signature": SIG,
+         "body": [5, [exec_record(child, "/usr/bin/forged-broadcast")]]},
+    ]
+    forge(other_user, *attacks)
+    forge(child_user, *attacks)
+
+    # the real collector's next batch is stored and acknowledged
+    fake_collector.emit("ProcessEvents", SIG, [1, [exec_record(child, "/usr/bin/real-one")]])
+    wait_for(lambda: ["fake-1", 1] in fake_collector.calls("AckBatches"), timeout=30,
+             what="the real batch acknowledged")
+    paths = stored_paths(parent, child_user)
+    assert "/usr/bin/real-one" in paths
+    assert not [p for p in paths if "forged" in p], paths
+    acks = [a[1] for a in fake_collector.calls("AckBatches")]
+    assert max(acks) == 1, f"never acknowledged a forged id: {acks}"
+
+    status = parent.ok("GetDaemonStatus")[0]
+    assert status["collector_connected"] is True
+    assert status["signals_rejected"] >= 6, status
+    assert status["signals_rejected_by"].get("forged-name-owner-changed", 0) >= 2, status
+    log = policyd_daemon.log()
+    assert log.count("ignored a signal (not-from-the-collector)") <= 2, "the log is rate-limited"
+    audit = parent.ok("GetAuditLog", "u", 50)[0]
+    assert not [e for e in audit if e[3] == "tamper"], "forgeries never flood the audit log"
+
+
+def test_a_malformed_batch_from_the_collector_is_acknowledged_and_the_loop_goes_on(
+        fake_collector, policyd_daemon, family_client, parent_user, child_user):
+    parent = family_client(parent_user)
+    child = uid_of(child_user)
+    if child not in [c[0] for c in parent.ok("ListChildren")[0]]:
+        parent.ok("AddChild", "ss", child_user, "13-17")
+    fake_collector.emit("ProcessEvents", "ts", [7, "garbage"])
+    fake_collector.emit("ProcessEvents", "ta(s)", [8, [["exec"]]])
+    fake_collector.emit("ProcessEvents", SIG, [9, [exec_record(child, "/usr/bin/after-garbage")]])
+    wait_for(lambda: ["fake-1", 9] in fake_collector.calls("AckBatches"), timeout=30,
+             what="the batch after the garbage acknowledged")
+    assert "/usr/bin/after-garbage" in stored_paths(parent, child_user)
+    acks = [a[1] for a in fake_collector.calls("AckBatches")]
+    assert 7 in acks or 8 in acks, f"the malformed batches were acknowledged: {acks}"
+    assert parent.ok("GetDaemonStatus")[0]["malformed_batches"] >= 2
