@@ -152,3 +152,32 @@ def test_a_malformed_batch_from_the_collector_is_acknowledged_and_the_loop_goes_
     acks = [a[1] for a in fake_collector.calls("AckBatches")]
     assert 7 in acks or 8 in acks, f"the malformed batches were acknowledged: {acks}"
     assert parent.ok("GetDaemonStatus")[0]["malformed_batches"] >= 2
+
+
+def blocked_record(uid: int, path: str) -> list:
+    return ProcessEvent("exec_blocked", 4343, 1, uid, uid, path.rsplit("/", 1)[-1][:15], path,
+                        0, 10**9).to_dbus()
+
+
+def test_a_childs_private_signals_reach_only_the_child_and_the_parents(
+        fake_collector, policyd_daemon, family_client, bus_client, parent_user, child_user,
+        other_user):
+    parent = family_client(parent_user)
+    child = uid_of(child_user)
+    if child not in [c[0] for c in parent.ok("ListChildren")[0]]:
+        parent.ok("AddChild", "ss", child_user, "13-17")
+    stranger = bus_client(other_user).listen(names.FAMILY_BUS_NAME, names.FAMILY_INTERFACE)
+    parents = bus_client(parent_user).listen(names.FAMILY_BUS_NAME, names.FAMILY_INTERFACE)
+    own = bus_client(child_user).listen(names.FAMILY_BUS_NAME, names.FAMILY_INTERFACE)
+    secret = "/home/child/.hidden/diary-app"
+    fake_collector.emit("ProcessEvents", SIG, [20, [blocked_record(child, secret)]])
+    fake_collector.emit("ProcessEvents", SIG, [21, [blocked_record(child, "/usr/bin/last")]])
+    # the daemon sends each signal to its audience in order: once the parent
+    # heard the last one, the stranger would have had the first
+    heard = lambda l: [s["body"] for s in l.signals if s["member"] == "AppBlocked"]  # noqa: E731
+    parents.wait_until(lambda l: [child, "/usr/bin/last"] in heard(l), what="the parent hears")
+    own.wait_until(lambda l: [child, "/usr/bin/last"] in heard(l), what="the child hears")
+    assert [child, secret] in heard(parents) and [child, secret] in heard(own)
+    assert stranger.finish() == [], "another user hears nothing of the child"
+    parents.finish()
+    own.finish()
