@@ -41,7 +41,7 @@ class Timekeeper:
         self.activity = activity or Activity()
         self.logind_failures = 0  # calls that failed, since the start
         self.storage_failing = False
-        self._logind_failing = False
+        self._logind_failing: set[str] = set()  # the calls failing now
 
     async def tick(self) -> None:
         uids = list(self.engine.policies())
@@ -50,9 +50,9 @@ class Timekeeper:
         if use_logind:
             try:
                 sessions = await self.logind.sessions(uids)
-                self._logind_ok()
+                self._logind_ok("list")
             except LogindError as e:
-                self._logind_failed(f"cannot list the sessions: {e}")
+                self._logind_failed("list", f"cannot list the sessions: {e}")
                 use_logind = False
         if sessions is None:
             sessions = proc_sessions(uids)
@@ -66,16 +66,18 @@ class Timekeeper:
         except LogindError:
             return False
 
-    def _logind_failed(self, detail: str) -> None:
+    def _logind_failed(self, call: str, detail: str) -> None:
+        """Reported once per episode: from the first failure until every
+        failing call succeeded again."""
         self.logind_failures += 1
         if not self._logind_failing:
-            self._logind_failing = True
             self.tamper("logind", f"{detail}; enforcing without it")
+        self._logind_failing.add(call)
 
-    def _logind_ok(self) -> None:
-        if self._logind_failing:
-            self._logind_failing = False
-            log.warning("logind answers again")
+    def _logind_ok(self, call: str) -> None:
+        if call in self._logind_failing:
+            self._logind_failing.discard(call)
+            log.warning("logind answers %s again", call)
 
     async def _carry_out(self, action, use_logind: bool) -> None:
         if isinstance(action, TimeWarning):
@@ -103,9 +105,10 @@ class Timekeeper:
                     await self.logind.lock(session_id)
                 else:
                     await self.logind.terminate(session_id)
+                self._logind_ok(action.action)
                 log.info("uid %d: %s session %s", action.uid, action.action, session_id)
             except LogindError as e:
-                self._logind_failed(f"cannot {action.action} session {session_id}: {e}")
+                self._logind_failed(action.action, f"cannot {action.action} session {session_id}: {e}")
                 log.warning("uid %d: cannot %s session %s; killing its processes",
                             action.uid, action.action, session_id)
                 await self.kill_user(action.uid)

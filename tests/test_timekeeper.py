@@ -102,3 +102,49 @@ async def test_without_logind_the_childs_processes_are_killed(keeper, child_user
         sleeper.wait()
     assert ("LimitReached", uid, "daily") in rec.signals
     assert uid in rec.killed
+
+
+# --- issue 12: hints the child sets, a logind that fails -------------------------------------
+
+async def advance_in_real_time(keeper: Timekeeper, clock: FakeClock, seconds: int,
+                               step: int = 30) -> None:
+    """Fake minutes pass per tick, but real time passes between ticks too:
+    the kernel's CPU accounting (activity) is measured in real time."""
+    import asyncio
+    for _ in range(seconds // step):
+        await keeper.tick()
+        clock.advance(step)
+        await asyncio.sleep(0.1)
+    await keeper.tick()
+
+
+async def test_a_session_flagged_locked_by_the_child_still_counts_and_is_locked_at_the_limit(
+        keeper, mock_logind, child_user):
+    tk, clock, rec, uid, db = keeper
+    await mock_logind.add_session("c5", uid, child_user)
+    # the child flags its own session locked and idle (logind lets a session's
+    # owner call SetLockedHint/SetIdleHint; the stand-in's bus policy does not,
+    # so its mock interface sets what the child's call would)
+    await mock_logind.set_session("c5", LockedHint=True, IdleHint=True)
+    busy = popen_as(child_user, ["/bin/sh", "-c", "while :; do :; done"])
+    try:
+        wait_for(lambda: proc_sessions([uid]), what="the child's busy process in /proc")
+        await advance_in_real_time(tk, clock, 20 * 60 + 60)
+    finally:
+        busy.kill()
+        busy.wait()
+    used, _ = used_and_granted(db, uid, START.date(), START.date())
+    assert used >= 20 * 60, "busy time counts whatever the hints say"
+    assert ("LimitReached", uid, "daily") in rec.signals
+    assert ("LockSession", ["c5"]) in await mock_logind.calls(), "locked again at the limit"
+
+
+async def test_a_failing_logind_does_not_stop_enforcement(keeper, mock_logind, child_user):
+    tk, clock, rec, uid, db = keeper
+    await mock_logind.add_session("c6", uid, child_user)
+    await mock_logind.fail("LockSession")
+    await advance(tk, clock, 20 * 60 + 10)
+    assert ("LimitReached", uid, "daily") in rec.signals
+    assert uid in rec.killed, "a session that cannot be locked is ended by killing"
+    assert [k for k, _ in rec.tampers] == ["logind"], "reported once"
+    assert tk.logind_failures >= 1
