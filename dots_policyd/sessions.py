@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 from collections.abc import Iterable
 
 from dbus_fast import Message, MessageType
@@ -82,8 +83,49 @@ class Logind:
     async def terminate(self, session_id: str) -> None:
         await self._call(LOGIND, LOGIND_PATH, MANAGER, "TerminateSession", "s", [session_id])
 
+    async def stop_lingering(self, uid: int) -> None:
+        """SetUserLinger(uid, false): needs polkit's
+        org.freedesktop.login1.set-user-linger for dots-policyd (granted by
+        polkit/49-org.dots.family.rules)."""
+        await self._call(LOGIND, LOGIND_PATH, MANAGER, "SetUserLinger", "ubb", [uid, False, False])
 
-def proc_sessions(uids: Iterable[int], proc: str = "/proc") -> list[SessionState]:
+
+#: where logind keeps one empty file per lingering user (named after the user)
+LINGER_DIR = "/var/lib/systemd/linger"
+
+
+def lingering(uids: Iterable[int], linger_dir: str = LINGER_DIR) -> list[int]:
+    """The uids among ``uids`` whose user manager lingers (runs without a
+    session: a child could keep processes running there all night)."""
+    try:
+        names = set(os.listdir(linger_dir))
+    except OSError:
+        return []
+    out = []
+    for uid in uids:
+        try:
+            if pwd.getpwuid(uid).pw_name in names:
+                out.append(uid)
+        except KeyError:
+            continue
+    return out
+
+
+def without_session(sessions: list[SessionState], uids: Iterable[int],
+                    proc: str = "/proc") -> list[SessionState]:
+    """Children with processes but no logind session (a lingering user
+    manager, a ``systemd-run --user`` unit, what a closed session left):
+    one pseudo-session each, flagged idle so that only what the kernel sees
+    them do counts, and ended by killing."""
+    with_session = {s.uid for s in sessions}
+    return proc_sessions([u for u in uids if u not in with_session], proc, idle=True)
+
+
+#: the prefix of a pseudo-session made of a child's processes (no logind)
+PROC_SESSION = "proc-"
+
+
+def proc_sessions(uids: Iterable[int], proc: str = "/proc", idle: bool = False) -> list[SessionState]:
     """Without logind: a child with any running process is 'in a session'."""
     wanted = set(uids)
     present: set[int] = set()
@@ -95,4 +137,4 @@ def proc_sessions(uids: Iterable[int], proc: str = "/proc") -> list[SessionState
                 continue
             if uid in wanted:
                 present.add(uid)
-    return [SessionState(f"proc-{uid}", uid) for uid in sorted(present)]
+    return [SessionState(f"{PROC_SESSION}{uid}", uid, idle=idle) for uid in sorted(present)]

@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from .activity import Activity
 from .screentime import (EndSessions, LimitReached, ScreenTime, SessionState, StorageFailing,
                          TimeWarning, WallClockJump)
-from .sessions import Logind, LogindError, proc_sessions
+from .sessions import (LINGER_DIR, PROC_SESSION, Logind, LogindError, lingering, proc_sessions,
+                       without_session)
 
 log = logging.getLogger("dots.policyd.timekeeper")
 
@@ -32,7 +33,8 @@ KillUser = Callable[[int], Awaitable[None]]  # through the collector
 
 class Timekeeper:
     def __init__(self, engine: ScreenTime, logind: Logind, emit: Emit, kill_user: KillUser,
-                 tamper: Callable[[str, str], None], activity: Activity | None = None) -> None:
+                 tamper: Callable[[str, str], None], activity: Activity | None = None,
+                 linger_dir: str = LINGER_DIR) -> None:
         self.engine = engine
         self.logind = logind
         self.emit = emit
@@ -42,6 +44,8 @@ class Timekeeper:
         self.logind_failures = 0  # calls that failed, since the start
         self.storage_failing = False
         self._logind_failing: set[str] = set()  # the calls failing now
+        self.linger_dir = linger_dir
+        self._lingering_reported: set[int] = set()
 
     async def tick(self) -> None:
         uids = list(self.engine.policies())
@@ -56,6 +60,9 @@ class Timekeeper:
                 use_logind = False
         if sessions is None:
             sessions = proc_sessions(uids)
+        else:
+            sessions += without_session(sessions, uids)
+            await self._undo_lingering(uids)
         active = self.activity.active_since_last(uids)
         for action in self.engine.tick(sessions, active):
             await self._carry_out(action, use_logind)
@@ -94,9 +101,27 @@ class Timekeeper:
         elif isinstance(action, EndSessions):
             await self._end(action, use_logind)
 
+    async def _undo_lingering(self, uids: list[int]) -> None:
+        """A child's user manager must not linger: undone through logind,
+        reported once (until it stops lingering)."""
+        now = set(lingering(uids, self.linger_dir))
+        self._lingering_reported &= now
+        for uid in sorted(now):
+            try:
+                await self.logind.stop_lingering(uid)
+                undone = "undone"
+            except LogindError as e:
+                undone = f"could not be undone ({e}); its processes outside sessions are " \
+                         "stopped at the end of its time"
+            if uid not in self._lingering_reported:
+                self._lingering_reported.add(uid)
+                self.tamper("linger", f"uid {uid} was set to linger (processes without a "
+                                      f"session); {undone}")
+
     async def _end(self, action: EndSessions, use_logind: bool) -> None:
-        if not use_logind:
-            log.info("uid %d: no logind; killing its processes", action.uid)
+        if not use_logind or any(s.startswith(PROC_SESSION) for s in action.session_ids):
+            log.info("uid %d: %s; killing its processes", action.uid,
+                     "processes outside any session" if use_logind else "no logind")
             await self.kill_user(action.uid)
             return
         for session_id in action.session_ids:

@@ -148,3 +148,30 @@ async def test_a_failing_logind_does_not_stop_enforcement(keeper, mock_logind, c
     assert uid in rec.killed, "a session that cannot be locked is ended by killing"
     assert [k for k, _ in rec.tampers] == ["logind"], "reported once"
     assert tk.logind_failures >= 1
+
+
+async def test_processes_outside_any_session_are_stopped_at_the_limit(keeper, mock_logind,
+                                                                      child_user):
+    """logind is there, the child has no session, yet its processes run (a
+    ``systemd-run --user`` unit, a lingering user manager): busy time counts
+    and they are stopped at the limit."""
+    tk, clock, rec, uid, db = keeper
+    busy = popen_as(child_user, ["/bin/sh", "-c", "while :; do :; done"])
+    try:
+        wait_for(lambda: proc_sessions([uid]), what="the child's process in /proc")
+        await advance_in_real_time(tk, clock, 20 * 60 + 60)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert ("LimitReached", uid, "daily") in rec.signals
+    assert uid in rec.killed
+
+
+async def test_lingering_is_undone_and_reported_once(keeper, mock_logind, child_user, tmp_path):
+    tk, clock, rec, uid, db = keeper
+    tk.linger_dir = str(tmp_path)
+    (tmp_path / child_user).touch()  # what `loginctl enable-linger` leaves behind
+    await mock_logind.add_method("SetUserLinger", "ubb")
+    await advance(tk, clock, 30)
+    assert ("SetUserLinger", [uid, False, False]) in await mock_logind.calls()
+    assert [k for k, _ in rec.tampers] == ["linger"], "reported once"
