@@ -36,6 +36,7 @@ from dots_common import names
 from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
 
 from .bus_trust import Rejections, connection_uid, from_bus_daemon, name_owner
+from .clock import CLOCK_BOOTTIME
 from .collector_client import CollectorCallError, CollectorClient, CollectorUnavailable
 from .history import store_batch
 from .schema import IngestedBatch
@@ -45,7 +46,6 @@ log = logging.getLogger("dots.policyd.collector")
 MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
 SYNC_RETRY_SECONDS = 0.2
 ACK_EVERY = 32  # batches; an ack is also sent whenever the queue runs dry
-CLOCK_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", 7)
 
 
 def batch_key(instance: str, batch: int) -> str:

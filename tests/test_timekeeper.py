@@ -4,6 +4,7 @@ logind, the child's processes killed instead. Time comes from a fake clock."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import pytest
@@ -55,6 +56,22 @@ async def keeper(tmp_path, system_bus, child_user):
     db.close()
 
 
+BUSY = ["/bin/sh", "-c", "while :; do :; done"]
+
+
+@contextlib.contextmanager
+def running(user: str, argv: list[str]):
+    """A process of ``user``'s, seen in /proc before the block (fake minutes
+    pass in microseconds), killed after it."""
+    process = popen_as(user, argv)
+    try:
+        wait_for(lambda: proc_sessions([uid_of(user)]), what="the child's process in /proc")
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
 async def advance(keeper: Timekeeper, clock: FakeClock, seconds: int, step: int = 10) -> None:
     for _ in range(seconds // step):
         await keeper.tick()
@@ -92,14 +109,8 @@ async def test_idle_time_is_not_counted(keeper, mock_logind, child_user):
 
 async def test_without_logind_the_childs_processes_are_killed(keeper, child_user):
     tk, clock, rec, uid, db = keeper
-    sleeper = popen_as(child_user, ["/bin/sleep", "600"])
-    try:
-        # fake minutes pass in microseconds: first see the process as the child's
-        wait_for(lambda: proc_sessions([uid]), what="the child's process in /proc")
+    with running(child_user, ["/bin/sleep", "600"]):
         await advance(tk, clock, 20 * 60 + 10)
-    finally:
-        sleeper.kill()
-        sleeper.wait()
     assert ("LimitReached", uid, "daily") in rec.signals
     assert uid in rec.killed
 
@@ -126,13 +137,8 @@ async def test_a_session_flagged_locked_by_the_child_still_counts_and_is_locked_
     # owner call SetLockedHint/SetIdleHint; the stand-in's bus policy does not,
     # so its mock interface sets what the child's call would)
     await mock_logind.set_session("c5", LockedHint=True, IdleHint=True)
-    busy = popen_as(child_user, ["/bin/sh", "-c", "while :; do :; done"])
-    try:
-        wait_for(lambda: proc_sessions([uid]), what="the child's busy process in /proc")
+    with running(child_user, BUSY):
         await advance_in_real_time(tk, clock, 20 * 60 + 60)
-    finally:
-        busy.kill()
-        busy.wait()
     used, _ = used_and_granted(db, uid, START.date(), START.date())
     assert used >= 20 * 60, "busy time counts whatever the hints say"
     assert ("LimitReached", uid, "daily") in rec.signals
@@ -156,13 +162,8 @@ async def test_processes_outside_any_session_are_stopped_at_the_limit(keeper, mo
     ``systemd-run --user`` unit, a lingering user manager): busy time counts
     and they are stopped at the limit."""
     tk, clock, rec, uid, db = keeper
-    busy = popen_as(child_user, ["/bin/sh", "-c", "while :; do :; done"])
-    try:
-        wait_for(lambda: proc_sessions([uid]), what="the child's process in /proc")
+    with running(child_user, BUSY):
         await advance_in_real_time(tk, clock, 20 * 60 + 60)
-    finally:
-        busy.kill()
-        busy.wait()
     assert ("LimitReached", uid, "daily") in rec.signals
     assert uid in rec.killed
 
