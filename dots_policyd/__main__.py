@@ -91,7 +91,7 @@ async def serve(args: argparse.Namespace) -> None:
     identity = CallerIdentity(bus)
     rejections = Rejections()
     contract = load_contract()
-    signals = Signals(bus, contract, Audience(bus, identity, authority, rejections))
+    signals = Signals(bus, contract, Audience(bus, identity, authority))
     enforcement = Enforcement(bus, db, family, signals, seal, args.integrity_interval,
                               timeline=timeline, rejections=rejections)
     service = FamilyService(bus, family, authority, identity, signals, contract,

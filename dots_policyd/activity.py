@@ -18,12 +18,11 @@ is the side this errs on.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable
 
 from dots_common.records import Record
 
-from .clock import CLOCK_BOOTTIME
+from .clock import SystemClock
 
 CPU_THRESHOLD = 0.02  # fraction of one CPU
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -51,7 +50,7 @@ def cpu_ticks(uids: set[int], proc: str = "/proc") -> dict[int, dict[int, int]]:
 
 class Activity:
     def __init__(self, proc: str = "/proc",
-                 boottime: Callable[[], float] = lambda: time.clock_gettime(CLOCK_BOOTTIME)) -> None:
+                 boottime: Callable[[], float] = SystemClock().boottime) -> None:
         """``boottime``: the real elapsed time (CPU time is real time too,
         whatever clock the screen-time tests run on)."""
         self.proc = proc

@@ -28,7 +28,7 @@ from dots_common import names
 from dots_common.limits import MIN_CHILD_UID
 
 from .authority import Authority
-from .bus_trust import Rejections, from_bus_daemon
+from .bus_trust import from_bus_daemon
 from .caller import CallerIdentity
 from .errors import NotAuthorized
 
@@ -40,12 +40,10 @@ UID_ARG = {"PolicyChanged": 0, "TimeWarning": 0, "LimitReached": 0, "AppBlocked"
 
 
 class Audience:
-    def __init__(self, bus: MessageBus, identity: CallerIdentity, authority: Authority,
-                 rejections: Rejections | None = None) -> None:
+    def __init__(self, bus: MessageBus, identity: CallerIdentity, authority: Authority) -> None:
         self.bus = bus
         self.identity = identity
         self.authority = authority
-        self.rejections = rejections or Rejections()
         self.connections: set[str] = set()
         self._parent: dict[str, asyncio.Task[bool]] = {}
 
@@ -76,9 +74,7 @@ class Audience:
         if msg.message_type != MessageType.SIGNAL or msg.member != "NameOwnerChanged":
             return
         if not from_bus_daemon(msg):
-            if msg.interface == names.DBUS_INTERFACE:
-                self.rejections.reject("forged-name-owner-changed", msg)
-            return
+            return  # forged (counted once, by the collector link, which sees it too)
         name, _old, new = msg.body
         if not name.startswith(":") or name == self.bus.unique_name:
             return

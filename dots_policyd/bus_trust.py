@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
+from collections.abc import Callable
 
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from dots_common import names
+
+from .clock import SystemClock
 
 log = logging.getLogger("dots.policyd.trust")
 
@@ -32,7 +34,7 @@ LOOKUP_TIMEOUT = 5.0
 class Rejections:
     """Counts of ignored signals by reason, with rate-limited logging."""
 
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = SystemClock().boottime) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
         self._logged: dict[str, float] = {}
         self._clock = clock

@@ -52,6 +52,11 @@ def boottime_ns() -> int:
     return time.clock_gettime_ns(CLOCK_BOOTTIME)
 
 
+def wall_offset_ns() -> int:
+    """Add to a CLOCK_BOOTTIME timestamp to get Unix time, as of now."""
+    return time.time_ns() - boottime_ns()
+
+
 class FakeClock:
     """A clock tests move by hand. ``advance`` is time passing with the
     daemon running; ``suspend`` is time passing with the machine asleep

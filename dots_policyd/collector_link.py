@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -36,7 +35,7 @@ from dots_common import names
 from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
 
 from .bus_trust import Rejections, connection_uid, from_bus_daemon, name_owner
-from .clock import CLOCK_BOOTTIME
+from .clock import wall_offset_ns
 from .collector_client import CollectorCallError, CollectorClient, CollectorUnavailable
 from .history import store_batch
 from .schema import IngestedBatch
@@ -57,11 +56,6 @@ def last_stored(db: peewee.Database, instance: str) -> int:
     row = (IngestedBatch.select(peewee.fn.MAX(IngestedBatch.batch_id))
            .where(IngestedBatch.batch_id.startswith(f"{instance}:")).scalar())
     return int(row.rsplit(":", 1)[1]) if row else 0
-
-
-def wall_offset_ns() -> int:
-    """Add to a CLOCK_BOOTTIME timestamp to get Unix time, as of now."""
-    return time.time_ns() - time.clock_gettime_ns(CLOCK_BOOTTIME)
 
 
 class CollectorLink:
