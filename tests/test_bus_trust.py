@@ -181,3 +181,26 @@ def test_a_childs_private_signals_reach_only_the_child_and_the_parents(
     assert stranger.finish() == [], "another user hears nothing of the child"
     parents.finish()
     own.finish()
+
+
+def test_a_childs_time_zone_changes_nothing(policyd_daemon, family_client, parent_user, child_user,
+                                            system_bus):
+    """The day and the allowed hours are the daemon's (its own clock and
+    zone): a child running its programs with another TZ moves neither."""
+    parent = family_client(parent_user)
+    child = uid_of(child_user)
+    if child not in [c[0] for c in parent.ok("ListChildren")[0]]:
+        parent.ok("AddChild", "ss", child_user, "13-17")
+    request = json.dumps([{"dest": names.FAMILY_BUS_NAME, "path": names.FAMILY_PATH,
+                           "iface": names.FAMILY_INTERFACE, "member": "GetStatus",
+                           "signature": "s", "args": [""]}])
+    seen = []
+    for tz in ("Pacific/Kiritimati", "Etc/GMT+12"):  # 26 hours apart
+        out = run_as(child_user, [VENV_PYTHON, str(REPO / "tests" / "family_calls.py")],
+                     env={"DBUS_SYSTEM_BUS_ADDRESS": system_bus.address, "TZ": tz},
+                     input=request, cwd=REPO)
+        assert out.returncode == 0, out.stderr
+        status = json.loads(out.stdout)["results"][0]["ok"][0]
+        seen.append((status["day"], status["in_window"], status["window_end"]))
+    own = parent.ok("GetStatus", "s", child_user)[0]
+    assert seen[0] == seen[1] == (own["day"], own["in_window"], own["window_end"])
