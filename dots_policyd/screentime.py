@@ -152,6 +152,9 @@ class ScreenTime:
         self._counting = {s.uid for s in sessions if s.uid in policies and s.in_use}
         self._present = {s.uid for s in sessions if s.uid in policies and s.active}
         self._known_sessions = {s.session_id for s in sessions}
+        self._relocked = {k: v for k, v in self._relocked.items() if k in self._known_sessions}
+        self._warned = {k: v for k, v in self._warned.items() if k[1] == now.date()}
+        self._reached = {r for r in self._reached if r[1] == now.date()}
         return actions
 
     def _account(self, elapsed: float, today: dt.date, uids: set[int]) -> list[Action]:
@@ -175,8 +178,9 @@ class ScreenTime:
             except Exception as e:  # peewee's and the storage layer's errors alike
                 error = f"{type(e).__name__}: {e}"
                 break
-            del self._unwritten[key]
-            self._usage.pop(key, None)
+            written = self._unwritten.pop(key)
+            if key in self._usage:  # what the database says now, should reading it fail next
+                self._usage[key] = self._usage[key].plus(written)
         if error and not self._storage_failing:
             self._storage_failing = True
             log.error("cannot write screen time (%s); counting in memory", error)
