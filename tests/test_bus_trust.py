@@ -204,3 +204,26 @@ def test_a_childs_time_zone_changes_nothing(policyd_daemon, family_client, paren
         seen.append((status["day"], status["in_window"], status["window_end"]))
     own = parent.ok("GetStatus", "s", child_user)[0]
     assert seen[0] == seen[1] == (own["day"], own["in_window"], own["window_end"])
+
+
+async def test_a_restart_mid_day_neither_resets_nor_doubles(policyd_daemon, family_client,
+                                                            parent_user, child_user, mock_logind):
+    import time
+
+    parent = family_client(parent_user)
+    child = uid_of(child_user)
+    if child not in [c[0] for c in parent.ok("ListChildren")[0]]:
+        parent.ok("AddChild", "ss", child_user, "13-17")
+    parent.ok("SetAllowedHours", "sasas", child_user, ["all"], ["00:00-24:00"])
+    parent.ok("SetDailyLimit", "sii", child_user, 600, 600)
+    used = lambda: parent.ok("GetStatus", "s", child_user)[0]["used_seconds"]  # noqa: E731
+    start = used()
+    await mock_logind.add_session("r1", child, child_user)
+    wait_for(lambda: used() >= start + 10, timeout=60, what="the session counted (5 s ticks)")
+    before, restarted = used(), time.monotonic()
+    assert policyd_daemon.stop() == 0
+    policyd_daemon.start()
+    after = wait_for(lambda: (u := used()) > before and u, timeout=60,
+                     what="counting to go on after the restart")
+    elapsed = time.monotonic() - restarted
+    assert after <= before + elapsed + 6, "neither reset nor counted twice"
