@@ -9,7 +9,10 @@ programs blocked. The button asks the parents for more time
 
 Signals are taken only from the current owner of ``org.dots.Family1``
 (the bus lets only the daemon's user own it), so another program cannot
-make the agent show fake warnings.
+make the agent show fake warnings; button presses only from the current
+owner of ``org.freedesktop.Notifications``; owner changes only from the
+bus itself. The daemon sends a child's signals to that child's (and the
+parents') connections only.
 
 A signal the contract does not (yet) have is handled when it arrives, as
 proposed to the daemon's owner: ``AppBlocked(u uid, s app)`` after a
@@ -147,11 +150,17 @@ class Notifier:
         self.on_ask = on_ask
         self.asking_ids: set[int] = set()
         self.slots: dict[str, int] = {}
+        #: the notification server's unique name: button presses only from it
+        self.owner = ""
 
     async def start(self) -> None:
+        self.bus.add_message_handler(self._handle)
+        await add_match(self.bus, "type='signal',sender='org.freedesktop.DBus',"
+                                  "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
+                                  f"arg0='{NOTIFY[0]}'")
         await add_match(self.bus, f"type='signal',sender='{NOTIFY[0]}',path='{NOTIFY[1]}',"
                                   f"interface='{NOTIFY[2]}'")
-        self.bus.add_message_handler(self._handle)
+        self.owner = await name_owner(self.bus, NOTIFY[0])
 
     async def show(self, note: Note) -> int:
         replaces = self.slots.get(note.slot, 0) if note.slot else 0
@@ -180,7 +189,16 @@ class Notifier:
         return nid
 
     def _handle(self, msg: Message) -> None:
-        if msg.message_type != MessageType.SIGNAL or msg.interface != NOTIFY[2]:
+        if msg.message_type != MessageType.SIGNAL:
+            return None
+        if msg.member == "NameOwnerChanged" and msg.sender == DBUS[0] and msg.signature == "sss" \
+                and msg.body[0] == NOTIFY[0]:
+            self.owner = msg.body[2]
+            return None
+        if msg.interface != NOTIFY[2]:
+            return None
+        if not self.owner or msg.sender != self.owner or msg.path != NOTIFY[1]:
+            log.debug("ignored %s from %s: not the notification server", msg.member, msg.sender)
             return None
         if msg.member == "ActionInvoked" and msg.signature == "us":
             nid, key = msg.body
@@ -217,7 +235,8 @@ class FamilySignals:
     def _handle(self, msg: Message) -> None:
         if msg.message_type != MessageType.SIGNAL:
             return None
-        if msg.member == "NameOwnerChanged" and msg.sender == DBUS[0] and msg.body[0] == FAMILY[0]:
+        if msg.member == "NameOwnerChanged" and msg.sender == DBUS[0] and msg.signature == "sss" \
+                and msg.body[0] == FAMILY[0]:
             self.owner = msg.body[2]
             log.info("policy daemon %s", "is back" if self.owner else "went away")
             return None

@@ -227,6 +227,7 @@ def check_events(client: FamilyClient) -> list[Check]:
     else:
         out.append(Check("events flowing", OK,
                          f"{health.get('events_stored', 0)} events stored since the daemon started"))
+    out += trust_checks(health)
     lost = int(health.get("events_lost", 0))
     if lost < 0:
         out.append(Check("events lost", UNKNOWN, "the collector could not be asked"))
@@ -234,6 +235,36 @@ def check_events(client: FamilyClient) -> list[Check]:
         out.append(Check("events lost", WARNING if lost else OK,
                          f"{lost} events lost (the ring buffers overflowed)" if lost else "none lost",
                          "raise the ring buffer size of the collector" if lost else ""))
+    return out
+
+
+def trust_checks(health: dict[str, Any]) -> list[Check]:
+    """What the daemon refused to believe, and what it could not do."""
+    out = []
+    rejected = int(health.get("signals_rejected", 0))
+    if rejected:
+        by = health.get("signals_rejected_by") or {}
+        detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(by.items()))
+        out.append(Check("forged signals", WARNING,
+                         f"{rejected} signals from senders that may not send them were ignored"
+                         f"{f' ({detail})' if detail else ''}",
+                         "someone on this machine is trying to fool the policy daemon; "
+                         "see its log (journalctl -u dots-policyd)"))
+    elif "signals_rejected" in health:
+        out.append(Check("forged signals", OK, "none"))
+    malformed = int(health.get("malformed_batches", 0))
+    if malformed:
+        out.append(Check("malformed batches", WARNING,
+                         f"{malformed} batches from the collector could not be read",
+                         "update dots-collector and dots-policyd to the same version"))
+    if health.get("storage_failing"):
+        out.append(Check("storage", PROBLEM, "screen time cannot be written to the database "
+                         "(counted in memory until it can)", "free disk space for dots-policyd"))
+    failures = int(health.get("logind_failures", 0))
+    if failures:
+        out.append(Check("logind", WARNING, f"{failures} calls to logind failed (sessions were "
+                         "ended by killing the child's processes instead)",
+                         "journalctl -u systemd-logind"))
     return out
 
 

@@ -9,6 +9,7 @@ contract is dbus/org.dots.Collector1.xml.
 D-Bus signatures from the annotations as written.)
 """
 
+import asyncio
 import logging
 from typing import Any
 
@@ -22,6 +23,12 @@ from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
 from .core import Collector, CollectorError, InvalidArgument
 
 log = logging.getLogger("dots.collector.bus")
+
+#: seconds a kill may take before its caller gets an error; the kill runs
+#: in a thread, so the event loop (every other call, every batch) never
+#: waits on a child's processes (a stopped helper, an executable on a
+#: filesystem that does not answer)
+KILL_TIMEOUT = 20.0
 
 
 def to_dbus_error(error: CollectorError) -> DBusError:
@@ -90,16 +97,19 @@ class CollectorInterface(ServiceInterface):
             raise to_dbus_error(e) from e
 
     @method()
-    def KillUserProcesses(self, uid: "u") -> "u":
-        try:
-            return self._collector().kill_user_processes(uid)
-        except CollectorError as e:
-            raise to_dbus_error(e) from e
+    async def KillUserProcesses(self, uid: "u") -> "u":
+        return await self._in_thread(self._collector().kill_user_processes, uid)
 
     @method()
-    def KillExecutable(self, uid: "u", path: "s") -> "u":
+    async def KillExecutable(self, uid: "u", path: "s") -> "u":
+        return await self._in_thread(self._collector().kill_executable, uid, path)
+
+    async def _in_thread(self, action, *args):
         try:
-            return self._collector().kill_executable(uid, path)
+            return await asyncio.wait_for(asyncio.to_thread(action, *args), KILL_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise DBusError(f"{names.COLLECTOR_ERROR}.Failed",
+                            f"not done within {KILL_TIMEOUT:g} s (it goes on in the background)") from None
         except CollectorError as e:
             raise to_dbus_error(e) from e
 

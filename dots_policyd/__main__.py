@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import signal
@@ -23,11 +22,16 @@ from dots_common.logs import setup_logging
 from . import history
 from .authority import DEFAULT_TIMEOUT, Authority
 from .db import DEFAULT_PATH, StorageError, display_name, open_database
-from .enforcement import start_enforcement
+from .audience import Audience
+from .bus_trust import Rejections
+from .caller import CallerIdentity
+from .clock import Timeline
+from .contract import load_contract
+from .enforcement import Enforcement
 from .family import Family
 from .migrations import migrate
 from .seal import Seal, key_path, load_key
-from .service import FamilyService
+from .service import FamilyService, Signals
 
 log = logging.getLogger("dots.policyd")
 
@@ -78,15 +82,25 @@ async def serve(args: argparse.Namespace) -> None:
     version = migrate(db)
     log.info("database %s at schema version %d", display_name(args.database), version)
     seal = Seal(db, load_key(key_path(args.database)))
-    family = Family(db, seal=seal)
+    timeline = Timeline()  # the daemon's one clock: grants and enforcement read the same day
+    family = Family(db, clock=timeline.now, seal=seal)
     pruner = asyncio.create_task(prune_daily(db, args.retention_days))
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-    service = FamilyService(bus, family, Authority(bus, timeout=args.polkit_timeout))
-    link = None
+    # wired explicitly, each part handed what it works with
+    authority = Authority(bus, timeout=args.polkit_timeout)
+    identity = CallerIdentity(bus)
+    rejections = Rejections()
+    contract = load_contract()
+    signals = Signals(bus, contract, Audience(bus, identity, authority))
+    enforcement = Enforcement(bus, db, family, signals, seal, args.integrity_interval,
+                              timeline=timeline, rejections=rejections)
+    service = FamilyService(bus, family, authority, identity, signals, contract,
+                            daemon_status=enforcement.daemon_status)
+    started = False
     try:
         await service.start()
-        link = await start_enforcement(bus, db, family, service, seal,
-                                       args.integrity_interval)
+        await enforcement.start()
+        started = True
         log.info("ready")
         disconnected = asyncio.create_task(bus.wait_for_disconnect())
         stopping = asyncio.create_task(stop.wait())
@@ -100,10 +114,8 @@ async def serve(args: argparse.Namespace) -> None:
         pruner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pruner
-        if link is not None and hasattr(link, "stop"):
-            stopped = link.stop()
-            if inspect.isawaitable(stopped):
-                await stopped
+        if started:
+            await enforcement.stop()
         await service.stop()
         bus.disconnect()
         db.close()

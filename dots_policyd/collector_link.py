@@ -11,13 +11,18 @@ in one transaction, then acknowledged to the collector, so after a crash
 On start, and whenever the collector (re)appears on the bus, the link
 pushes the children's uids to the collector and asks it to replay what
 followed the last batch stored for its current instance.
+
+Signals are believed only from their rightful sender (bus_trust):
+``NameOwnerChanged`` from the bus, batches from the collector's current
+unique name, checked to be root's when it took the name. A forged "the
+collector left", a fake batch framing a sibling, a batch id of 2^64-1 that
+would make us acknowledge everything: all ignored and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,6 +34,9 @@ from dbus_fast.aio import MessageBus
 from dots_common import names
 from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
 
+from .bus_trust import Rejections, connection_uid, from_bus_daemon, name_owner
+from .clock import wall_offset_ns
+from .collector_client import CollectorCallError, CollectorClient, CollectorUnavailable
 from .history import store_batch
 from .schema import IngestedBatch
 
@@ -37,7 +45,6 @@ log = logging.getLogger("dots.policyd.collector")
 MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
 SYNC_RETRY_SECONDS = 0.2
 ACK_EVERY = 32  # batches; an ack is also sent whenever the queue runs dry
-CLOCK_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", 7)
 
 
 def batch_key(instance: str, batch: int) -> str:
@@ -51,16 +58,13 @@ def last_stored(db: peewee.Database, instance: str) -> int:
     return int(row.rsplit(":", 1)[1]) if row else 0
 
 
-def wall_offset_ns() -> int:
-    """Add to a CLOCK_BOOTTIME timestamp to get Unix time, as of now."""
-    return time.time_ns() - time.clock_gettime_ns(CLOCK_BOOTTIME)
-
-
 class CollectorLink:
     def __init__(self, bus: MessageBus, db: peewee.Database,
                  children: Callable[[], Iterable[int]],
                  on_records: Callable[[str, list[Record]], None] | None = None,
-                 on_presence: Callable[[bool], None] | None = None) -> None:
+                 on_presence: Callable[[bool], None] | None = None,
+                 client: CollectorClient | None = None,
+                 rejections: Rejections | None = None) -> None:
         """``on_records(monitor, records)`` sees each batch once it is
         stored; ``on_presence(present)`` hears the collector come and go."""
         self.bus = bus
@@ -68,23 +72,30 @@ class CollectorLink:
         self.children = children
         self.on_records = on_records
         self.on_presence = on_presence
+        self.client = client or CollectorClient(bus)
+        self.rejections = rejections or Rejections()
         self.instance = ""
+        #: the collector's unique name, checked to be root's; "" = none
+        self.owner = ""
+        self._pending_owner = ""
         self.queue: asyncio.Queue[tuple[str, int, str, list[Any]]] = asyncio.Queue()
         # one writer thread: peewee keeps a connection per thread
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dots-ingest")
         self.wanted: set[int] = set()
         self.stored_batches = 0
         self.stored_events = 0
+        self.malformed_batches = 0
         self._tasks: list[asyncio.Task] = []
 
     # --- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
         self.bus.add_message_handler(self._on_message)
         for rule in (f"type='signal',sender='{names.COLLECTOR_BUS_NAME}',interface='{names.COLLECTOR_INTERFACE}'",
-                     "type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
+                     f"type='signal',sender='{names.DBUS_BUS_NAME}',member='NameOwnerChanged',"
                      f"arg0='{names.COLLECTOR_BUS_NAME}'"):
-            await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                             "AddMatch", "s", [rule])
+            await self.bus.call(Message(destination=names.DBUS_BUS_NAME, path=names.DBUS_PATH,
+                                        interface=names.DBUS_INTERFACE, member="AddMatch",
+                                        signature="s", body=[rule]))
         self._tasks.append(asyncio.create_task(self._store_loop()))
         await self.sync()
 
@@ -96,65 +107,122 @@ class CollectorLink:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.writer.shutdown(wait=True)
 
+    async def _adopt(self, unique: str) -> bool:
+        """Believe ``unique`` as the collector only if root owns it."""
+        self._pending_owner = unique
+        self.owner = ""
+        if not unique:
+            return False
+        uid = await connection_uid(self.bus, unique)
+        if self._pending_owner != unique:
+            return False  # it changed again meanwhile
+        if uid != 0:
+            self.rejections.reject("collector-not-root")
+            log.error("%s owns %s but runs as uid %s, not root: not believed",
+                      unique, names.COLLECTOR_BUS_NAME, uid)
+            return False
+        self.owner = unique
+        return True
+
     async def sync(self) -> None:
         """Push the children's uids and replay what we have not stored.
         A missing collector is not an error: it is synced when it appears;
         one still loading is asked again until it is ready."""
+        if not self.owner and not await self._adopt(await name_owner(self.bus, names.COLLECTOR_BUS_NAME)):
+            log.warning("collector not on the bus (or not root's); waiting for it")
+            return
         while True:
-            reply = await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH,
-                                     names.COLLECTOR_INTERFACE, "GetStatus")
-            if reply.message_type == MessageType.ERROR:
-                if reply.error_name == "org.freedesktop.DBus.Error.ServiceUnknown":
-                    log.warning("collector not on the bus; waiting for it")
-                    return
-                log.info("collector not ready (%s); asking again", reply.error_name)
-            elif reply.body[0].get("ready") and reply.body[0]["ready"].value:
-                break
+            try:
+                status = await self.client.status()
+            except CollectorUnavailable:
+                log.warning("collector not on the bus; waiting for it")
+                return
+            except CollectorCallError as e:
+                log.info("collector not ready (%s); asking again", e)
+            else:
+                if status.ready:
+                    break
             await asyncio.sleep(SYNC_RETRY_SECONDS)
-        self.instance = reply.body[0]["instance"].value
+        self.instance = status.instance
         await self.push_uids()
         loop = asyncio.get_running_loop()
         after = await loop.run_in_executor(self.writer, last_stored, self.db, self.instance)
-        replay = await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH, names.COLLECTOR_INTERFACE,
-                                  "ReplayBatches", "st", [self.instance, after])
-        if replay.message_type != MessageType.ERROR and replay.body[0]:
-            log.info("collector replays %d batches after %d", replay.body[0], after)
+        try:
+            replayed = await self.client.replay(self.instance, after)
+        except CollectorCallError as e:
+            log.warning("cannot ask the collector to replay: %s", e)
+        else:
+            if replayed:
+                log.info("collector replays %d batches after %d", replayed, after)
 
     async def push_uids(self) -> None:
         """Call when the children change: the collector watches only them."""
         self.wanted = set(self.children())
-        uids = sorted(self.wanted)
-        if uids:
-            reply = await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH,
-                                     names.COLLECTOR_INTERFACE, "SetMonitoredUids", "au", [uids])
-        else:  # an empty list would mean every uid
-            reply = await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH,
-                                     names.COLLECTOR_INTERFACE, "StopMonitoring")
-        if reply.message_type == MessageType.ERROR:
-            log.warning("cannot set monitored uids: %s", reply.body)
+        try:
+            await self.client.set_monitored_uids(sorted(self.wanted))
+        except CollectorCallError as e:
+            log.warning("cannot set monitored uids: %s", e)
 
     # --- signals --------------------------------------------------------------
     def _on_message(self, msg: Message) -> None:
         if msg.message_type != MessageType.SIGNAL:
             return
-        if msg.member == "NameOwnerChanged" and msg.body[0] == names.COLLECTOR_BUS_NAME:
-            # batches of a new instance wait for sync(), which replays them
-            self.instance = ""
-            if self.on_presence:
-                self.on_presence(bool(msg.body[2]))
-            if msg.body[2]:
-                log.info("collector appeared on the bus")
-                asyncio.ensure_future(self.sync())
-            else:
-                log.warning("collector left the bus")
+        if msg.member == "NameOwnerChanged":
+            self._on_owner_changed(msg)
+        elif msg.interface == names.COLLECTOR_INTERFACE:
+            self._on_collector_signal(msg)
+
+    def _on_owner_changed(self, msg: Message) -> None:
+        if not from_bus_daemon(msg):
+            self.rejections.reject("forged-name-owner-changed", msg)
             return
-        if msg.interface == names.COLLECTOR_INTERFACE and msg.member in MONITOR_OF_SIGNAL:
-            if not self.instance:
-                return  # before sync(): the replay brings this batch again
-            batch, events = msg.body
-            self.queue.put_nowait((self.instance, batch, MONITOR_OF_SIGNAL[msg.member], events))
+        name, _old, new = msg.body
+        if name != names.COLLECTOR_BUS_NAME:
+            return
+        # batches of a new instance wait for sync(), which replays them
+        self.instance = ""
+        self._pending_owner = new
+        self.owner = ""
+        if self.on_presence:
+            self.on_presence(bool(new))
+        if new:
+            log.info("collector appeared on the bus")
+            asyncio.ensure_future(self._appeared(new))
+        else:
+            log.warning("collector left the bus")
+
+    async def _appeared(self, unique: str) -> None:
+        if await self._adopt(unique):
+            await self.sync()
+
+    def _on_collector_signal(self, msg: Message) -> None:
+        if not msg.sender or msg.sender != self.owner or msg.path != names.COLLECTOR_PATH:
+            if msg.sender and msg.sender == self._pending_owner:
+                return  # the collector itself, not checked yet: replayed after sync()
+            self.rejections.reject("not-from-the-collector", msg)
+            return
+        if msg.member not in MONITOR_OF_SIGNAL or not self.instance:
+            return  # before sync(): the replay brings this batch again
+        body = msg.body
+        if len(body) != 2 or isinstance(body[0], bool) or not isinstance(body[0], int) \
+                or not 0 < body[0] < 2**64:
+            self.malformed_batches += 1
+            log.error("malformed %s signal from the collector (%s): ignored", msg.member, msg.signature)
+            return
+        # records that cannot be read fail in the store loop, which logs
+        # and acknowledges them (a replay would fail again)
+        self.queue.put_nowait((self.instance, body[0], MONITOR_OF_SIGNAL[msg.member], body[1]))
+
+    async def _ack(self, instance: str, batch: int) -> None:
+        try:
+            await self.client.ack(instance, batch)
+        except CollectorCallError as e:
+            log.warning("cannot acknowledge batch %d: %s", batch, e)
 
     async def _store_loop(self) -> None:
+        """Nothing ends this loop but stop(): a batch that cannot be read is
+        logged and acknowledged; one that cannot be stored now is left to
+        the collector's replay."""
         loop = asyncio.get_running_loop()
         unacked = 0
         while True:
@@ -165,19 +233,23 @@ class CollectorLink:
                                                    batch_key(instance, batch), records,
                                                    wall_offset_ns())
                 if fresh and self.on_records and records:
-                    self.on_records(monitor, records)
+                    try:
+                        self.on_records(monitor, records)
+                    except Exception:
+                        log.exception("handling a %s batch failed", monitor)
                 self.stored_batches += 1
                 self.stored_events += len(records)
                 unacked += 1
                 if unacked >= ACK_EVERY or self.queue.empty():
-                    await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH, names.COLLECTOR_INTERFACE,
-                                     "AckBatches", "st", [instance, batch])
+                    await self._ack(instance, batch)
                     unacked = 0
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
                 # a batch no database can hold: replaying it would fail again
+                self.malformed_batches += 1
                 log.error("dropped unstorable %s batch %d: %s", monitor, batch, e)
-                await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH, names.COLLECTOR_INTERFACE,
-                                 "AckBatches", "st", [instance, batch])
+                await self._ack(instance, batch)
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 # not acked: the collector keeps it and replays it at the next sync
                 log.exception("cannot store %s batch %d", monitor, batch)
@@ -190,11 +262,6 @@ class CollectorLink:
         cls = RECORD_TYPES[monitor]
         wanted = self.wanted
         return [r for r in map(cls.from_dbus, events) if r.uid in wanted]
-
-    async def _call(self, dest: str, path: str, iface: str, member: str, signature: str = "",
-                    body: list[Any] | None = None) -> Message:
-        return await self.bus.call(Message(destination=dest, path=path, interface=iface,
-                                           member=member, signature=signature, body=body or []))
 
 
 async def start_collector_link(bus: MessageBus, db: peewee.Database,

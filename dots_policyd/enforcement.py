@@ -6,22 +6,23 @@ family core commits a change."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from typing import Any
 
 import peewee
-from dbus_fast import Message, MessageType, Variant
+from dbus_fast import Variant
 from dbus_fast.aio import MessageBus
 
-from dots_common import names
 from dots_common.records import ProcessEvent, Record
 
 from . import history
+from .activity import Activity
 from .app_time import AppLimitReached, AppTime, AppWarning
-from .clock import Clock, SystemClock
-from .collector_link import CLOCK_BOOTTIME, CollectorLink
+from .bus_trust import Rejections
+from .clock import Timeline, boottime_ns
+from .collector_client import CollectorCallError, CollectorClient
+from .collector_link import CollectorLink
 from .family import Family
 from .policy import Policy, PolicyError
 from .rules import Rules, rules_for
@@ -29,7 +30,7 @@ from .schema import Child
 from .sites import SiteResolver, dns_lookup
 from .screentime import ScreenTime
 from .seal import Seal
-from .service import FamilyService, Signals
+from .service import Signals
 from .sessions import Logind
 from .timekeeper import TICK_SECONDS, Timekeeper
 
@@ -43,24 +44,35 @@ DAEMON_ACTOR = 0
 
 
 class Enforcement:
+    """Wired explicitly: the bus, the database, the family core, the
+    signals to send and the daemon's one Timeline come in; nothing is
+    patched into the service (GetDaemonStatus is :meth:`daemon_status`,
+    handed to the service by whoever builds both)."""
+
     def __init__(self, bus: MessageBus, db: peewee.Database, family: Family, signals: Signals,
                  seal: Seal | None = None, integrity_interval: float = 30.0,
-                 clock: Clock | None = None) -> None:
+                 timeline: Timeline | None = None, collector: CollectorClient | None = None,
+                 rejections: Rejections | None = None) -> None:
         self.bus = bus
         self.seal = seal
         self.integrity_interval = integrity_interval
         self.db = db
         self.family = family
         self.signals = signals
-        self.clock = clock or SystemClock()
+        self.timeline = timeline or Timeline()
+        self.collector = collector or CollectorClient(bus)
+        self.rejections = rejections or Rejections()
         self._policies: dict[int, Policy] = {}
         self.reload()
         self.app_time = AppTime(db, self.policies)
-        self.screen = ScreenTime(db, self.clock, self.policies)
-        self.timekeeper = Timekeeper(self.screen, Logind(bus), self._emit, self.kill_user, self.tamper)
+        self.activity = Activity()
+        self.screen = ScreenTime(db, self.timeline, self.policies)
+        self.timekeeper = Timekeeper(self.screen, Logind(bus), self._emit, self.kill_user, self.tamper,
+                                     self.activity)
         self.link = CollectorLink(bus, db, self.child_uids, on_records=self._on_records,
-                                  on_presence=self._on_collector)
-        self.sites = SiteResolver(dns_lookup(), time.monotonic)
+                                  on_presence=self._on_collector, client=self.collector,
+                                  rejections=self.rejections)
+        self.sites = SiteResolver(dns_lookup(), self.timeline.boottime)
         self.last_event_time = 0.0
         self._pushed: dict[int, Rules] = {}
         self._push_lock = asyncio.Lock()
@@ -116,6 +128,7 @@ class Enforcement:
     # --- per-app time ---------------------------------------------------------------
     def _on_records(self, monitor: str, records: list[Record]) -> None:
         self.last_event_time = time.time()
+        self.activity.note_records(monitor, records)
         if monitor != "process":
             return
         self.app_time.feed(r for r in records if isinstance(r, ProcessEvent))
@@ -124,13 +137,12 @@ class Enforcement:
                 self._emit("AppBlocked", r.uid, r.path)  # type: ignore[attr-defined]
 
     async def daemon_status(self) -> dict[str, Variant]:
-        """For GetDaemonStatus (dotsctl doctor): is the pipeline alive?"""
-        lost = -1
-        reply = await self.bus.call(Message(destination=names.COLLECTOR_BUS_NAME,
-                                            path=names.COLLECTOR_PATH,
-                                            interface=names.COLLECTOR_INTERFACE, member="GetStatus"))
-        if reply.message_type != MessageType.ERROR:
-            lost = sum(reply.body[0]["lost"].value.values())
+        """For GetDaemonStatus (dotsctl doctor): is the pipeline alive, and
+        is anyone forging signals?"""
+        try:
+            lost = (await self.collector.status()).lost
+        except CollectorCallError:
+            lost = -1
         return {
             "collector_connected": Variant("b", bool(self.link.instance)),
             "children": Variant("u", len(self._policies)),
@@ -138,14 +150,18 @@ class Enforcement:
             "events_stored": Variant("t", self.link.stored_events),
             "events_lost": Variant("x", lost),
             "last_event_time": Variant("x", int(self.last_event_time)),
+            "signals_rejected": Variant("t", self.rejections.total),
+            "signals_rejected_by": Variant("a{st}", dict(self.rejections.counts)),
+            "malformed_batches": Variant("t", self.link.malformed_batches),
+            "storage_failing": Variant("b", self.timekeeper.storage_failing),
+            "logind_failures": Variant("t", self.timekeeper.logind_failures),
         }
 
     async def _app_time_loop(self) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             try:
-                actions = self.app_time.flush(time.clock_gettime_ns(CLOCK_BOOTTIME),
-                                              self.clock.now().date())
+                actions = self.app_time.flush(boottime_ns(), self.timeline.today())
                 for action in actions:
                     await self._app_action(action)
             except Exception:
@@ -158,7 +174,10 @@ class Enforcement:
         self._emit("LimitReached", action.uid, f"app:{action.app}")
         await self.push_rules()  # the app is blocked until tomorrow
         for path in action.paths:
-            await self.collector_call("KillExecutable", "us", [action.uid, path])
+            try:
+                await self.collector.kill_executable(action.uid, path)
+            except CollectorCallError as e:
+                log.warning("cannot stop %s of uid %d: %s", path, action.uid, e)
 
     # --- the children's rules in the collector's enforcers ----------------------
     async def _rules_loop(self) -> None:
@@ -173,7 +192,7 @@ class Enforcement:
         """Give the collector every child's rules (only what changed, unless
         ``force``); a child that left gets its rules cleared."""
         async with self._push_lock:
-            today = self.clock.now().date()
+            today = self.timeline.today()
             wanted: dict[int, Rules] = {}
             for uid, policy in self._policies.items():
                 addresses = await self.sites.addresses(policy.blocked_domains())
@@ -188,27 +207,24 @@ class Enforcement:
                 del self._pushed[uid]
 
     async def _push(self, uid: int, rules: Rules) -> bool:
-        ok = await self.collector_call("SetBlockedExecutables", "uas", [uid, rules.blocked_paths])
-        ok &= await self.collector_call("SetAllowList", "ubas",
-                                        [uid, rules.allow_list, rules.allowed_paths])
-        ok &= await self.collector_call("SetBlockedAddresses", "uas", [uid, rules.blocked_networks])
-        return ok
+        try:
+            await self.collector.set_blocked_executables(uid, rules.blocked_paths)
+            await self.collector.set_allow_list(uid, rules.allow_list, rules.allowed_paths)
+            await self.collector.set_blocked_addresses(uid, rules.blocked_networks)
+        except CollectorCallError as e:
+            log.warning("cannot push the rules of uid %d: %s", uid, e)
+            return False
+        return True
 
     # --- acting through the collector and the bus -------------------------------
     def _emit(self, member: str, *args: Any) -> None:
         self.signals.emit(member, *args)
 
-    async def collector_call(self, member: str, signature: str = "", body: list | None = None) -> bool:
-        reply = await self.bus.call(Message(destination=names.COLLECTOR_BUS_NAME, path=names.COLLECTOR_PATH,
-                                            interface=names.COLLECTOR_INTERFACE, member=member,
-                                            signature=signature, body=body or []))
-        if reply.message_type == MessageType.ERROR:
-            log.warning("collector %s failed: %s %s", member, reply.error_name, reply.body)
-            return False
-        return True
-
     async def kill_user(self, uid: int) -> None:
-        await self.collector_call("KillUserProcesses", "u", [uid])
+        try:
+            await self.collector.kill_user_processes(uid)
+        except CollectorCallError as e:
+            log.error("cannot kill the processes of uid %d: %s", uid, e)
 
     # --- tamper -----------------------------------------------------------------------
     def check_integrity(self) -> None:
@@ -242,12 +258,3 @@ class Enforcement:
         except Exception:
             log.exception("cannot record the tamper report")
         self._emit("TamperDetected", kind, detail)
-
-
-async def start_enforcement(bus: MessageBus, db: peewee.Database, family: Family,
-                            service: FamilyService, seal: Seal | None = None,
-                            integrity_interval: float = 30.0) -> Enforcement:
-    enforcement = Enforcement(bus, db, family, service.signals, seal, integrity_interval)
-    service.daemon_status = enforcement.daemon_status
-    await enforcement.start()
-    return enforcement

@@ -63,6 +63,7 @@ from .policy import (
 from .presets import list_presets, preset_policy
 from .schema import Child, PolicyVersion, TimeRequest
 from .seal import Seal
+from .timeleft import Usage, time_left
 
 log = logging.getLogger(__name__)
 
@@ -535,27 +536,19 @@ class Family:
 
         limit = policy.daily_limit_for(today)
         weekly = policy.weekly_limit_minutes
-        daily_left = None if limit is None else max(0, limit * 60 - used + granted)
-        weekly_left = None if weekly is None else max(0, weekly * 60 - week_used + week_granted)
-        budgets = [b for b in (daily_left, weekly_left) if b is not None]
-        left = min(budgets) if budgets else None
-
+        # what is enforced, to the second: the same function screen time uses
+        left = time_left(policy, Usage(used, granted, week_used, week_granted), now)
         window = self._window(policy, now)
         in_window = window is not None and window[0] <= now < window[1]
-        if not in_window:
-            reason = "hours"
-        elif daily_left == 0:
-            reason = "daily"
-        elif weekly_left == 0:
-            reason = "weekly"
-        else:
-            reason = ""
+        reason = left.reason if left.blocked else ""
         return ChildStatus(
             uid=uid, name=row.name, day=today,
             limit_seconds=None if limit is None else limit * 60,
             used_seconds=used, granted_seconds=granted,
             weekly_limit_seconds=None if weekly is None else weekly * 60,
-            weekly_used_seconds=week_used, left_seconds=left, in_window=in_window,
+            weekly_used_seconds=week_used,
+            left_seconds=None if left.seconds is None else max(0, int(left.seconds)),
+            in_window=in_window,
             window_start=window[0] if window else None, window_end=window[1] if window else None,
             blocked_reason=reason, pending_requests=pending)
 

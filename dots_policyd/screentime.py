@@ -1,14 +1,26 @@
 """Screen-time accounting and the decisions it leads to (no D-Bus here).
 
-Every tick the daemon passes the children's sessions as seen now. Time
+Every tick the daemon passes the children's sessions as seen now, and the
+children the kernel saw active since the last tick (exec, network or disk
+traffic, CPU above a threshold: :mod:`dots_policyd.activity`). Time
 between two ticks counts for a child when, at the earlier tick, one of its
-sessions was active, not idle and not locked — two sessions at once count
-once. Used seconds are persisted per day, so a restart or a second login
-neither resets nor doubles the count.
+sessions was active and either not flagged idle or locked, or the kernel
+saw the child active: a session's owner may set logind's idle and locked
+hints itself, so a hint never outranks measured activity. Two sessions at
+once count once. Used seconds are persisted per day, so a restart or a
+second login neither resets nor doubles the count.
+
+Fail closed: the count is kept in memory first and written to the
+database when it can be; while writes fail (a full disk) the decisions go
+on from the memory (what the database last said plus what it has not yet
+taken), the failure is reported once (``StorageFailing``), and the time
+is written when storage returns.
 
 The tick returns actions: warnings at the policy's thresholds, the limit
 reached, and sessions to lock or end. Carrying them out (signals, logind
-calls, killing processes) is the caller's job.
+calls, killing processes) is the caller's job. How much time is left is
+:func:`dots_policyd.timeleft.time_left`, the same answer ``dotsctl status``
+gives.
 """
 
 from __future__ import annotations
@@ -20,15 +32,20 @@ from collections.abc import Callable, Iterable
 
 import peewee
 
-from .clock import Clock
+from .clock import Clock, Timeline
 from .history import add_screen_time
 from .policy import Policy
-from .schema import ScreenTimeDaily
+from .timeleft import Left, Usage, time_left, usage, used_and_granted  # noqa: F401 (re-exported)
 
 log = logging.getLogger("dots.policyd.screentime")
 
-#: a longer gap between ticks (suspend, a stalled daemon) counts as this much
+#: a longer gap between ticks (a stalled daemon) counts as this much; the
+#: elapsed time is CLOCK_BOOTTIME's, so a suspend is a gap too
 MAX_GAP_SECONDS = 30.0
+
+#: a session flagged locked while the kernel sees the child active is
+#: locked again at most this often (seconds of elapsed time)
+RELOCK_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +58,7 @@ class SessionState:
 
     @property
     def in_use(self) -> bool:
+        """In use by the hints alone (the child can set them)."""
         return self.active and not self.idle and not self.locked
 
 
@@ -65,127 +83,141 @@ class EndSessions:
 
 @dataclasses.dataclass(frozen=True)
 class WallClockJump:
-    """The wall clock moved against the monotonic clock (tamper evidence)."""
+    """The wall clock moved against the elapsed time (tamper evidence)."""
 
     seconds: float
 
 
-Action = TimeWarning | LimitReached | EndSessions | WallClockJump
+@dataclasses.dataclass(frozen=True)
+class StorageFailing:
+    """Screen time cannot be written (``failing``) or can again."""
 
-#: a wall clock further than this from the monotonic reckoning has been set
-JUMP_TOLERANCE_SECONDS = 120.0
-
-
-@dataclasses.dataclass
-class Left:
-    """Seconds left today and why they end; None = no limit applies."""
-
-    seconds: float | None
-    reason: str
+    failing: bool
+    detail: str
 
 
-def used_and_granted(db: peewee.Database, uid: int, first: dt.date, last: dt.date) -> tuple[int, int]:
-    row = (ScreenTimeDaily
-           .select(peewee.fn.COALESCE(peewee.fn.SUM(ScreenTimeDaily.seconds_used), 0),
-                   peewee.fn.COALESCE(peewee.fn.SUM(ScreenTimeDaily.seconds_granted), 0))
-           .where(ScreenTimeDaily.uid == uid, ScreenTimeDaily.day.between(first, last))
-           .tuples().get())
-    return int(row[0]), int(row[1])
-
-
-def time_left(db: peewee.Database, uid: int, policy: Policy, now: dt.datetime) -> Left:
-    """The smallest of: today's budget, this week's budget, the time to the
-    end of the current allowed window (0 outside every window)."""
-    today = now.date()
-    candidates: list[Left] = []
-    used, granted = used_and_granted(db, uid, today, today)
-    daily = policy.daily_limit_for(today)
-    if daily is not None:
-        candidates.append(Left(daily * 60 + granted - used, "daily"))
-    if policy.weekly_limit_minutes is not None:
-        monday = today - dt.timedelta(days=today.weekday())
-        week_used, week_granted = used_and_granted(db, uid, monday, today)
-        candidates.append(Left(policy.weekly_limit_minutes * 60 + week_granted - week_used, "weekly"))
-    windows = policy.windows_for(today)
-    if windows is not None:
-        minute = now.hour * 60 + now.minute + now.second / 60
-        inside = [end for start, end in windows if start <= minute < end]
-        candidates.append(Left((inside[0] - minute) * 60 if inside else 0, "hours"))
-    if not candidates:
-        return Left(None, "")
-    return min(candidates, key=lambda left: left.seconds)
+Action = TimeWarning | LimitReached | EndSessions | WallClockJump | StorageFailing
 
 
 class ScreenTime:
-    def __init__(self, db: peewee.Database, clock: Clock,
+    def __init__(self, db: peewee.Database, clock: Clock | Timeline,
                  policies: Callable[[], dict[int, Policy]]) -> None:
+        """``clock``: the daemon's Timeline (a bare clock gets its own)."""
         self.db = db
-        self.clock = clock
+        self.timeline = clock if isinstance(clock, Timeline) else Timeline(clock)
         self.policies = policies
-        self._last_mono: float | None = None
-        self._in_use: set[int] = set()
+        self._last_boot: float | None = None
+        self._counting: set[int] = set()  # in use by the hints at the last tick
+        self._present: set[int] = set()  # with an active session at the last tick
         self._carry: dict[int, float] = {}
+        self._unwritten: dict[tuple[int, dt.date], int] = {}
+        self._usage: dict[tuple[int, dt.date], Usage] = {}  # what the database last said
+        self._storage_failing = False
         self._warned: dict[tuple[int, dt.date], set[int]] = {}
         self._reached: set[tuple[int, dt.date, str]] = set()
+        self._relocked: dict[str, float] = {}
         self._known_sessions: set[str] | None = None
-        self._anchor: tuple[float, dt.datetime] | None = None
-        self._jumped = False
 
     def now(self) -> tuple[dt.datetime, list[Action]]:
-        """The wall time reckoned from the monotonic clock since the first
-        tick: setting the clock or the time zone moves neither the day nor
-        the allowed hours. A jump is reported once."""
-        mono, wall = self.clock.monotonic(), self.clock.now()
-        if self._anchor is None:
-            self._anchor = (mono, wall)
-        reckoned = self._anchor[1] + dt.timedelta(seconds=mono - self._anchor[0])
-        drift = (wall - reckoned).total_seconds()
-        if abs(drift) > JUMP_TOLERANCE_SECONDS and not self._jumped:
-            self._jumped = True
-            log.warning("wall clock moved by %+.0f s against the monotonic clock", drift)
-            return reckoned, [WallClockJump(drift)]
-        if abs(drift) <= JUMP_TOLERANCE_SECONDS:
-            self._jumped = False
-        return reckoned, []
+        """The daemon's "now" and a jump of the wall clock, reported once."""
+        now = self.timeline.now()
+        jump = self.timeline.take_jump()
+        if jump is None:
+            return now, []
+        log.warning("wall clock moved by %+.0f s against the elapsed time", jump)
+        return now, [WallClockJump(jump)]
 
-    def tick(self, sessions: Iterable[SessionState]) -> list[Action]:
+    def tick(self, sessions: Iterable[SessionState], kernel_active: Iterable[int] = ()) -> list[Action]:
+        """``kernel_active``: the children the kernel saw active since the
+        previous tick."""
         sessions = list(sessions)
-        mono = self.clock.monotonic()
+        active = set(kernel_active)
+        boot = self.timeline.boottime()
         now, actions = self.now()
-        elapsed = 0.0 if self._last_mono is None else min(max(mono - self._last_mono, 0.0),
+        elapsed = 0.0 if self._last_boot is None else min(max(boot - self._last_boot, 0.0),
                                                            MAX_GAP_SECONDS)
-        self._last_mono = mono
+        self._last_boot = boot
         if self._known_sessions is None:  # sessions open when we start are not new logins
             self._known_sessions = {s.session_id for s in sessions}
         policies = self.policies()
-        self._account(elapsed, now.date(), policies)
+        # the interval that ends now counts if the child was there at its start
+        counted = self._counting | (active & self._present)
+        actions += self._account(elapsed, now.date(), counted & policies.keys())
 
         by_uid: dict[int, list[SessionState]] = {}
         for s in sessions:
             by_uid.setdefault(s.uid, []).append(s)
         for uid, policy in policies.items():
-            actions += self._decide(uid, policy, by_uid.get(uid, []), now)
-        self._in_use = {s.uid for s in sessions if s.in_use and s.uid in policies}
+            actions += self._decide(uid, policy, by_uid.get(uid, []), now, boot, uid in active)
+        self._counting = {s.uid for s in sessions if s.uid in policies and s.in_use}
+        self._present = {s.uid for s in sessions if s.uid in policies and s.active}
         self._known_sessions = {s.session_id for s in sessions}
+        self._relocked = {k: v for k, v in self._relocked.items() if k in self._known_sessions}
+        self._warned = {k: v for k, v in self._warned.items() if k[1] == now.date()}
+        self._reached = {r for r in self._reached if r[1] == now.date()}
         return actions
 
-    def _account(self, elapsed: float, today: dt.date, policies: dict[int, Policy]) -> None:
-        """Persist whole seconds; the fraction waits for the next tick."""
-        for uid in self._in_use & policies.keys():
+    def _account(self, elapsed: float, today: dt.date, uids: set[int]) -> list[Action]:
+        """Whole seconds go to memory, then to the database when it takes
+        them; the fraction waits for the next tick."""
+        for uid in uids:
             total = self._carry.get(uid, 0.0) + elapsed
             whole = int(total)
             self._carry[uid] = total - whole
             if whole:
-                add_screen_time(self.db, uid, today, used_seconds=whole)
+                key = (uid, today)
+                self._unwritten[key] = self._unwritten.get(key, 0) + whole
+        return self._write()
+
+    def _write(self) -> list[Action]:
+        error = ""
+        for key in list(self._unwritten):
+            uid, day = key
+            try:
+                add_screen_time(self.db, uid, day, used_seconds=self._unwritten[key])
+            except Exception as e:  # peewee's and the storage layer's errors alike
+                error = f"{type(e).__name__}: {e}"
+                break
+            written = self._unwritten.pop(key)
+            if key in self._usage:  # what the database says now, should reading it fail next
+                self._usage[key] = self._usage[key].plus(written)
+        if error and not self._storage_failing:
+            self._storage_failing = True
+            log.error("cannot write screen time (%s); counting in memory", error)
+            return [StorageFailing(True, error)]
+        if not error and self._storage_failing:
+            self._storage_failing = False
+            log.warning("screen time written again")
+            return [StorageFailing(False, "screen time written again")]
+        return []
+
+    def usage_of(self, uid: int, day: dt.date) -> Usage:
+        """Stored usage plus what is not stored yet; while the database
+        cannot be read, what it said last."""
+        key = (uid, day)
+        try:
+            stored = usage(self.db, uid, day)
+            self._usage[key] = stored
+        except Exception as e:
+            stored = self._usage.get(key, Usage())
+            log.debug("cannot read screen time (%s); using the last reading", e)
+        pending = sum(v for (u, d), v in self._unwritten.items() if u == uid
+                      and d <= day and d >= day - dt.timedelta(days=day.weekday()))
+        today_pending = self._unwritten.get(key, 0)
+        return dataclasses.replace(stored, used=stored.used + today_pending,
+                                   week_used=stored.week_used + pending)
+
+    def left(self, uid: int, policy: Policy, now: dt.datetime) -> Left:
+        return time_left(policy, self.usage_of(uid, now.date()), now)
 
     def _decide(self, uid: int, policy: Policy, sessions: list[SessionState],
-                now: dt.datetime) -> list[Action]:
-        left = time_left(self.db, uid, policy, now)
+                now: dt.datetime, boot: float, kernel_active: bool) -> list[Action]:
+        left = self.left(uid, policy, now)
         if left.seconds is None or not sessions:
             return []
         today = now.date()
         if left.seconds > 0:
-            return self._warnings(uid, policy, left.seconds, today, sessions)
+            return self._warnings(uid, policy, left.seconds, today, sessions, kernel_active)
         actions: list[Action] = []
         if (uid, today, left.reason) not in self._reached:
             self._reached.add((uid, today, left.reason))
@@ -197,15 +229,31 @@ class ScreenTime:
             # a login outside the allowed hours is ended, whatever end_action says
             actions.append(EndSessions(uid, "terminate", new))
             sessions = [s for s in sessions if s.session_id in known]
-        open_ = tuple(s.session_id for s in sessions if s.active and not s.locked)
+        open_ = tuple(s.session_id for s in sessions if s.active and self._to_end(s, boot, kernel_active))
         if open_:
             actions.append(EndSessions(uid, policy.end_action, open_))
         return actions
 
+    def _to_end(self, session: SessionState, boot: float, kernel_active: bool) -> bool:
+        """A session not flagged locked is ended or locked; one flagged
+        locked too, while the kernel sees the child active (at most every
+        RELOCK_SECONDS: a real lock with a download running is not news)."""
+        if not session.locked:
+            return True
+        if not kernel_active:
+            return False
+        last = self._relocked.get(session.session_id)
+        if last is not None and boot - last < RELOCK_SECONDS:
+            return False
+        self._relocked[session.session_id] = boot
+        log.info("session %s says it is locked but its user is active: ending it again",
+                 session.session_id)
+        return True
+
     def _warnings(self, uid: int, policy: Policy, seconds_left: float, today: dt.date,
-                  sessions: list[SessionState]) -> list[Action]:
+                  sessions: list[SessionState], kernel_active: bool) -> list[Action]:
         """One warning per threshold per day: the smallest crossed one."""
-        if not any(s.in_use for s in sessions):
+        if not any(s.in_use or (s.active and kernel_active) for s in sessions):
             return []
         warned = self._warned.setdefault((uid, today), set())
         crossed = [m for m in policy.warning_minutes if seconds_left <= m * 60 and m not in warned]

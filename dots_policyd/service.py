@@ -5,11 +5,12 @@ name. Everything that decides anything lives in dispatch/api/family.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dbus_fast import Message, NameFlag, RequestNameReply, Variant
+from dbus_fast import Message, MessageType, NameFlag, RequestNameReply, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface
 from dbus_fast.signature import get_signature_tree
@@ -17,9 +18,10 @@ from dbus_fast.signature import get_signature_tree
 from dots_common import names
 
 from .api import build_routes
+from .audience import Audience
 from .authority import Authority
 from .caller import CallerIdentity
-from .contract import Contract, load_contract
+from .contract import Contract
 from .dispatch import Dispatcher
 from .family import ChildRemoved, Event, Family, PolicyChanged, RequestAnswered, RequestCreated
 
@@ -36,18 +38,57 @@ class _Object(ServiceInterface):
 
 
 class Signals:
-    """Sends the contract's signals (with the contract's signatures)."""
+    """Sends the contract's signals (with the contract's signatures), each
+    unicast to the connections its :class:`Audience` allows, in the order
+    they were emitted. ``emit`` may be called from any thread."""
 
-    def __init__(self, bus: MessageBus, contract: Contract) -> None:
+    def __init__(self, bus: MessageBus, contract: Contract, audience: Audience) -> None:
         self.bus = bus
         self.signatures = contract.signals
+        self.audience = audience
+        self.sent = 0  # unicast messages
+        self._queue: asyncio.Queue[tuple[str, str, list[Any]]] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.audience.start()
+        self._task = asyncio.create_task(self._send_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.audience.stop()
 
     def emit(self, member: str, *body: Any) -> None:
         signature = self.signatures[member]
         get_signature_tree(signature).verify(list(body))
-        if self.bus.connected:
-            self.bus.send(Message.new_signal(names.FAMILY_PATH, names.FAMILY_INTERFACE, member,
-                                             signature, list(body)))
+        item = (member, signature, list(body))
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None or self._loop is None:
+            self._queue.put_nowait(item)
+        else:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def _send_loop(self) -> None:
+        while True:
+            member, signature, body = await self._queue.get()
+            try:
+                recipients = await self.audience.recipients(member, body)
+            except Exception:
+                log.exception("cannot tell who may hear %s: not sent", member)
+                continue
+            for name in recipients:
+                if self.bus.connected:
+                    self.bus.send(Message(message_type=MessageType.SIGNAL, destination=name,
+                                          path=names.FAMILY_PATH, interface=names.FAMILY_INTERFACE,
+                                          member=member, signature=signature, body=body))
+                    self.sent += 1
 
     def on_event(self, event: Event) -> None:
         """The core's committed changes, as signals."""
@@ -60,39 +101,31 @@ class Signals:
         elif isinstance(event, RequestAnswered):
             self.emit("RequestAnswered", event.id, event.uid, event.approved, event.minutes)
 
-    # for the enforcement code
-    def time_warning(self, uid: int, minutes_left: int) -> None:
-        self.emit("TimeWarning", uid, minutes_left)
 
-    def limit_reached(self, uid: int, limit: str) -> None:
-        self.emit("LimitReached", uid, limit)
-
-    def tamper_detected(self, kind: str, detail: str) -> None:
-        self.emit("TamperDetected", kind, detail)
+DaemonStatus = Callable[[], Awaitable[dict[str, Variant]]]
 
 
 class FamilyService:
     """``org.dots.Family1`` on a connected bus."""
 
     def __init__(self, bus: MessageBus, family: Family, authority: Authority,
-                 contract: Contract | None = None) -> None:
+                 identity: CallerIdentity, signals: Signals, contract: Contract,
+                 daemon_status: DaemonStatus | None = None) -> None:
+        """Everything it works with is handed in (see build_service);
+        ``daemon_status`` is what GetDaemonStatus answers."""
         self.bus = bus
         self.family = family
-        self.contract = contract or load_contract()
+        self.contract = contract
         self.authority = authority
-        #: set by the enforcement once it runs (GetDaemonStatus)
-        self.daemon_status: Callable[[], Awaitable[dict[str, Variant]]] | None = None
-        self.dispatcher = Dispatcher(bus, build_routes(family, self._daemon_status), authority,
-                                     CallerIdentity(bus), self.contract)
-        self.signals = Signals(bus, self.contract)
-
-    async def _daemon_status(self) -> dict[str, Variant]:
-        return await self.daemon_status() if self.daemon_status else {}
+        self.dispatcher = Dispatcher(bus, build_routes(family, daemon_status), authority,
+                                     identity, self.contract)
+        self.signals = signals
 
     async def start(self) -> None:
         """Route first, then own the name: no call can arrive unrouted."""
         self.bus.add_message_handler(self.dispatcher.handle)
         self.bus.export(names.FAMILY_PATH, _Object())
+        await self.signals.start()
         self.family.subscribe(self.signals.on_event)
         reply = await self.bus.request_name(names.FAMILY_BUS_NAME, NameFlag.DO_NOT_QUEUE)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
@@ -101,5 +134,6 @@ class FamilyService:
         log.info("on the system bus as %s", names.FAMILY_BUS_NAME)
 
     async def stop(self) -> None:
+        await self.signals.stop()
         await self.dispatcher.close()
         self.bus.remove_message_handler(self.dispatcher.handle)

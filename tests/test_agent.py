@@ -412,6 +412,7 @@ def test_family_signals_filtering():
 def test_notifier_asks_once_per_button():
     asks = []
     n = agent_mod.Notifier(_FakeBus(), lambda: asks.append(1))
+    n.owner = ":1.2"  # the notification server (button presses only from it)
     n.asking_ids = {4}
     act = lambda nid, key: n._handle(_signal(":1.2", "ActionInvoked", "us", [nid, key],
                                              "org.freedesktop.Notifications", NOTIFY_PATH))
@@ -425,3 +426,33 @@ def test_notifier_asks_once_per_button():
                       NOTIFY_PATH))
     act(6, "ask-more-time")
     assert asks == [1]
+
+
+def test_forged_button_presses_and_owner_changes_are_ignored():
+    """Issue 12: only the notification server's current owner presses the
+    button, and only the bus says who owns a name."""
+    asked = []
+    notifier = agent_mod.Notifier(_FakeBus(), lambda: asked.append(1))
+    notifier.owner = ":1.3"
+    notifier.asking_ids = {5}
+    notify_iface, notify_path = "org.freedesktop.Notifications", "/org/freedesktop/Notifications"
+    notifier._handle(_signal(":1.66", "ActionInvoked", "us", [5, agent_mod.ASK_ACTION],
+                             notify_iface, notify_path))  # another program of the session
+    # a forged "the server is now :1.66" from that program, then its press
+    notifier._handle(_signal(":1.66", "NameOwnerChanged", "sss",
+                             ["org.freedesktop.Notifications", ":1.3", ":1.66"],
+                             "org.freedesktop.DBus", "/org/freedesktop/DBus"))
+    notifier._handle(_signal(":1.66", "ActionInvoked", "us", [5, agent_mod.ASK_ACTION],
+                             notify_iface, notify_path))
+    assert asked == [] and 5 in notifier.asking_ids
+    notifier._handle(_signal(":1.3", "ActionInvoked", "us", [5, agent_mod.ASK_ACTION],
+                             notify_iface, notify_path))
+    assert asked == [1]
+
+    got = []
+    fs = agent_mod.FamilySignals(_FakeBus(), 1001, lambda m, a: got.append((m, a)))
+    fs.owner = ":1.7"
+    fs._handle(_signal(":1.66", "NameOwnerChanged", "sss", ["org.dots.Family1", ":1.7", ":1.66"],
+                       "org.freedesktop.DBus", "/org/freedesktop/DBus"))  # forged
+    fs._handle(_signal(":1.66", "LimitReached", "us", [1001, "daily"]))
+    assert got == [] and fs.owner == ":1.7"

@@ -44,7 +44,7 @@ def test_blocked_app_and_its_copy_are_killed_at_exec(child, bus_client, child_us
     os.chmod(workdir, 0o755)
     game = os.path.join(workdir, "game")
     shutil.copy2("/usr/bin/id", game)
-    listener = bus_client(other_user).listen("org.dots.Family1", "org.dots.Family1")
+    listener = bus_client(child_user).listen("org.dots.Family1", "org.dots.Family1")  # its own signals
     try:
         parent.ok("BlockApp", "ss", child_user, game)
         killed = wait_for(lambda: (r := run_as(child_user, [game])).returncode == -9 and r,
@@ -111,7 +111,7 @@ def test_blocked_site_is_refused_for_the_child_only(child, child_user, parent_us
 
 
 async def test_time_limit_locks_the_childs_session(child, mock_logind, policyd_daemon, bus_client,
-                                                   child_user, other_user):
+                                                   child_user, other_user, parent_user):
     parent = child
     uid = uid_of(child_user)
     parent.ok("SetDailyLimit", "sii", child_user, 30, 30)
@@ -121,7 +121,8 @@ async def test_time_limit_locks_the_childs_session(child, mock_logind, policyd_d
     policyd_daemon.sql("INSERT INTO screen_time_daily (uid, day, seconds_used, seconds_granted) "
                        "VALUES (?, ?, ?, 0) ON CONFLICT (uid, day) DO UPDATE SET "
                        "seconds_used = excluded.seconds_used", [uid, today, 30 * 60 - 2])
-    listener = bus_client(other_user).listen("org.dots.Family1", "org.dots.Family1")
+    listener = bus_client(parent_user).listen("org.dots.Family1", "org.dots.Family1")  # a parent hears
+    # (not the child: a listener of its own would be its busy process outside the session)
     await mock_logind.add_session("e2e", uid, child_user)
 
     async def locked() -> bool:
@@ -155,7 +156,7 @@ def test_per_app_limit_kills_the_running_app_and_blocks_it_for_the_day(
         # today the game already ran 2 seconds short of its minute
         policyd_daemon.sql("INSERT INTO app_usage_daily (uid, day, app, active_seconds, launches) "
                            "VALUES (?, ?, ?, 58, 1)", [uid, dt.date.today().isoformat(), game])
-        listener = bus_client(other_user).listen("org.dots.Family1", "org.dots.Family1")
+        listener = bus_client(child_user).listen("org.dots.Family1", "org.dots.Family1")  # its own signals
         running = subprocess.Popen(as_user(child_user, [game, "600"]))
         try:
             assert running.wait(timeout=60) == -9, "the running game is killed at the limit"

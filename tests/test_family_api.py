@@ -185,12 +185,13 @@ def test_parent_removes_and_readds_a_child(policyd_daemon, family_client, bus_cl
                                            child, other_user):
     parent = family_client(parent_user)
     uid = uid_of(child)
-    hear = bus_client(other_user).listen(DEST[0], DEST[2])  # anyone may hear the signals
+    hear = bus_client(parent_user).listen(DEST[0], DEST[2])  # a parent hears the signals
     parent.ok("RemoveChild", "s", child)
     assert uid not in [u for u, _ in parent.ok("ListChildren")[0]]
     assert error_of(parent.call("GetPolicy", "s", child)) == "UnknownChild"
     (uid_again,) = parent.ok("AddChild", "ss", str(uid), "13-17")
     assert uid_again == uid
+    hear.wait_until(lambda l: len([s for s in l.signals if s["member"] == "PolicyChanged"]) >= 2)
     signals = [(s["member"], s["body"]) for s in hear.finish()]
     assert ("PolicyChanged", [uid, 0]) in signals, "version 0: no longer a child"
     last = policyd_daemon.sql("SELECT max(version) FROM policy_version WHERE uid = ?", [uid])[0][0]
@@ -399,12 +400,13 @@ def test_signals_reach_listeners(policyd_daemon, family_client, bus_client, pare
                                  other_user, no_pending_requests):
     parent, me = family_client(parent_user), family_client(child)
     uid = uid_of(child)
-    listener = bus_client(other_user).listen(DEST[0], DEST[2])
+    listener = bus_client(parent_user).listen(DEST[0], DEST[2])
     (version,) = parent.ok("SetDailyLimit", "sii", child, 61, 62)
     (request_id,) = me.ok("RequestTime", "us", 15, "one more level")
     parent.ok("AnswerRequest", "ubu", request_id, True, 0)
     (denied_id,) = me.ok("RequestTime", "us", 5, "")
     parent.ok("AnswerRequest", "ubu", denied_id, False, 0)
+    listener.wait_until(lambda l: len(l.signals) >= 5)  # unicast: not ordered with the marker
     signals = [(s["member"], s["body"]) for s in listener.finish()]
     assert signals == [
         ("PolicyChanged", [uid, version]),
@@ -417,9 +419,13 @@ def test_signals_reach_listeners(policyd_daemon, family_client, bus_client, pare
 
 def test_failed_change_emits_nothing(policyd_daemon, family_client, bus_client, parent_user, child,
                                      other_user):
-    listener = bus_client(other_user).listen(DEST[0], DEST[2])
+    listener = bus_client(parent_user).listen(DEST[0], DEST[2])
     family_client(parent_user).call("SetDailyLimit", "sii", child, -30, 0)
-    assert listener.finish() == []
+    # a change that succeeds next: once it is heard, the failed one would have been
+    (version,) = family_client(parent_user).ok("SetDailyLimit", "sii", child, 63, 64)
+    listener.wait_until(lambda l: l.signals)
+    assert [(s["member"], s["body"]) for s in listener.finish()] == [
+        ("PolicyChanged", [uid_of(child), version])]
 
 
 # --- load ------------------------------------------------------------------------------------

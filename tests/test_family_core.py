@@ -167,7 +167,9 @@ def test_status_of_a_day_with_no_use_at_all(family, clock, child_user):
     s = family.status(uid)
     assert not s.in_window and s.blocked_reason == "hours"
     assert s.window_start is None and s.window_end is None
-    assert s.left_seconds is None, "no limit set: unlimited, but outside the allowed hours"
+    # issue 11: what status shows is what is enforced: outside every window
+    # nothing is left (it said "unlimited" here while enforcement locked)
+    assert s.left_seconds == 0, "no limit set, but outside the allowed hours: nothing left"
 
 
 def test_time_requests(family, events, clock, child_user, other_user):

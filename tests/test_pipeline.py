@@ -41,7 +41,7 @@ def test_collector_leaving_is_reported_and_a_new_one_is_resynced(
     parent.ok("AddChild", "ss", child_user, "13-17")
     wait_for(lambda: collector_daemon.status()["uids"] == [child], what="the child watched")
 
-    listener = bus_client(other_user).listen("org.dots.Family1", "org.dots.Family1")
+    listener = bus_client(parent_user).listen("org.dots.Family1", "org.dots.Family1")  # parents only
     collector_daemon.stop()
     listener.wait_until(lambda l: any(s["member"] == "TamperDetected" for s in l.signals),
                         what="TamperDetected")

@@ -24,7 +24,7 @@ def test_a_hand_edited_database_is_reported(system_bus, polkit_daemon, family_cl
     try:
         parent = family_client(parent_user)
         parent.ok("AddChild", "ss", child_user, "8-12")
-        listener = bus_client(other_user).listen("org.dots.Family1", "org.dots.Family1")
+        listener = bus_client(parent_user).listen("org.dots.Family1", "org.dots.Family1")  # parents only
         parent.ok("SetDailyLimit", "sii", child_user, 90, 120)  # the daemon's own change: no alarm
         daemon.sql("UPDATE child SET policy = replace(policy, '90', '900')")
         listener.wait_until(lambda l: any(s["member"] == "TamperDetected" for s in l.signals),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 from collections.abc import Callable, Iterator
 
@@ -13,6 +14,34 @@ from .identity import HashCache, Identity, IdentityError
 log = logging.getLogger(__name__)
 
 NOBODY_GID = 65534
+
+#: seconds the helper that became the uid may take; the uid can stop it
+#: (SIGSTOP: it is theirs now), so it is never waited for longer
+HELPER_TIMEOUT = 2.0
+
+
+def _become_and_kill(uid: int) -> None:  # pragma: no cover - runs in the forked child
+    """In the helper: drop to ``uid`` and kill(-1, SIGKILL)."""
+    os.setgroups([])
+    os.setresgid(NOBODY_GID, NOBODY_GID, NOBODY_GID)
+    os.setresuid(uid, uid, uid)
+    os.kill(-1, signal.SIGKILL)
+
+
+def _reap(helper: int, timeout: float) -> int | None:
+    """The helper's wait status, or None if it did not end in time (then it
+    is killed: as root, whatever state the uid left it in)."""
+    pidfd = os.pidfd_open(helper)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if poller.poll(timeout * 1000):
+            return os.waitpid(helper, 0)[1]
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+    os.waitpid(helper, 0)  # SIGKILL ends even a stopped process at once
+    return None
 
 
 def owned_by(pid: int, uid: int) -> bool:
@@ -59,22 +88,24 @@ def kill_user_processes(uid: int) -> int:
     process of the uid in one pass under the kernel's task list lock, so a
     fork loop cannot outrun it. Whatever is left (the helper was itself
     killed first, or CAP_SETUID/CAP_SETGID are missing) is killed one by
-    one as root."""
+    one as root. The helper is the uid's once it dropped to it, so the uid
+    may SIGSTOP it: it is waited for HELPER_TIMEOUT at most, never blocking
+    the collector's event loop for longer."""
     before = list(processes_of(uid))
     if not before:
         return 0
     helper = os.fork()
     if helper == 0:  # pragma: no cover - runs in the forked child
         try:
-            os.setgroups([])
-            os.setresgid(NOBODY_GID, NOBODY_GID, NOBODY_GID)
-            os.setresuid(uid, uid, uid)
-            os.kill(-1, signal.SIGKILL)
+            _become_and_kill(uid)
         except BaseException:
             os._exit(1)
         os._exit(0)
-    _, status = os.waitpid(helper, 0)
-    if status != 0:
+    status = _reap(helper, HELPER_TIMEOUT)
+    if status is None:
+        log.warning("the kill helper as uid %d did not finish in %g s (stopped by the user?): "
+                    "killing its processes one by one", uid, HELPER_TIMEOUT)
+    elif status != 0:
         log.warning("kill(-1) as uid %d failed (status %#x): killing its processes one by one",
                     uid, status)
     for pid in processes_of(uid):
