@@ -13,10 +13,6 @@ make the agent show fake warnings; button presses only from the current
 owner of ``org.freedesktop.Notifications``; owner changes only from the
 bus itself. The daemon sends a child's signals to that child's (and the
 parents') connections only.
-
-A signal the contract does not (yet) have is handled when it arrives, as
-proposed to the daemon's owner: ``AppBlocked(u uid, s app)`` after a
-blocked program was stopped (see ``PROPOSED``).
 """
 
 from __future__ import annotations
@@ -48,10 +44,9 @@ ASK_LABEL = "Ask for more time"
 DEFAULT_MINUTES = 15
 DEFAULT_REASON = "asked from the desktop notification"
 
-#: signals the agent understands: contract ones, then proposed ones
-CONTRACT = {"TimeWarning": "uu", "LimitReached": "us", "AppTimeWarning": "usu",
-            "RequestAnswered": "uubu"}
-PROPOSED = {"AppBlocked": "us"}
+#: the contract's signals the agent shows, with their signatures
+SHOWN = {"TimeWarning": "uu", "LimitReached": "us", "AppTimeWarning": "usu",
+         "RequestAnswered": "uubu", "AppBlocked": "us"}
 #: position of the uid among a signal's arguments (default 0)
 UID_ARG = {"RequestAnswered": 1}
 
@@ -219,7 +214,7 @@ class FamilySignals:
         self.uid = uid
         self.on_signal = on_signal
         self.owner = ""
-        self.signatures = {**CONTRACT, **PROPOSED}
+        self.signatures = dict(SHOWN)
 
     async def start(self) -> None:
         self.bus.add_message_handler(self._handle)

@@ -9,7 +9,7 @@ bus standing in for the desktop's notification server.
   that the test can emit TimeWarning/LimitReached, which the real daemon
   emits only from its screen-time loop): warnings carry the "Ask for more
   time" action, invoking it calls RequestTime(15, reason), other users'
-  signals are ignored, and the proposed AppBlocked signal is shown.
+  signals are ignored, and AppBlocked is shown.
 
 Plus the agent's decisions without any bus (synthetic messages).
 """
@@ -261,7 +261,7 @@ def test_agent_warnings_action_and_filtering(session_bus, notifications, child_u
                                       "the app's time up")
         assert up["actions"] == []
 
-        # the proposed AppBlocked signal (not in the contract yet)
+        # a blocked program
         emit("AppBlocked", "us", Variant("u", child), Variant("s", "/usr/games/sl"))
         blocked = notifications.wait_shown(lambda n: n["summary"] == "sl is blocked", "app blocked")
         assert "/usr/games/sl" in blocked["body"]
