@@ -15,9 +15,12 @@ Also here: the parsing of lists in the common formats, with named errors.
 from __future__ import annotations
 
 import bisect
+import io
 import re
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+
+import numpy as np
 
 MAX_DOMAIN = 253
 #: a list larger than this is refused (a million domains are ~25 MB)
@@ -66,8 +69,11 @@ class DomainSet:
     __slots__ = ("_hashes",)
 
     def __init__(self, names: Iterable[str] = ()) -> None:
-        hashes = array("q", sorted({hash(n) for n in names}))
-        self._hashes = hashes
+        # numpy builds and sorts without a Python object per name; lookups
+        # then bisect a plain array (cheaper per call than numpy on a scalar)
+        hashes = np.unique(np.fromiter(map(hash, names), dtype=np.int64))
+        self._hashes = array("q")
+        self._hashes.frombytes(hashes.tobytes())
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -86,13 +92,19 @@ class DomainSet:
 
 
 def parse_list(data: bytes) -> list[str]:
+    """All of :func:`iter_list` at once."""
+    return list(iter_list(data))
+
+
+def iter_list(data: bytes) -> Iterator[str]:
     """Domains of a list in any of the common formats, one entry a line:
     a hosts file ("0.0.0.0 ads.example"), bare domains, or adblock-style
     "||domain^" rules. Comments ("#", "!"), blank lines, adblock rules that
     are not about a whole domain (cosmetic "##", exceptions "@@", paths) and
     hosts lines of localhost are skipped. Raises ListError when the data is
     not text, too large, empty of domains, or has a line that is none of
-    these (naming the line)."""
+    these (naming the line) -- possibly after yielding the domains before
+    it: a caller keeps nothing until the end."""
     if len(data) > MAX_LIST_BYTES:
         raise ListError(f"the list is {len(data)} bytes; at most {MAX_LIST_BYTES} are accepted")
     if b"\0" in data[:65536] or b"\0" in data:
@@ -101,8 +113,8 @@ def parse_list(data: bytes) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ListError(f"the list is not UTF-8 text (byte {e.start})") from None
-    out: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    found = 0
+    for number, line in enumerate(io.StringIO(text), 1):
         line = line.strip()
         if not line or line[0] in "#!" or line.startswith("[Adblock"):
             continue
@@ -126,10 +138,10 @@ def parse_list(data: bytes) -> list[str]:
             name = normalize(raw)
             if name is None:
                 raise ListError(f"line {number}: {_short(raw)} is not a valid domain name")
-            out.append(name)
-    if not out:
+            found += 1
+            yield name
+    if not found:
         raise ListError("the list holds no domain names")
-    return out
 
 
 def _is_ip(text: str) -> bool:
