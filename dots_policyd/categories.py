@@ -94,7 +94,7 @@ class CategoryStore:
                 "updated": int(dt.datetime.now(dt.timezone.utc).timestamp())}
         self._write(meta, json.dumps(info))
         self._sets.pop(name, None)
-        log.info("category %s: %d domains from %s", name, len(domains), info["source"])
+        log.info("category %s: %d domains from %s", name, count, info["source"])
         return info
 
     def update(self, category: str, data: bytes | None = None) -> dict[str, Any]:
