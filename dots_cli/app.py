@@ -847,3 +847,5 @@ def doctor(as_json: Json = False) -> None:
         say("\nAll good." if not problems else f"\n{problems} problem(s) found.")
     if any(c.state == PROBLEM for c in checks):
         raise typer.Exit(EXIT_FAILED)
+
+from .commands.web import register as _register_web; _register_web(app, site_app)  # noqa: E402,E702 web filtering (issue 15)
