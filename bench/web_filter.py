@@ -79,7 +79,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(5)
 wires = []
 for i in range(n):
-    q = dns.message.make_query(name, "A")
+    q = dns.message.make_query(name.replace("*", f"q{i}"), "A")  # "*": a new name each query
     q.id = i % 65536
     wires.append(q.to_wire())
 lat = []
@@ -138,11 +138,14 @@ def dns_bench(user, enforcer, queries: int) -> dict:
     filt.set_filter(user.uid, ChildFilter(blocked=frozenset({"blocked.example"})))
     out: dict = {}
     try:
-        for label, redirected in (("direct", False), ("filtered", True), ("direct", False),
-                                  ("filtered", True)):
+        for label, redirected, name in (
+                ("direct", False, "site.example"), ("filtered", True, "site.example"),
+                ("direct", False, "site.example"), ("filtered", True, "site.example"),
+                ("direct_unique", False, "*.site.example"), ("filtered_unique", True, "*.site.example"),
+                ("direct_unique", False, "*.site.example"), ("filtered_unique", True, "*.site.example")):
             enforcer.set_web_filter(user.uid, port if redirected else 0, False, False)
-            seq = client(user, UPSTREAM, queries, 1, "site.example")
-            par = client(user, UPSTREAM, queries * 2, 64, "site.example")
+            seq = client(user, UPSTREAM, queries, 1, name)
+            par = client(user, UPSTREAM, queries * 2, 64, name)
             lat = [x / 1000 for x in seq["latency_ns"]]
             run = {"median_us": statistics.median(lat), "p99_us": percentile(lat, 99),
                    "sequential_per_s": len(lat) / (sum(lat) / 1e6),
@@ -159,11 +162,14 @@ def dns_bench(user, enforcer, queries: int) -> dict:
         asyncio.run_coroutine_threadsafe(filt.close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         upstream.close()
-    for label in ("direct", "filtered"):  # the better of the two rounds: the machine is shared
-        runs = out[label]
+    for label in ("direct", "filtered", "direct_unique", "filtered_unique"):
+        runs = out[label]  # the better of the two rounds: the machine is shared
         out[label] = min(runs, key=lambda r: r["median_us"])
         out[label]["rounds_median_us"] = [r["median_us"] for r in runs]
     out["added_latency_us"] = out["filtered"]["median_us"] - out["direct"]["median_us"]
+    out["added_latency_unique_us"] = (out["filtered_unique"]["median_us"]
+                                      - out["direct_unique"]["median_us"])
+    out["cache"] = {"hits": filt.cache.hits, "misses": filt.cache.misses}
     return out
 
 

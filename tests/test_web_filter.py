@@ -302,3 +302,18 @@ def test_the_child_cannot_squat_the_filters_port(web, child_user, other_user):
     assert run_as(other_user, [VENV_PYTHON, "-c", code, str(dns_port)]).stdout.strip() == "0"
     # with the filter gone, the child's DNS fails closed
     assert probe(child_user, [["dns", DIRECT_DNS, 53, "free.test", "A", "udp"]])[0][0] != "NOERROR"
+
+
+def test_a_child_cannot_ask_another_childs_filter(web, child_user, other_user):
+    """Each child's filter answers by its port: a child with strict rules
+    must not query a sibling's (found with ss) instead of being redirected."""
+    strict, lenient = uid_of(child_user), uid_of(other_user)
+    web.child(strict, blocked_filter())
+    sibling_port = web.child(lenient, ChildFilter())
+    got = probe(child_user, [["dns", "127.0.0.1", sibling_port, "blocked.test", "A", "udp"],
+                             ["dns", "::1", sibling_port, "blocked.test", "A", "tcp"],
+                             ["dns", DIRECT_DNS, 53, "blocked.test", "A", "udp"]])
+    assert got[0][0].startswith("error") and got[1][0].startswith("error")
+    assert got[2] == ["NXDOMAIN", []]
+    assert probe(other_user, [["dns", "127.0.0.1", sibling_port, "blocked.test", "A", "udp"]]) \
+        == [["NOERROR", [BLOCKED]]], "its own filter answers it"

@@ -11,6 +11,7 @@ import datetime as dt
 
 import dns.message
 import dns.rcode
+import dns.rrset
 import pytest
 
 from dots_policyd.categories import CategoryError, CategoryStore
@@ -182,3 +183,24 @@ def test_lookups_history(db):
 
     deleted = history.prune(db, 30, now=dt.datetime(2025, 5, 1))
     assert deleted["site_lookup"] == 4 and top_sites(db, 1001, lo, hi) == []
+
+
+def test_answer_cache_counts_ttls_down():
+    from dots_policyd.dns_filter import AnswerCache
+
+    now = [100.0]
+    cache = AnswerCache(size=2, clock=lambda: now[0])
+    query = dns.message.make_query("site.test", "A")
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text("site.test.", 60, "IN", "A", "127.0.0.50"))
+    cache.put(query, response)
+    now[0] += 15
+    again = dns.message.make_query("SITE.test", "A")
+    hit = cache.get(again)
+    assert hit.id == again.id and hit.answer[0].ttl == 45
+    now[0] += 50
+    assert cache.get(again) is None, "expired"
+    nx = dns.message.make_response(query)
+    nx.set_rcode(dns.rcode.NXDOMAIN)
+    cache.put(query, nx)
+    assert cache.get(query) is None, "only positive answers are kept"

@@ -13,7 +13,8 @@
  *    not answered for an allowed name (dyn_addrs, with the answer's TTL);
  *  - refuse addresses the filter answered for a blocked name (dyn_addrs);
  *  - forbid binding the resolvers' ports (a child cannot squat the filter's
- *    port while the policy daemon restarts).
+ *    port while the policy daemon restarts) and asking another child's
+ *    resolver directly (its port on loopback: its rules are not ours).
  *
  * Blocked networks live in an LPM trie keyed by (uid, 16-byte address):
  * IPv4 is stored IPv4-mapped (::ffff:a.b.c.d), so one trie holds CIDR
@@ -151,6 +152,14 @@ static __always_inline int is_local(u32 *addr)
     return local_nets.lookup(&k) != 0;
 }
 
+static __always_inline int is_loopback(u32 *addr)
+{
+    if (addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == bpf_htonl(1))
+        return 1;                                               /* ::1 */
+    return addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0xffff)
+        && (bpf_ntohl(addr[3]) >> 24) == 127;                   /* 127.0.0.0/8 */
+}
+
 /* addr: 16 bytes (IPv4 mapped); 1 = let it through, 0 = EPERM */
 static __always_inline int judge(struct bpf_sock_addr *ctx, struct uid_rules *rules, u32 *addr,
                                  u32 uid, u32 family, u32 op)
@@ -169,6 +178,9 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, struct uid_rules *ru
     u32 flags = rules->flags;
     if ((flags & F_DNS) && ctx->user_port == bpf_htons(853))
         return deny(ctx, addr, uid, family, op);   /* DNS over TLS / QUIC */
+    u32 port = bpf_ntohs(ctx->user_port);
+    if (port != rules->dns_port && reserved_ports.lookup(&port) && is_loopback(addr))
+        return deny(ctx, addr, uid, family, op);   /* another child's filter */
     if (!(flags & (F_OFFLINE | F_ALLOW_ONLY)) || is_local(addr))
         return 1;
     if (flags & F_OFFLINE)
