@@ -91,8 +91,11 @@ class Report:
     def totals(self) -> dict[str, Any]:
         return {"used_seconds": self.used_seconds, "granted_seconds": self.granted_seconds,
                 "average_seconds": self.average_seconds, "days_over_limit": self.days_over_limit,
-                "blocked_attempts": len(self.blocked), "requests": self.request_counts(),
-                "blocked_site_attempts": sum(b["attempts"] for b in self.blocked_sites)}
+                "blocked_attempts": len(self.blocked), "requests": self.request_counts()}
+
+    @property
+    def blocked_site_attempts(self) -> int:
+        return sum(b["attempts"] for b in self.blocked_sites)
 
     # --- outputs ----------------------------------------------------------------------
 
@@ -106,6 +109,7 @@ class Report:
             "blocked_by_app": [{"app": a, "attempts": n} for a, n in self.blocked_by_app()],
             "requests": self.requests, "totals": self.totals(),
             "web_sites": self.web_sites, "blocked_sites": self.blocked_sites,
+            "blocked_site_attempts": self.blocked_site_attempts,
         }
 
     def to_csv(self) -> str:

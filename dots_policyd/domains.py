@@ -15,7 +15,6 @@ Also here: the parsing of lists in the common formats, with named errors.
 from __future__ import annotations
 
 import bisect
-import io
 import re
 from array import array
 from collections.abc import Iterable, Iterator
@@ -114,7 +113,7 @@ def iter_list(data: bytes) -> Iterator[str]:
     except UnicodeDecodeError as e:
         raise ListError(f"the list is not UTF-8 text (byte {e.start})") from None
     found = 0
-    for number, line in enumerate(io.StringIO(text), 1):
+    for number, line in enumerate(_lines(text), 1):
         line = line.strip()
         if not line or line[0] in "#!" or line.startswith("[Adblock"):
             continue
@@ -142,6 +141,17 @@ def iter_list(data: bytes) -> Iterator[str]:
             yield name
     if not found:
         raise ListError("the list holds no domain names")
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` one at a time (no list of a million strings)."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        if end < 0:
+            end = size
+        yield text[start:end]
+        start = end + 1
 
 
 def _is_ip(text: str) -> bool:

@@ -353,3 +353,30 @@ def test_a_list_that_would_overflow_the_kernel_table_is_refused_whole(collector_
     finally:
         for uid in fillers:
             call("SetBlockedAddresses", "uas", uid, [])
+
+
+@pytest.mark.bus
+def test_web_filter_methods_on_the_bus(collector_daemon, bus_client, child_user):
+    """SetWebFilter / AddFilterAddresses: bad input is InvalidArgs and
+    changes nothing; GetEnforcement tells what is in force."""
+    policyd = bus_client(POLICYD)
+    uid = uid_of(child_user)
+    assert policyd.call(*DEST, "SetWebFilter", "uqbb", [uid, 40053, False, True]) == {"ok": []}
+    assert policyd.call(*DEST, "AddFilterAddresses", "usa(su)",
+                        [uid, "allow", [["127.0.0.42", 60], ["::1", 30]]]) == {"ok": [2]}
+    state = policyd.call(*DEST, "GetEnforcement")["ok"][0]
+    assert state["web_filters"] == {str(uid): [40053, False, True]} or \
+        state["web_filters"] == {uid: [40053, False, True]}
+    for member, signature, args in (
+            ("SetWebFilter", "uqbb", [0, 40053, False, False]),
+            ("AddFilterAddresses", "usa(su)", [uid, "maybe", [["127.0.0.42", 60]]]),
+            ("AddFilterAddresses", "usa(su)", [uid, "deny", [["not-an-address", 60]]]),
+            ("AddFilterAddresses", "usa(su)", [uid, "deny", [["127.0.0.42", 0]]]),
+            ("AddFilterAddresses", "usa(su)", [uid, "deny", [["127.0.0.42", 10**7]]]),
+            ("AddFilterAddresses", "usa(su)", [uid, "deny", [["10.0.0.1", 60]] * 4097]),
+            ("AddFilterAddresses", "usa(su)", [0, "deny", [["10.0.0.1", 60]]])):
+        reply = policyd.call(*DEST, member, signature, args)
+        assert reply.get("error") == "org.dots.Collector1.Error.InvalidArgs", (member, args, reply)
+    assert policyd.call(*DEST, "GetEnforcement")["ok"][0]["web_filters"] == state["web_filters"]
+    assert policyd.call(*DEST, "SetWebFilter", "uqbb", [uid, 0, False, False]) == {"ok": []}
+    assert policyd.call(*DEST, "GetEnforcement")["ok"][0]["web_filters"] == {}

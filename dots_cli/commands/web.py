@@ -22,9 +22,23 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
-list_app = typer.Typer(help="Category lists (hosts files, domain lists, ||domain^ rules), "
-                            "blocked per child.", no_args_is_help=True)
+
+class _ListGroup(TyperGroup):
+    """``site list CHILD`` (a child's blocked sites, as before) beside the
+    ``site list add|update|remove|show`` commands: an argument that is not
+    one of them goes to the hidden ``blocked`` command."""
+
+    def parse_args(self, ctx, args):  # type: ignore[no-untyped-def]
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["blocked", *args]
+        return super().parse_args(ctx, args)
+
+
+list_app = typer.Typer(cls=_ListGroup, no_args_is_help=True,
+                       help="A child's blocked sites (site list CHILD); category lists (hosts "
+                            "files, domain lists, ||domain^ rules), blocked per child.")
 
 Child = Annotated[str, typer.Argument(help="the child's user name or uid", metavar="CHILD")]
 Category = Annotated[str, typer.Argument(help="category name, e.g. gambling", metavar="CATEGORY")]
@@ -187,6 +201,10 @@ def internet(
 def register(app: typer.Typer, site_app: typer.Typer) -> None:
     """Add the commands to dotsctl (``site list``, ``site allow-list``,
     ``site doh``, ``internet``)."""
+    old = next((c for c in site_app.registered_commands if c.name == "list"), None)
+    if old is not None:  # "site list CHILD" keeps working, as "site list blocked CHILD" too
+        site_app.registered_commands.remove(old)
+        list_app.command("blocked", hidden=True, help=old.help)(old.callback)
     site_app.add_typer(list_app, name="list")
     site_app.command("allow-list")(site_allow_list)
     site_app.command("doh")(site_doh)
