@@ -437,13 +437,19 @@ def set_weekly_limit(policy: Policy, minutes: int | None) -> Policy:
 def set_allowed_hours(policy: Policy, days: Iterable[str], windows: Sequence[str] | None) -> Policy:
     """Allowed windows for ``days``; ``None`` lifts the restriction for them,
     ``[]`` allows no use at all on them."""
-    hours = dict(policy.allowed_hours)
+    return _replace(policy, allowed_hours=_day_windows(policy.allowed_hours, days, windows))
+
+
+def _day_windows(hours: dict[str, list[str]], days: Iterable[str],
+                 windows: Sequence[str] | None) -> dict[str, list[str]]:
+    """``hours`` with ``windows`` set for ``days`` (None: the days removed)."""
+    out = dict(hours)
     for day in expand_days(days):
         if windows is None:
-            hours.pop(day, None)
+            out.pop(day, None)
         else:
-            hours[day] = list(windows)
-    return _replace(policy, allowed_hours=hours)
+            out[day] = list(windows)
+    return out
 
 
 def set_app_limit(policy: Policy, app: str, minutes: int | None) -> Policy:
@@ -496,28 +502,35 @@ def unblock_site(policy: Policy, site: str) -> Policy:
 
 # --- web filtering edits (issue 15) ------------------------------------------------
 
+def _normalized(value: Any, what: str, most: int, check: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= most:
+        raise PolicyError(f"{what} {short_repr(value)} must be 1 to {most} characters")
+    return _validated(check, value)
+
+
 def normalize_category(name: str) -> str:
-    if not isinstance(name, str) or not 0 < len(name) <= 64:
-        raise PolicyError(f"category {short_repr(name)} must be 1 to 64 characters")
-    return _validated(_check_category, name)
+    return _normalized(name, "category", 64, _check_category)
 
 
 def normalize_domain(name: str) -> str:
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_DOMAIN + 1:
-        raise PolicyError(f"domain {short_repr(name)} must be 1 to {MAX_DOMAIN + 1} characters")
-    return _validated(_check_domain, name)
+    return _normalized(name, "domain", MAX_DOMAIN + 1, _check_domain)
 
 
 def block_category(policy: Policy, category: str) -> Policy:
-    name = normalize_category(category)
-    return policy if name in policy.blocked_categories else _replace(
-        policy, blocked_categories=[*policy.blocked_categories, name])
+    return _listed(policy, "blocked_categories", normalize_category(category), True)
 
 
 def unblock_category(policy: Policy, category: str) -> Policy:
-    name = normalize_category(category)
-    return policy if name not in policy.blocked_categories else _replace(
-        policy, blocked_categories=[c for c in policy.blocked_categories if c != name])
+    return _listed(policy, "blocked_categories", normalize_category(category), False)
+
+
+def _listed(policy: Policy, field: str, item: str, present: bool) -> Policy:
+    """``item`` added to (or removed from) the list ``field``; the same
+    policy when it already is (or is not) there."""
+    items: list[str] = getattr(policy, field)
+    if (item in items) == present:
+        return policy
+    return _replace(policy, **{field: [*items, item] if present else [i for i in items if i != item]})
 
 
 def set_site_allow_list(policy: Policy, enabled: bool, add: Iterable[str],
@@ -533,10 +546,4 @@ def set_site_allow_list(policy: Policy, enabled: bool, add: Iterable[str],
 def set_internet_hours(policy: Policy, days: Iterable[str], windows: Sequence[str] | None) -> Policy:
     """Network windows for ``days``; None lifts the restriction, [] means
     no network on those days."""
-    hours = dict(policy.internet_hours)
-    for day in expand_days(days):
-        if windows is None:
-            hours.pop(day, None)
-        else:
-            hours[day] = list(windows)
-    return _replace(policy, internet_hours=hours)
+    return _replace(policy, internet_hours=_day_windows(policy.internet_hours, days, windows))

@@ -18,6 +18,7 @@ import pytest
 
 from dots_collector.enforcers.cgroup import cgroup2_mount
 from tests.helpers import VENV_PYTHON, run_as, uid_of, wait_for
+from tests.net_probe import probe as _probe
 
 pytestmark = pytest.mark.bpf
 
@@ -25,27 +26,6 @@ DEST = ("org.dots.Collector1", "/org/dots/Collector1", "org.dots.Collector1")
 from dots_common.names import POLICYD_USER as POLICYD  # noqa: E402
 OUR_PROGRAMS = {"dots_connect4", "dots_connect6", "dots_sendmsg4", "dots_sendmsg6",
                 "dots_recvmsg4", "dots_recvmsg6", "dots_bind4", "dots_bind6", "dots_exec_block"}
-
-#: run as a test user: for each (family, kind, address, port) print the
-#: errno of connect (tcp, udp-connect) or sendto (udp): 0 = success
-PROBE = r"""
-import json, socket, sys, time
-out = []
-for family, kind, addr, port in json.loads(sys.argv[1]):
-    fam = socket.AF_INET6 if family == 6 else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
-    try:
-        if kind == "udp":
-            s.sendto(b"x", (addr, port))
-        else:
-            s.connect((addr, port))
-        out.append(0)
-    except OSError as e:
-        out.append(e.errno)
-    finally:
-        s.close()
-print(json.dumps(out))
-"""
 
 #: run as a test user: time n connects to one address, print the durations (ns)
 TIMED = r"""
@@ -67,11 +47,9 @@ print(json.dumps(times))
 
 
 def probe(user: str | None, targets: list[tuple]) -> list[int]:
-    """errno per target as ``user`` (None: root, in a subprocess too)."""
-    argv = [VENV_PYTHON, "-c", PROBE, json.dumps(targets)]
-    done = run_as(user, argv) if user else subprocess.run(argv, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    """errno per (family, kind, address, port) as ``user`` (None: root, in a
+    subprocess too); the family follows from the address."""
+    return _probe(user, [[kind, addr, port] for _family, kind, addr, port in targets])
 
 
 class Listeners:

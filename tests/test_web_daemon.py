@@ -21,7 +21,9 @@ from dots_common.names import POLICYD_USER
 from tests.dns_servers import DnsServer, FakeZone
 from tests.fixtures.policyd import PolicyDaemon
 from tests.helpers import uid_of, wait_for
-from tests.test_web_filter import BLOCKED, DIRECT_DNS, FREE, RECORDS, SYSTEM_DNS, probe
+from tests.net_probe import probe
+from tests.test_enforcement_e2e import child  # noqa: F401 (a fixture)
+from tests.test_web_filter import BLOCKED, DIRECT_DNS, FREE, RECORDS, SYSTEM_DNS
 
 pytestmark = [pytest.mark.bpf, pytest.mark.bus]
 
@@ -69,15 +71,11 @@ def site():
 
 
 @pytest.fixture
-def child(collector_daemon, policyd_daemon, family_client, parent_user, child_user):
-    parent = family_client(parent_user)
-    parent.ok("AddChild", "ss", child_user, "13-17")
-    wait_for(lambda: collector_daemon.status()["uids"] == [uid_of(child_user)],
-             what="the collector to watch the child")
+def web_child(child, collector_daemon, child_user):
+    """The child (added by a parent), once its DNS is redirected."""
     wait_for(lambda: str(uid_of(child_user)) in {str(u) for u in _web(collector_daemon)},
              timeout=30, what="the child's DNS to be redirected")
-    yield parent
-    parent.ok("RemoveChild", "s", child_user)
+    return child
 
 
 def _web(collector) -> dict:
@@ -86,8 +84,8 @@ def _web(collector) -> dict:
     return reply["ok"][0]["web_filters"]
 
 
-def test_blocked_domain_through_the_daemons(child, child_user, other_user, site, collector_daemon):
-    parent = child
+def test_blocked_domain_through_the_daemons(web_child, child_user, other_user, site, collector_daemon):
+    parent = web_child
     parent.ok("BlockSite", "ss", child_user, "blocked.test")
     steps = [["dns", DIRECT_DNS, 53, "m.blocked.test", "A", "udp"], ["tcp", BLOCKED, site],
              ["dns", DIRECT_DNS, 53, "free.test", "A", "tcp"], ["tcp", FREE, site]]
@@ -107,8 +105,8 @@ def test_blocked_domain_through_the_daemons(child, child_user, other_user, site,
     assert blocked[0][0] == "m.blocked.test" and blocked[0][1] >= 1
 
 
-def test_category_list_from_a_file_and_a_url(child, child_user, site, family_client, other_user):
-    parent = child
+def test_category_list_from_a_file_and_a_url(web_child, child_user, site, family_client, other_user):
+    parent = web_child
     version, count = parent.ok("AddSiteList", "ssays", child_user, "gambling",
                                list(b"# casinos\n0.0.0.0 casino.test\n||poker.example^\n"), "")
     assert count == 2
@@ -156,8 +154,8 @@ def test_category_list_from_a_file_and_a_url(child, child_user, site, family_cli
     assert parent.ok("ListSiteLists", "")[0] == []
 
 
-def test_internet_hours_and_site_allow_list(child, child_user, site):
-    parent = child
+def test_internet_hours_and_site_allow_list(web_child, child_user, site):
+    parent = web_child
     now = dt.datetime.now()
     day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[now.weekday()]
     parent.ok("SetInternetHours", "sasas", child_user, [day], [])  # no network today

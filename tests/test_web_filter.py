@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from dots_policyd.dns_filter import ChildFilter, DnsFilter
 from dots_policyd.domains import DomainSet
 from tests.dns_servers import DnsServer, FakeZone
 from tests.helpers import VENV_PYTHON, run_as, uid_of, wait_for
+from tests.net_probe import probe
 
 pytestmark = pytest.mark.bpf
 
@@ -37,54 +37,6 @@ BLOCKED, MOVED, CDN, FREE, TYPED, DOT, DOH = ("127.0.0.42", "127.0.0.44", "127.0
 RECORDS = {"blocked.test": [BLOCKED, "fd00:dead::42"], "www.blocked.test": [BLOCKED],
            "m.blocked.test": [BLOCKED], "cdn.blocked.test": [CDN], "free.test": [FREE],
            "casino.test": [BLOCKED], "sub.free.test": [FREE]}
-
-#: as a test user: run each step, print one result per step.
-#: ["dns", server, port, name, rdtype, "udp"|"tcp"] -> [rcode text, addresses]
-#: ["tcp"|"udp-connect"|"udp", address, port] -> errno (0 = success)
-PROBE = r"""
-import json, socket, sys
-import dns.message, dns.query, dns.rcode
-out = []
-for step in json.loads(sys.argv[1]):
-    if step[0] == "dns":
-        _, server, port, name, rdtype, proto = step
-        q = dns.message.make_query(name, rdtype)
-        try:
-            fn = dns.query.udp if proto == "udp" else dns.query.tcp
-            r = fn(q, server, port=port, timeout=5)
-            out.append([dns.rcode.to_text(r.rcode()),
-                        sorted(x.address for rr in r.answer for x in rr if hasattr(x, "address"))])
-        except Exception as e:
-            out.append(["error " + type(e).__name__, []])
-        continue
-    kind, addr, port = step
-    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
-    s.settimeout(5)
-    try:
-        if kind == "udp":
-            s.sendto(b"x", (addr, port))
-        else:
-            s.connect((addr, port))
-        out.append(0)
-    except OSError as e:
-        out.append(e.errno)
-    finally:
-        s.close()
-print(json.dumps(out))
-"""
-
-
-def probe(user: str | None, steps: list[list]) -> list:
-    argv = [VENV_PYTHON, "-c", PROBE, json.dumps(steps)]
-    if user is None:
-        import subprocess
-        done = subprocess.run(argv, capture_output=True, text=True)
-    else:
-        done = run_as(user, argv)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
 
 class Web:
     """The enforcer, the filter (its own event loop thread), the two

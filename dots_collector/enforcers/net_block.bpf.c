@@ -190,9 +190,11 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, struct uid_rules *ru
     return 1;
 }
 
-/* A DNS query (port 53, TCP or UDP) goes to the uid's resolver instead:
- * 1 when redirected. */
-static __always_inline int redirect4(struct bpf_sock_addr *ctx, struct uid_rules *rules, u32 *addr)
+/* A DNS query (port 53, TCP or UDP) goes to the uid's resolver instead
+ * (127.0.0.1 or ::1, the socket's family): 1 when redirected. v6 is a
+ * constant after inlining, so each program keeps only its family's writes. */
+static __always_inline int redirect(struct bpf_sock_addr *ctx, struct uid_rules *rules, u32 *addr,
+                                    int v6)
 {
     if (!(rules->flags & F_DNS) || ctx->user_port != bpf_htons(53))
         return 0;
@@ -204,28 +206,14 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx, struct uid_rules
     o.port = ctx->user_port;
     u64 cookie = bpf_get_socket_cookie(ctx);
     dns_orig.update(&cookie, &o);
-    ctx->user_ip4 = bpf_htonl(0x7f000001);
-    ctx->user_port = bpf_htons(rules->dns_port);
-    count(1);
-    return 1;
-}
-
-static __always_inline int redirect6(struct bpf_sock_addr *ctx, struct uid_rules *rules, u32 *addr)
-{
-    if (!(rules->flags & F_DNS) || ctx->user_port != bpf_htons(53))
-        return 0;
-    struct orig_dst o = {};
-    o.addr[0] = addr[0];
-    o.addr[1] = addr[1];
-    o.addr[2] = addr[2];
-    o.addr[3] = addr[3];
-    o.port = ctx->user_port;
-    u64 cookie = bpf_get_socket_cookie(ctx);
-    dns_orig.update(&cookie, &o);
-    ctx->user_ip6[0] = 0;
-    ctx->user_ip6[1] = 0;
-    ctx->user_ip6[2] = 0;
-    ctx->user_ip6[3] = bpf_htonl(1);
+    if (v6) {
+        ctx->user_ip6[0] = 0;
+        ctx->user_ip6[1] = 0;
+        ctx->user_ip6[2] = 0;
+        ctx->user_ip6[3] = bpf_htonl(1);
+    } else {
+        ctx->user_ip4 = bpf_htonl(0x7f000001);
+    }
     ctx->user_port = bpf_htons(rules->dns_port);
     count(1);
     return 1;
@@ -238,7 +226,7 @@ static __always_inline int judge4(struct bpf_sock_addr *ctx, u32 op)
     if (!rules)
         return 1;
     u32 addr[4] = {0, 0, bpf_htonl(0xffff), ctx->user_ip4};
-    if (redirect4(ctx, rules, addr))
+    if (redirect(ctx, rules, addr, 0))
         return 1;
     return judge(ctx, rules, addr, uid, 2, op);
 }
@@ -250,7 +238,7 @@ static __always_inline int judge6(struct bpf_sock_addr *ctx, u32 op)
     if (!rules)
         return 1;
     u32 addr[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
-    if (redirect6(ctx, rules, addr))
+    if (redirect(ctx, rules, addr, 1))
         return 1;
     return judge(ctx, rules, addr, uid, 10, op);
 }
