@@ -10,7 +10,7 @@ from tests.helpers import VENV_PYTHON, run_as
 
 #: as a test user: run each step, print one result per step.
 #: ["dns", server, port, name, rdtype, "udp"|"tcp"] -> [rcode text, addresses]
-#: ["tcp"|"udp-connect"|"udp", address, port] -> errno (0 = success)
+#: ["tcp"|"udp-connect"|"udp"|"tfo", address, port] -> errno (0 = success)
 PROBE = r"""
 import json, socket, sys
 import dns.message, dns.query, dns.rcode
@@ -34,6 +34,8 @@ for step in json.loads(sys.argv[1]):
     try:
         if kind == "udp":
             s.sendto(b"x", (addr, port))
+        elif kind == "tfo":  # TCP fast open: the connect happens inside sendto()
+            s.sendto(b"x", socket.MSG_FASTOPEN, (addr, port))
         else:
             s.connect((addr, port))
         out.append(0)

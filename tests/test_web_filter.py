@@ -164,9 +164,12 @@ def test_the_blocked_sites_addresses_are_refused_even_when_they_change(web, chil
                               ["tcp", CDN, port], ["udp", BLOCKED, 443],
                               ["udp-connect", MOVED, 443]]) == \
         [["NXDOMAIN", []], errno.EPERM, errno.EPERM, errno.EPERM]
-    steps = [["tcp", BLOCKED, port], ["tcp", MOVED, port], ["tcp", CDN, port], ["udp", BLOCKED, 443]]
-    assert probe(other_user, steps) == [0, 0, 0, 0], "the parent (another user) can"
-    assert probe(None, steps) == [0, 0, 0, 0], "root can"
+    assert probe(child_user, [["tfo", BLOCKED, port], ["tfo", "::ffff:" + MOVED, port]]) == \
+        [errno.EPERM, errno.EPERM], "TCP fast open connects inside sendto()"
+    steps = [["tcp", BLOCKED, port], ["tcp", MOVED, port], ["tcp", CDN, port], ["udp", BLOCKED, 443],
+             ["tfo", BLOCKED, port]]
+    assert probe(other_user, steps) == [0] * 5, "the parent (another user) can"
+    assert probe(None, steps) == [0] * 5, "root can"
     event = wait_for(lambda: next((e for e in (web.enforcer.consume() or web.records)
                                    if e.uid == uid and e.daddr == MOVED), None),
                      what="a connect_blocked record")

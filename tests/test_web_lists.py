@@ -204,3 +204,12 @@ def test_answer_cache_counts_ttls_down():
     nx.set_rcode(dns.rcode.NXDOMAIN)
     cache.put(query, nx)
     assert cache.get(query) is None, "only positive answers are kept"
+
+
+def test_doh_networks_join_every_childs_rules():
+    from dots_policyd.policy import block_site
+    from dots_policyd.rules import rules_for
+
+    policy = block_site(Policy(), "192.0.2.7")
+    rules = rules_for(policy, {}, (), ["8.8.8.8/32", "2606:4700:4700::1111/128"])
+    assert set(rules.blocked_networks) == {"192.0.2.7/32", "8.8.8.8/32", "2606:4700:4700::1111/128"}
