@@ -82,6 +82,8 @@ class NetEnforcer(Enforcer):
         self.local_nets = [ipaddress.ip_network(n) for n in local_nets]
         #: uid -> (dns_port, offline, allow_only)
         self.web: dict[int, tuple[int, bool, bool]] = {}
+        #: (uid, kind, address) -> expiry (CLOCK_BOOTTIME ns): dyn_addrs as written
+        self.dyn: dict[tuple[int, str, str], int] = {}
 
     def cflags(self) -> list[str]:
         return [*super().cflags(), f"-DMAX_ENFORCED_UIDS={MAX_UIDS}",
@@ -188,23 +190,22 @@ class NetEnforcer(Enforcer):
     def add_addresses(self, uid: int, kind: str, entries: list[tuple[str, int]]) -> int:
         """Addresses the filter answered (kind "deny": for a blocked name;
         "allow": for an allowed name in allow-list mode), each for ttl
-        seconds. Expired entries are pruned when the table fills up."""
+        seconds (a longer expiry in force is kept). Expired entries are
+        pruned when the table fills up; a full table refuses (ValueError)."""
         table = self.bpf[b"dyn_addrs"]
         now = boottime_ns()
-        if len(entries) + self._dyn_count() > MAX_DYN_ADDRS:
+        if len(entries) + len(self.dyn) > MAX_DYN_ADDRS:
             self.prune(now)
-        added = 0
+            if len(entries) + len(self.dyn) > MAX_DYN_ADDRS:
+                raise ValueError(f"the kernel's table of answered addresses holds {MAX_DYN_ADDRS} "
+                                 f"live entries for all uids; {len(self.dyn)} are in force")
         for address, ttl in entries:
-            key = self._dyn_key(table, uid, kind, address)
+            mirror = (uid, kind, str(ipaddress.ip_address(address)))
             expires = now + max(int(ttl), 1) * 1_000_000_000
-            old = table.get(key)
-            if old is None or old.value < expires:
-                table[key] = ctypes.c_uint64(expires)
-            added += 1
-        return added
-
-    def _dyn_count(self) -> int:
-        return sum(1 for _ in self.bpf[b"dyn_addrs"].keys())
+            if self.dyn.get(mirror, 0) < expires:
+                table[self._dyn_key(table, uid, kind, address)] = ctypes.c_uint64(expires)
+                self.dyn[mirror] = expires
+        return len(entries)
 
     @staticmethod
     def _dyn_key(table: Any, uid: int, kind: str, address: str) -> Any:
@@ -214,37 +215,30 @@ class NetEnforcer(Enforcer):
         ctypes.memmove(ctypes.addressof(key.addr), mapped16(address), 16)
         return key
 
-    def forget(self, uid: int, kind: str) -> None:
+    def _drop(self, mirrors: list[tuple[int, str, str]]) -> None:
         table = self.bpf[b"dyn_addrs"]
-        for key in [k for k in table.keys() if k.uid == uid and k.kind == KINDS[kind]]:
+        for mirror in mirrors:
             try:
-                del table[key]
+                del table[self._dyn_key(table, *mirror)]
             except KeyError:
                 pass
+            self.dyn.pop(mirror, None)
+
+    def forget(self, uid: int, kind: str) -> None:
+        self._drop([m for m in self.dyn if m[0] == uid and m[1] == kind])
 
     def prune(self, now: int | None = None) -> int:
         """Drop expired answer entries; returns how many."""
-        table = self.bpf[b"dyn_addrs"]
         now = boottime_ns() if now is None else now
-        stale = [k for k, v in table.items() if v.value <= now]
-        for key in stale:
-            try:
-                del table[key]
-            except KeyError:
-                pass
+        stale = [m for m, expires in self.dyn.items() if expires <= now]
+        self._drop(stale)
         return len(stale)
 
     def dyn_entries(self, uid: int, kind: str) -> dict[str, float]:
         """Live answer entries of uid: address -> seconds left."""
         now = boottime_ns()
-        out = {}
-        for k, v in self.bpf[b"dyn_addrs"].items():
-            if k.uid == uid and k.kind == KINDS[kind] and v.value > now:
-                addr = ipaddress.IPv6Address(bytes(bytearray(ctypes.string_at(
-                    ctypes.addressof(k.addr), 16))))
-                text = str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
-                out[text] = (v.value - now) / 1e9
-        return out
+        return {m[2]: (expires - now) / 1e9 for m, expires in self.dyn.items()
+                if m[0] == uid and m[1] == kind and expires > now}
 
     @staticmethod
     def _key(trie: Any, prefixlen: int, uid: int, addr: bytes) -> Any:
