@@ -11,6 +11,7 @@ from dots_common.names import ACTION_MANAGE, ACTION_VIEW
 
 from .dispatch import Call, Route
 from .family import Family
+from .history import EPOCH
 from .web_family import WebFamily
 
 
@@ -48,8 +49,7 @@ def web_routes(family: Family) -> dict[str, Route]:
     async def get_site_report(call: Call, child: str, start: str, end: str, limit: int) -> list[Any]:
         sites, blocked = web.site_report(child, start, end, limit)
         return [[[s.site, s.lookups, s.blocked] for s in sites],
-                [[b.name, b.count, int(b.last.timestamp()) if b.last.tzinfo else
-                  int((b.last - b.last.__class__(1970, 1, 1)).total_seconds())] for b in blocked]]
+                [[b.name, b.count, int((b.last - EPOCH).total_seconds())] for b in blocked]]
 
     M, V = ACTION_MANAGE, ACTION_VIEW
     return {

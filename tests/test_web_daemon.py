@@ -12,6 +12,7 @@ import pwd
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def test_blocked_domain_through_the_daemons(web_child, child_user, other_user, s
     assert any(s[0] == "blocked.test" and s[2] >= 1 for s in sites), sites
     assert any(s[0] == "free.test" and s[2] == 0 for s in sites), sites
     assert blocked[0][0] == "m.blocked.test" and blocked[0][1] >= 1
+    assert abs(time.time() - blocked[0][2]) < 600, "the minute of the attempt, as Unix time"
 
 
 def test_category_list_from_a_file_and_a_url(web_child, child_user, site, family_client, other_user):
