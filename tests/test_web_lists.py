@@ -186,7 +186,7 @@ def test_lookups_history(db):
 
 
 def test_answer_cache_counts_ttls_down():
-    from dots_policyd.dns_filter import AnswerCache
+    from dots_policyd.dns_cache import AnswerCache
 
     now = [100.0]
     cache = AnswerCache(size=2, clock=lambda: now[0])
