@@ -11,6 +11,7 @@ from tests.helpers import VENV_PYTHON, run_as
 #: as a test user: run each step, print one result per step.
 #: ["dns", server, port, name, rdtype, "udp"|"tcp"] -> [rcode text, addresses]
 #: ["tcp"|"udp-connect"|"udp"|"tfo", address, port] -> errno (0 = success)
+#: ["peer", address, port] -> [address, port] getpeername() gives after connect(), or errno
 PROBE = r"""
 import json, socket, sys
 import dns.message, dns.query, dns.rcode
@@ -26,6 +27,16 @@ for step in json.loads(sys.argv[1]):
                         sorted(x.address for rr in r.answer for x in rr if hasattr(x, "address"))])
         except Exception as e:
             out.append(["error " + type(e).__name__, []])
+        continue
+    if step[0] == "peer":  # where a TCP connection says it goes (getpeername)
+        _, addr, port = step
+        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+        try:
+            s.connect((addr, port))
+            out.append(list(s.getpeername()[:2]))
+        except OSError as e:
+            out.append(e.errno)
+        s.close()
         continue
     kind, addr, port = step
     fam = socket.AF_INET6 if ":" in addr else socket.AF_INET

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.bpf
 DEST = ("org.dots.Collector1", "/org/dots/Collector1", "org.dots.Collector1")
 from dots_common.names import POLICYD_USER as POLICYD  # noqa: E402
 OUR_PROGRAMS = {"dots_connect4", "dots_connect6", "dots_sendmsg4", "dots_sendmsg6",
-                "dots_recvmsg4", "dots_recvmsg6", "dots_bind4", "dots_bind6", "dots_exec_block"}
+                "dots_recvmsg4", "dots_recvmsg6", "dots_bind4", "dots_bind6",
+                "dots_getpeername4", "dots_getpeername6", "dots_exec_block"}
 
 #: run as a test user: time n connects to one address, print the durations (ns)
 TIMED = r"""
@@ -156,8 +157,8 @@ def test_programs_are_detached_when_the_collector_stops(system_bus, how):
     daemon = CollectorDaemon(system_bus)
     try:
         ours = _our_programs(daemon.process.pid)
-        assert len(ours) == 9, "8 cgroup programs and the exec raw tracepoint"
-        assert len(ours & _attached_to_cgroup_root()) == 8
+        assert len(ours) == 11, "10 cgroup programs and the exec raw tracepoint"
+        assert len(ours & _attached_to_cgroup_root()) == 10
         daemon.process.send_signal(how)
         daemon.process.wait(timeout=30)
     finally:

@@ -139,6 +139,8 @@ def test_the_childs_dns_goes_through_the_filter_whatever_server_it_asks(web, chi
     # another user asks the same server and gets the real answers
     assert probe(other_user, steps[:3]) == [["NOERROR", [BLOCKED]], ["NOERROR", [BLOCKED]],
                                             ["NOERROR", [CDN]]]
+    assert probe(child_user, [["peer", DIRECT_DNS, 53], ["peer", "::1", 53]]) == \
+        [[DIRECT_DNS, 53], ["::1", 53]], "a redirected TCP connection names the server asked"
     assert (uid, "m.blocked.test", True) in web.lookups and (uid, "free.test", False) in web.lookups
     assert not any(u == uid_of(other_user) for u, _, _ in web.lookups)
     assert web.enforcer.redirected >= 7

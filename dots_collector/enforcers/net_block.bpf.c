@@ -5,8 +5,9 @@
  *    UDP) to a blocked address with EPERM (return 0);
  *  - redirect DNS (TCP and UDP port 53, to any address, both families) to
  *    the uid's filtering resolver on loopback (the policy daemon's), and
- *    give the replies their original source back (recvmsg4/6), so the
- *    child's programs see the server they asked;
+ *    give the replies their original source back (recvmsg4/6, and
+ *    getpeername4/6 for TCP), so the child's programs see the server they
+ *    asked;
  *  - refuse DNS over TLS/QUIC (port 853, TCP and UDP) while DNS is filtered;
  *  - outside internet hours ("offline") refuse every non-local address;
  *  - in site allow-list mode refuse every non-local address the filter has
@@ -254,7 +255,9 @@ static __always_inline struct orig_dst *orig_of(struct bpf_sock_addr *ctx)
     return dns_orig.lookup(&cookie);
 }
 
-int dots_recvmsg4(struct bpf_sock_addr *ctx)
+/* recvmsg (UDP replies) and getpeername (a TCP or connected UDP socket)
+ * of a redirected socket show the server the query was sent to. */
+static __always_inline int restore4(struct bpf_sock_addr *ctx)
 {
     if (ctx->user_ip4 != bpf_htonl(0x7f000001))
         return 1;
@@ -266,7 +269,7 @@ int dots_recvmsg4(struct bpf_sock_addr *ctx)
     return 1;
 }
 
-int dots_recvmsg6(struct bpf_sock_addr *ctx)
+static __always_inline int restore6(struct bpf_sock_addr *ctx)
 {
     u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
     int loop6 = a0 == 0 && a1 == 0 && a2 == 0 && a3 == bpf_htonl(1);
@@ -293,6 +296,10 @@ static __always_inline int judge_bind(struct bpf_sock_addr *ctx)
     return reserved_ports.lookup(&port) ? 0 : 1;
 }
 
+int dots_recvmsg4(struct bpf_sock_addr *ctx) { return restore4(ctx); }
+int dots_recvmsg6(struct bpf_sock_addr *ctx) { return restore6(ctx); }
+int dots_getpeername4(struct bpf_sock_addr *ctx) { return restore4(ctx); }
+int dots_getpeername6(struct bpf_sock_addr *ctx) { return restore6(ctx); }
 int dots_connect4(struct bpf_sock_addr *ctx) { return judge4(ctx, OP_CONNECT); }
 int dots_connect6(struct bpf_sock_addr *ctx) { return judge6(ctx, OP_CONNECT); }
 int dots_sendmsg4(struct bpf_sock_addr *ctx) { return judge4(ctx, OP_SENDMSG); }

@@ -47,7 +47,9 @@ def _attach_types() -> tuple[tuple[bytes, int], ...]:
     return ((b"dots_connect4", T.CGROUP_INET4_CONNECT), (b"dots_connect6", T.CGROUP_INET6_CONNECT),
             (b"dots_sendmsg4", T.CGROUP_UDP4_SENDMSG), (b"dots_sendmsg6", T.CGROUP_UDP6_SENDMSG),
             (b"dots_recvmsg4", T.CGROUP_UDP4_RECVMSG), (b"dots_recvmsg6", T.CGROUP_UDP6_RECVMSG),
-            (b"dots_bind4", T.CGROUP_INET4_BIND), (b"dots_bind6", T.CGROUP_INET6_BIND))
+            (b"dots_bind4", T.CGROUP_INET4_BIND), (b"dots_bind6", T.CGROUP_INET6_BIND),
+            (b"dots_getpeername4", T.CGROUP_INET4_GETPEERNAME),
+            (b"dots_getpeername6", T.CGROUP_INET6_GETPEERNAME))
 
 
 def mapped16(address: str) -> bytes:
