@@ -238,6 +238,9 @@ class Collector:
     def add_filter_addresses(self, uid: Any, kind: Any, entries: Any) -> int:
         return self._enforce(self.enforcement.add_filter_addresses, uid, kind, entries)
 
+    def forget_filter_addresses(self, uid: Any, kind: Any) -> int:
+        return self._enforce(self.enforcement.forget_filter_addresses, uid, kind)
+
     def kill_user_processes(self, uid: Any) -> int:
         return self._enforce(self.enforcement.kill_user_processes, uid)
 

@@ -104,6 +104,13 @@ class CollectorInterface(ServiceInterface):
             raise to_dbus_error(e) from e
 
     @method()
+    def ForgetFilterAddresses(self, uid: "u", kind: "s") -> "u":
+        try:
+            return self._collector().forget_filter_addresses(uid, kind)
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
     def KillUserProcesses(self, uid: "u") -> "u":
         try:
             return self._collector().kill_user_processes(uid)

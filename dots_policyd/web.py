@@ -47,6 +47,8 @@ class WebFilterService:
         self.recorder = LookupRecorder(db)
         self.filter = DnsFilter(upstreams(), self._add, self.recorder.record)
         self.pushed: dict[int, tuple[int, bool, bool]] = {}
+        #: per child, what its filter blocked at the last apply (names, categories)
+        self.blocking: dict[int, frozenset[str]] = {}
         self._tasks: list[asyncio.Task] = []
         self._lock = asyncio.Lock()
         self._policies: dict[int, Policy] = {}
@@ -88,6 +90,10 @@ class WebFilterService:
                                     allowed=frozenset(policy.allowed_sites),
                                     offline=not policy.online_at(now))
                 self.filter.set_filter(uid, child)
+                blocking = frozenset([*child.blocked, *(f"category:{c}" for c in policy.blocked_categories)])
+                if self.blocking.get(uid, blocking) - blocking:  # something was unblocked: free
+                    await self.call("ForgetFilterAddresses", "us", [uid, "deny"])  # its addresses now
+                self.blocking[uid] = blocking
                 want = (port, child.offline, child.allow_only)
                 if self.pushed.get(uid) != want and \
                         await self.call("SetWebFilter", "uqbb", [uid, *want]):
@@ -97,6 +103,7 @@ class WebFilterService:
                     del self.pushed[uid]
             for uid in set(self.filter.ports) - set(policies):
                 await self.filter.stop(uid)
+                self.blocking.pop(uid, None)
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._hours_loop()),

@@ -357,5 +357,9 @@ def test_web_filter_methods_on_the_bus(collector_daemon, bus_client, child_user)
         reply = policyd.call(*DEST, member, signature, args)
         assert reply.get("error") == "org.dots.Collector1.Error.InvalidArgs", (member, args, reply)
     assert policyd.call(*DEST, "GetEnforcement")["ok"][0]["web_filters"] == state["web_filters"]
+    reply = policyd.call(*DEST, "ForgetFilterAddresses", "us", [uid, "everything"])
+    assert reply.get("error") == "org.dots.Collector1.Error.InvalidArgs", reply
+    assert policyd.call(*DEST, "ForgetFilterAddresses", "us", [uid, "allow"]) == {"ok": [2]}
+    assert policyd.call(*DEST, "ForgetFilterAddresses", "us", [uid, "allow"]) == {"ok": [0]}
     assert policyd.call(*DEST, "SetWebFilter", "uqbb", [uid, 0, False, False]) == {"ok": []}
     assert policyd.call(*DEST, "GetEnforcement")["ok"][0]["web_filters"] == {}

@@ -106,6 +106,11 @@ def test_blocked_domain_through_the_daemons(web_child, child_user, other_user, s
     assert blocked[0][0] == "m.blocked.test" and blocked[0][1] >= 1
     assert abs(time.time() - blocked[0][2]) < 600, "the minute of the attempt, as Unix time"
 
+    # unblocked: the addresses the filter had refused are free at once (not after their TTL)
+    parent.ok("UnblockSite", "ss", child_user, "blocked.test")
+    wait_for(lambda: probe(child_user, steps[:2]) == [["NOERROR", [BLOCKED]], 0], timeout=30,
+             what="the unblocked site reachable again")
+
 
 def test_category_list_from_a_file_and_a_url(web_child, child_user, site, family_client, other_user):
     parent = web_child

@@ -135,6 +135,11 @@ class Enforcement:
         kind, checked = validate.filter_entries(kind, entries)
         return self._need(self.net).add_addresses(uid, kind, checked)
 
+    def forget_filter_addresses(self, uid: Any, kind: Any) -> int:
+        uid = validate.enforced_uid(uid)
+        kind = validate.filter_entries(kind, [])[0]
+        return self._need(self.net).forget(uid, kind)
+
     def kill_user_processes(self, uid: Any) -> int:
         uid = validate.enforced_uid(uid)
         n = kill.kill_user_processes(uid)

@@ -226,8 +226,11 @@ class NetEnforcer(Enforcer):
                 pass
             self.dyn.pop(mirror, None)
 
-    def forget(self, uid: int, kind: str) -> None:
-        self._drop([m for m in self.dyn if m[0] == uid and m[1] == kind])
+    def forget(self, uid: int, kind: str) -> int:
+        """Drop uid's answer entries of kind; returns how many."""
+        mirrors = [m for m in self.dyn if m[0] == uid and m[1] == kind]
+        self._drop(mirrors)
+        return len(mirrors)
 
     def prune(self, now: int | None = None) -> int:
         """Drop expired answer entries; returns how many."""
