@@ -21,6 +21,10 @@ log = logging.getLogger("dots.policyd.sites")
 
 #: distinct (uid, minute, name, verdict) held before a write is forced
 MAX_PENDING = 50_000
+#: distinct names kept per child and minute; beyond, lookups count under OTHER
+#: (a child looking up random names must not grow the database without bound)
+MAX_NAMES_PER_MINUTE = 600
+OTHER = "(other names)"
 
 
 class SiteLookupRow(BaseModel):
@@ -50,19 +54,27 @@ class LookupRecorder:
     def __init__(self, db: peewee.Database) -> None:
         self.db = db
         self.pending: collections.Counter[tuple[int, dt.datetime, str, bool]] = collections.Counter()
+        self.names: dict[tuple[int, dt.datetime], set[str]] = {}
         self.lock = threading.Lock()
 
     def record(self, uid: int, name: str, blocked: bool, now: dt.datetime | None = None) -> None:
         minute = (now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).replace(
             second=0, microsecond=0)
+        name = name[:253]
         with self.lock:
-            if len(self.pending) >= MAX_PENDING:  # a flood of random names: count it under one
-                name = "(other names)"
-            self.pending[(uid, minute, name[:253], blocked)] += 1
+            seen = self.names.setdefault((uid, minute), set())
+            if name not in seen:
+                if len(seen) >= MAX_NAMES_PER_MINUTE or len(self.pending) >= MAX_PENDING:
+                    name = OTHER
+                else:
+                    seen.add(name)
+            self.pending[(uid, minute, name, blocked)] += 1
 
     def flush(self) -> int:
         with self.lock:
             batch, self.pending = self.pending, collections.Counter()
+            newest = max((m for _, m in self.names), default=None)
+            self.names = {k: v for k, v in self.names.items() if k[1] == newest}
         if not batch:
             return 0
         rows = [{"uid": u, "time": t, "name": n, "blocked": b, "count": c}

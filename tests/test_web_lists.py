@@ -213,3 +213,17 @@ def test_doh_networks_join_every_childs_rules():
     policy = block_site(Policy(), "192.0.2.7")
     rules = rules_for(policy, {}, (), ["8.8.8.8/32", "2606:4700:4700::1111/128"])
     assert set(rules.blocked_networks) == {"192.0.2.7/32", "8.8.8.8/32", "2606:4700:4700::1111/128"}
+
+
+def test_a_flood_of_names_is_counted_not_stored_one_by_one(db):
+    from dots_policyd.site_history import MAX_NAMES_PER_MINUTE, OTHER
+
+    rec = LookupRecorder(db)
+    when = dt.datetime(2025, 3, 5, 10, 0)
+    for i in range(MAX_NAMES_PER_MINUTE + 500):
+        rec.record(1001, f"r{i}.random.example", False, when)
+    rec.record(1001, "r0.random.example", False, when)  # a name already seen still counts as itself
+    assert rec.flush() == MAX_NAMES_PER_MINUTE + 1
+    sites = top_sites(db, 1001, dt.datetime(2025, 3, 5), dt.datetime(2025, 3, 6))
+    assert sites[0].site == "random.example" and sites[0].lookups == MAX_NAMES_PER_MINUTE + 1
+    assert any(s.site == site_of(OTHER) and s.lookups == 500 for s in sites)
