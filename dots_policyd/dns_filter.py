@@ -64,12 +64,17 @@ class ChildFilter:
     offline: bool = False
 
     def blocks(self, name: str) -> bool:
+        """On a block list (or the canary): its addresses are refused too."""
         names = suffixes(name)
         if CANARY in names or any(n in self.blocked for n in names):
             return True
-        if any(c.match(name) for c in self.categories):
-            return True
-        return self.allow_only and not any(n in self.allowed for n in names)
+        return any(c.match(name) for c in self.categories)
+
+    def allows(self, name: str) -> bool:
+        """Outside allow-list mode every name; in it, the allowed domains
+        and the names under them (what they point to, e.g. a CDN's CNAME,
+        follows from the name asked)."""
+        return not self.allow_only or any(n in self.allowed for n in suffixes(name))
 
 
 def _clamp(ttl: int) -> int:
@@ -184,6 +189,9 @@ class DnsFilter:
         name = query.question[0].name.to_text(omit_final_dot=True).lower()
         if child.blocks(name):
             await self._deny(uid, name)
+            self._record(uid, name, True)
+            return _rcode(query, dns.rcode.NXDOMAIN)
+        if not child.allows(name):  # no deny entries: a shared (CDN) address may serve an allowed site
             self._record(uid, name, True)
             return _rcode(query, dns.rcode.NXDOMAIN)
         response = await self.forward(query)

@@ -148,7 +148,10 @@ def test_filter_decisions(upstream):
     assert _ask(upstream, ChildFilter(offline=True), "site.test")[0] == "REFUSED"
     allow = ChildFilter(allow_only=True, allowed=frozenset({"site.test"}))
     assert _ask(upstream, allow, "site.test")[:2] == ("NOERROR", [("allow", [("127.0.0.50", 300)])])
-    assert _ask(upstream, allow, "other.test")[0] == "NXDOMAIN"
+    assert _ask(upstream, allow, "other.test")[:2] == ("NXDOMAIN", []), \
+        "not allowed: no deny entries (a CDN address may also serve an allowed site)"
+    assert _ask(upstream, allow, "alias.site.test")[:2] == \
+        ("NOERROR", [("allow", [("127.0.0.51", 300)])]), "an allowed name's CNAME to a CDN"
     cats = ChildFilter(categories=(DomainSet(["bad.test"]),))
     assert _ask(upstream, cats, "cdn.bad.test")[0] == "NXDOMAIN"
 
