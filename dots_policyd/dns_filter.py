@@ -28,7 +28,7 @@ import errno
 import logging
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 import dns.asyncquery
 import dns.exception
@@ -344,9 +344,3 @@ def parse_upstreams(text: str) -> list[tuple[str, int]]:
             host, port = item, "53"
         out.append((host, int(port or 53)))
     return out
-
-
-def filter_from(blocked: Iterable[str], categories: Iterable[DomainSet], allow_only: bool,
-                allowed: Iterable[str], offline: bool, doh_hosts: Iterable[str] = ()) -> ChildFilter:
-    return ChildFilter(frozenset([*blocked, *doh_hosts]), tuple(categories), allow_only,
-                       frozenset(allowed), offline)
