@@ -53,6 +53,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-level", default=os.environ.get("DOTS_LOG_LEVEL", "info"),
                    choices=["debug", "info", "warning", "error"])
     args = p.parse_args(argv)
+    if args.dns_upstream:
+        from .dns_filter import parse_upstreams
+
+        try:
+            parse_upstreams(args.dns_upstream)
+        except ValueError as e:
+            p.error(str(e))
     if args.retention_days < 0:
         p.error("--retention-days must be 0 or more")
     if not 0 < args.polkit_timeout <= 120:

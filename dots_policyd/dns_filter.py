@@ -333,7 +333,10 @@ def system_resolvers(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
 
 
 def parse_upstreams(text: str) -> list[tuple[str, int]]:
-    """"127.0.0.1:5300,[::1]:53" -> [(host, port), ...]"""
+    """"127.0.0.1:5300,[::1]:53,10.0.0.1" -> [(host, port), ...]; ValueError
+    naming the entry that is not an address with an optional port."""
+    import ipaddress
+
     out = []
     for item in filter(None, (p.strip() for p in text.split(","))):
         if item.startswith("["):
@@ -342,5 +345,13 @@ def parse_upstreams(text: str) -> list[tuple[str, int]]:
             host, _, port = item.partition(":")
         else:
             host, port = item, "53"
-        out.append((host, int(port or 53)))
+        try:
+            ipaddress.ip_address(host)
+            number = int(port or 53)
+            if not 0 < number < 65536:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"DNS upstream {item[:60]!r} is not ADDRESS, ADDRESS:PORT or "
+                             "[IPv6]:PORT") from None
+        out.append((host, number))
     return out

@@ -108,6 +108,9 @@ def test_doh_endpoints():
 def test_upstreams():
     assert parse_upstreams("127.0.0.1:5300, [::1]:53,10.0.0.1") == \
         [("127.0.0.1", 5300), ("::1", 53), ("10.0.0.1", 53)]
+    for bad in ("dns.example", "127.0.0.1:x", "127.0.0.1:70000", "[::1]:0"):
+        with pytest.raises(ValueError, match="DNS upstream"):
+            parse_upstreams(bad)
 
 
 @pytest.fixture(scope="module")
