@@ -279,6 +279,7 @@ def print_report(r: Any) -> None:
                                      size(s["bytes_received"]), s["connections"],
                                      bar(s["bytes_sent"] + s["bytes_received"], top, 20)]
                                     for s in r.sites[:10]], right=(1, 2, 3)))
+    _print_site_names(r)  # the web filter's lookups (issue 15)
     blocked = r.blocked_by_app()
     console.print()
     if blocked:
@@ -295,3 +296,20 @@ def print_report(r: Any) -> None:
              for q in r.requests], right=(0, 2)))
     else:
         say("No requests for more time.")
+
+
+def _print_site_names(r: Any) -> None:
+    """Top sites by name and blocked names, from the web filter's lookups."""
+    sites = getattr(r, "web_sites", [])
+    if sites:
+        top = max(s["lookups"] for s in sites) or 1
+        console.print()
+        console.print(table("Sites by name", ["SITE", "LOOKUPS", "BLOCKED", ""],
+                            [[s["site"], s["lookups"], s["blocked"] or "", bar(s["lookups"], top, 20)]
+                             for s in sites[:10]], right=(1, 2)))
+    blocked = getattr(r, "blocked_sites", [])
+    if blocked:
+        console.print()
+        console.print(table("Blocked sites", ["NAME", "ATTEMPTS", "LAST"],
+                            [[b["name"], b["attempts"], timestamp(b["last"])] for b in blocked[:20]],
+                            right=(1,)))

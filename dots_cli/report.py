@@ -18,6 +18,7 @@ from .client import FamilyClient
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_EVENTS = 10000  # GetRecentEvents' largest limit
 TOP = 10
+SITES = 50  # sites by name and blocked names asked of the daemon
 
 
 @dataclasses.dataclass
@@ -52,6 +53,10 @@ class Report:
     requests: list[dict[str, Any]]
     limits: dict[str, Any]  # daily/weekend/weekly minutes of the current policy
     blocked_complete: bool = True  # False when more events exist than one call returns
+    #: from the web filter's lookups: site, lookups, blocked (most looked up first)
+    web_sites: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: blocked names: name, attempts, last (Unix seconds), most attempted first
+    blocked_sites: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     # --- totals -----------------------------------------------------------------------
 
@@ -88,6 +93,10 @@ class Report:
                 "average_seconds": self.average_seconds, "days_over_limit": self.days_over_limit,
                 "blocked_attempts": len(self.blocked), "requests": self.request_counts()}
 
+    @property
+    def blocked_site_attempts(self) -> int:
+        return sum(b["attempts"] for b in self.blocked_sites)
+
     # --- outputs ----------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
@@ -99,6 +108,8 @@ class Report:
             "blocked": self.blocked, "blocked_complete": self.blocked_complete,
             "blocked_by_app": [{"app": a, "attempts": n} for a, n in self.blocked_by_app()],
             "requests": self.requests, "totals": self.totals(),
+            "web_sites": self.web_sites, "blocked_sites": self.blocked_sites,
+            "blocked_site_attempts": self.blocked_site_attempts,
         }
 
     def to_csv(self) -> str:
@@ -118,6 +129,10 @@ class Report:
                         s["connections"], ""])
         for app, n in self.blocked_by_app():
             w.writerow(["blocked", app, "", "", "", "", "", "", "", n])
+        for s in self.web_sites:  # lookups in "connections", blocked lookups in "attempts"
+            w.writerow(["site_name", s["site"], "", "", "", "", "", "", s["lookups"], s["blocked"]])
+        for b in self.blocked_sites:
+            w.writerow(["blocked_site", b["name"], "", "", "", "", "", "", "", b["attempts"]])
         return out.getvalue()
 
 
@@ -137,6 +152,23 @@ def _limits(policy: dict[str, Any]) -> dict[str, Any]:
 def _limit_for(day: dt.date, limits: dict[str, Any]) -> int | None:
     minutes = limits["weekend_minutes"] if day.weekday() >= 5 else limits["daily_minutes"]
     return None if minutes is None else minutes * 60
+
+
+def site_report(client: FamilyClient, child: str, start: dt.date,
+                end: dt.date) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Sites by name and blocked names from the web filter (none from a
+    daemon without it)."""
+    from .client import CliError
+
+    try:
+        sites, blocked = client.call("GetSiteReport", "sssu", child, start.isoformat(),
+                                     end.isoformat(), SITES)
+    except CliError as e:
+        if "UnknownMethod" in (e.dbus_name or "") or "UnknownMethod" in str(e):
+            return [], []
+        raise
+    return ([{"site": s, "lookups": n, "blocked": b} for s, n, b in sites],
+            [{"name": n, "attempts": c, "last": t} for n, c, t in blocked])
 
 
 def gather(client: FamilyClient, child: str, start: dt.date | None, end: dt.date | None) -> Report:
@@ -167,7 +199,8 @@ def gather(client: FamilyClient, child: str, start: dt.date | None, end: dt.date
     requests = [r.to_json() for r in client.list_requests("")
                 if r.uid == uid and first <= r.created < last]
     requests.sort(key=lambda r: r["created"])
-    return Report(child=name, uid=uid, start=start.isoformat(), end=end.isoformat(),
+    web_sites, blocked_sites = site_report(client, child, start, end)
+    return Report(web_sites=web_sites, blocked_sites=blocked_sites, child=name, uid=uid, start=start.isoformat(), end=end.isoformat(),
                   generated=time.time(), days=days, apps=usage.apps, sites=usage.sites,
                   blocked=blocked, requests=requests, limits=limits,
                   blocked_complete=len(events) < MAX_EVENTS

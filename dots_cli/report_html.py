@@ -160,6 +160,9 @@ def render(report: Report) -> str:
               "granted"),
         _card("blocked attempts", str(len(report.blocked)), len(report.blocked), "blocked-count",
               "bad" if report.blocked else ""),
+        _card("blocked site lookups", str(report.blocked_site_attempts),
+              report.blocked_site_attempts, "blocked-sites-count",
+              "bad" if report.blocked_site_attempts else ""),
         _card("requests (pending / approved / denied)",
               f"{req['pending']} / {req['approved']} / {req['denied']}",
               sum(req.values()), "request-count"),
@@ -203,6 +206,18 @@ def render(report: Report) -> str:
                     + hbar_chart([s["site"] for s in report.sites],
                                  [(s["bytes_sent"] + s["bytes_received"]) / 1e6 for s in report.sites],
                                  "MB sent + received", ORANGE) + '">') if report.sites else ""
+    web_rows = [f'<tr data-site-name="{_e(s["site"])}">' + _cell(s["site"])
+                + _cell(s["lookups"], s["lookups"], True)
+                + _cell(s["blocked"], s["blocked"], True, "bad" if s["blocked"] else "") + "</tr>"
+                for s in report.web_sites[:TOP]]
+    blocked_site_rows = [f'<tr data-blocked-site="{_e(b["name"])}">' + _cell(b["name"])
+                         + _cell(b["attempts"], b["attempts"], True)
+                         + _cell(timestamp(b["last"]), b["last"]) + "</tr>"
+                         for b in report.blocked_sites[:20]]
+    charts_web = ('<img id="chart-site-names" alt="top sites by name" src="'
+                  + hbar_chart([s["site"] for s in report.web_sites],
+                               [s["lookups"] for s in report.web_sites], "lookups", ORANGE,
+                               integer=True) + '">') if report.web_sites else ""
     blocked_apps = report.blocked_by_app()
     charts_blocked = ('<img id="chart-blocked" alt="blocked attempts" src="'
                       + hbar_chart([a for a, _ in blocked_apps],
@@ -253,6 +268,16 @@ def render(report: Report) -> str:
 {charts_sites}
 {_table([("Site", False), ("Sent", True), ("Received", True), ("Connections", True)], site_rows,
         "sites-table", "No network use recorded.")}
+</section>
+
+<section id="site-names">
+<h2>Top sites by name</h2>
+{charts_web}
+{_table([("Site", False), ("Lookups", True), ("Blocked", True)], web_rows, "site-names-table",
+        "No lookups recorded.")}
+<h3>Blocked sites</h3>
+{_table([("Name", False), ("Attempts", True), ("Last", False)], blocked_site_rows,
+        "blocked-sites-table", "No site was blocked.")}
 </section>
 
 <section id="blocked">

@@ -232,6 +232,15 @@ class Collector:
     def set_blocked_addresses(self, uid: Any, cidrs: Any) -> list[str]:
         return self._enforce(self.enforcement.set_blocked_addresses, uid, cidrs)
 
+    def set_web_filter(self, uid: Any, dns_port: Any, offline: bool, allow_only: bool) -> None:
+        return self._enforce(self.enforcement.set_web_filter, uid, dns_port, offline, allow_only)
+
+    def add_filter_addresses(self, uid: Any, kind: Any, entries: Any) -> int:
+        return self._enforce(self.enforcement.add_filter_addresses, uid, kind, entries)
+
+    def forget_filter_addresses(self, uid: Any, kind: Any) -> int:
+        return self._enforce(self.enforcement.forget_filter_addresses, uid, kind)
+
     def kill_user_processes(self, uid: Any) -> int:
         return self._enforce(self.enforcement.kill_user_processes, uid)
 

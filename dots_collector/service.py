@@ -97,6 +97,27 @@ class CollectorInterface(ServiceInterface):
             raise to_dbus_error(e) from e
 
     @method()
+    def SetWebFilter(self, uid: "u", dns_port: "q", offline: "b", allow_only: "b") -> None:
+        try:
+            self._collector().set_web_filter(uid, dns_port, offline, allow_only)
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
+    def AddFilterAddresses(self, uid: "u", kind: "s", entries: "a(su)") -> "u":
+        try:
+            return self._collector().add_filter_addresses(uid, kind, entries)
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
+    def ForgetFilterAddresses(self, uid: "u", kind: "s") -> "u":
+        try:
+            return self._collector().forget_filter_addresses(uid, kind)
+        except CollectorError as e:
+            raise to_dbus_error(e) from e
+
+    @method()
     async def KillUserProcesses(self, uid: "u") -> "u":
         return await self._in_thread(self._collector().kill_user_processes, uid)
 
@@ -177,6 +198,8 @@ def enforcement_variants(state: dict[str, Any]) -> dict[str, Variant]:
         "default_allowed": Variant("as", state["default_allowed"]),
         "exec_blocked": Variant("t", state["exec_blocked"]),
         "connect_blocked": Variant("t", state["connect_blocked"]),
+        "web_filters": Variant("a{u(qbb)}", {u: list(w) for u, w in state["web_filters"].items()}),
+        "dns_redirected": Variant("t", state["dns_redirected"]),
         "lost": Variant("a{st}", state["lost"]),
     }
 

@@ -51,9 +51,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "default %(default)s")
     p.add_argument("--allow-root", action="store_true",
                    help="run even as root (it should run as the user dots-policyd)")
+    p.add_argument("--dns-upstream", default=os.environ.get("DOTS_DNS_UPSTREAM", ""),
+                   help="resolvers the children's DNS filter forwards to (host:port,...); "
+                        "default: the nameservers of /etc/resolv.conf")
     p.add_argument("--log-level", default=os.environ.get("DOTS_LOG_LEVEL", "info"),
                    choices=["debug", "info", "warning", "error"])
     args = p.parse_args(argv)
+    if args.dns_upstream:
+        from .dns_filter import parse_upstreams
+
+        try:
+            parse_upstreams(args.dns_upstream)
+        except ValueError as e:
+            p.error(str(e))
     if args.retention_days < 0:
         p.error("--retention-days must be 0 or more")
     if not 0 < args.polkit_timeout <= 120:
@@ -78,6 +88,8 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    if args.dns_upstream:  # read by dots_policyd.web
+        os.environ["DOTS_DNS_UPSTREAM"] = args.dns_upstream
     db = open_database(args.database)
     version = migrate(db)
     log.info("database %s at schema version %d", display_name(args.database), version)

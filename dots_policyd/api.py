@@ -170,8 +170,10 @@ def build_routes(family: Family,
     async def get_daemon_status(call: Call) -> list[Any]:
         return [await daemon_status() if daemon_status else {}]
 
+    from .web_api import web_routes  # the web filter's methods (issue 15)
+
     M, V, R = ACTION_MANAGE, ACTION_VIEW, ACTION_REQUEST
-    return {
+    return web_routes(family) | {
         "ListChildren": Route(V, "", "a(us)", list_children),
         "ListPresets": Route(V, "", "a(ss)", list_presets),
         "AddChild": Route(M, "ss", "u", add_child),

@@ -111,6 +111,19 @@ class CollectorClient:
     async def set_blocked_addresses(self, uid: int, cidrs: list[str]) -> None:
         await self._call("SetBlockedAddresses", "uas", [uid, cidrs])
 
+    async def set_web_filter(self, uid: int, dns_port: int, offline: bool, allow_only: bool) -> None:
+        await self._call("SetWebFilter", "uqbb", [uid, dns_port, offline, allow_only])
+
+    async def add_filter_addresses(self, uid: int, kind: str, entries: list[tuple[str, int]]) -> int:
+        """(address, ttl seconds) the filter answered: ``kind`` "deny" or "allow"."""
+        return int((await self._call("AddFilterAddresses", "usa(su)",
+                                     [uid, kind, [[a, t] for a, t in entries]],
+                                     reply_signature="u"))[0])
+
+    async def forget_filter_addresses(self, uid: int, kind: str) -> int:
+        return int((await self._call("ForgetFilterAddresses", "us", [uid, kind],
+                                     reply_signature="u"))[0])
+
     async def kill_user_processes(self, uid: int) -> int:
         return int((await self._call("KillUserProcesses", "u", [uid], reply_signature="u",
                                      timeout=KILL_TIMEOUT))[0])

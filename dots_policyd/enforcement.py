@@ -33,6 +33,7 @@ from .seal import Seal
 from .service import Signals
 from .sessions import Logind
 from .timekeeper import TICK_SECONDS, Timekeeper
+from .web import WebFilterService
 
 log = logging.getLogger("dots.policyd.enforcement")
 
@@ -73,6 +74,7 @@ class Enforcement:
                                   on_presence=self._on_collector, client=self.collector,
                                   rejections=self.rejections)
         self.sites = SiteResolver(dns_lookup(), self.timeline.boottime)
+        self.web = WebFilterService(db, self.collector, self.timeline.now)
         self.last_event_time = 0.0
         self._pushed: dict[int, Rules] = {}
         self._push_lock = asyncio.Lock()
@@ -112,6 +114,7 @@ class Enforcement:
         self._loop = asyncio.get_running_loop()
         self.family.subscribe(self._family_changed)
         await self.link.start()
+        await self.web.start()
         self._tasks = [asyncio.create_task(self.timekeeper.run(TICK_SECONDS)),
                        asyncio.create_task(self._app_time_loop()),
                        asyncio.create_task(self._rules_loop())]
@@ -123,6 +126,7 @@ class Enforcement:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.web.stop()
         await self.link.stop()
 
     # --- per-app time ---------------------------------------------------------------
@@ -196,7 +200,8 @@ class Enforcement:
             wanted: dict[int, Rules] = {}
             for uid, policy in self._policies.items():
                 addresses = await self.sites.addresses(policy.blocked_domains())
-                wanted[uid] = rules_for(policy, addresses, self.app_time.blocked_today(uid, today))
+                wanted[uid] = rules_for(policy, addresses, self.app_time.blocked_today(uid, today),
+                                        self.web.doh_networks())
             for uid in set(self._pushed) - set(wanted):
                 wanted[uid] = Rules.clear()
             for uid, rules in wanted.items():
@@ -205,6 +210,7 @@ class Enforcement:
                         self._pushed[uid] = rules
             for uid in [u for u, r in self._pushed.items() if r == Rules.clear() and u not in self._policies]:
                 del self._pushed[uid]
+        await self.web.apply(self._policies, force=force)
 
     async def _push(self, uid: int, rules: Rules) -> bool:
         try:

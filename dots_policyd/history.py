@@ -225,6 +225,9 @@ def prune(db: peewee.Database, retention_days: int = DEFAULT_RETENTION_DAYS,
             if count < PRUNE_CHUNK:
                 break
         deleted[model._meta.table_name] = total
+    from .site_history import prune as prune_lookups  # the web filter's raw lookups
+
+    deleted["site_lookup"] = prune_lookups(db, cutoff)
     log.info("pruned events before %s: %s", cutoff.isoformat(), deleted)
     return deleted
 

@@ -252,11 +252,30 @@ def _migration_3(db: peewee.Database, migrator: SchemaMigrator) -> None:
     db.create_tables([IntegritySealV3], safe=False)
 
 
+def _migration_4(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """The web filter's lookups by name (dots_policyd.site_history)."""
+
+    class SiteLookupV4(peewee.Model):
+        uid = BigIntegerField()
+        time = DateTimeField()
+        name = TextField()
+        blocked = peewee.BooleanField()
+        count = peewee.IntegerField()
+
+        class Meta:
+            database = db
+            table_name = "site_lookup"
+            indexes = ((("uid", "time"), False),)
+
+    db.create_tables([SiteLookupV4], safe=False)
+
+
 #: version -> the step that brings version - 1 to it
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _migration_1,
     2: _migration_2,
     3: _migration_3,
+    4: _migration_4,
 }
 LATEST = max(MIGRATIONS)
 

@@ -152,6 +152,16 @@ def _check_site(text: str) -> str:
     return _check_domain(site)
 
 
+_CATEGORY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _check_category(name: str) -> str:
+    if not _CATEGORY_RE.match(name):
+        raise ValueError(f"category {short_repr(name)} must be 1 to 64 lower-case letters, digits, "
+                         "'-' or '_'")
+    return name
+
+
 def _check_pattern(pattern: str) -> str:
     if "\0" in pattern or "\n" in pattern:
         raise ValueError(f"file pattern {short_repr(pattern)} contains a control character")
@@ -180,6 +190,9 @@ def _unique(items: list[Any]) -> list[Any]:
 
 AppName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH), AfterValidator(_check_app)]
 Site = Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOMAIN + 2), AfterValidator(_check_site)]
+Domain = Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOMAIN + 1),
+                  AfterValidator(_check_domain)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_check_category)]
 FilePattern = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN),
                         AfterValidator(_check_pattern)]
 TimeWindow = Annotated[str, StringConstraints(max_length=32), AfterValidator(_check_window),
@@ -226,7 +239,20 @@ class Policy(BaseModel):
         default_factory=list, max_length=MAX_LIST,
         description="glob patterns of file paths whose use alerts the parents")
 
-    @field_validator("allowed_hours", mode="before")
+    # --- web filtering (issue 15; owned by the web filter) --------------------------
+    blocked_categories: list[Category] = Field(
+        default_factory=list, max_length=256,
+        description="category lists (dotsctl site list) whose domains are blocked")
+    site_allow_list: bool = Field(
+        False, description="when true, only allowed_sites (and names under them) resolve, and "
+                           "only addresses answered for them may be reached")
+    allowed_sites: list[Domain] = Field(default_factory=list, max_length=MAX_LIST)
+    internet_hours: dict[Weekday, DayWindows] = Field(
+        default_factory=dict,
+        description='windows "HH:MM-HH:MM" per weekday when the network may be used; a day not '
+                    "listed has no restriction, an empty list means no network that day")
+
+    @field_validator("allowed_hours", "internet_hours", mode="before")
     @classmethod
     def _known_weekdays(cls, value: Any) -> Any:
         if isinstance(value, dict):
@@ -236,12 +262,13 @@ class Policy(BaseModel):
                                  f"(expected one of {', '.join(WEEKDAYS)})")
         return value
 
-    @field_validator("allowed_hours")
+    @field_validator("allowed_hours", "internet_hours")
     @classmethod
     def _days_in_order(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         return {day: value[day] for day in WEEKDAYS if day in value}
 
-    @field_validator("blocked_apps", "allowed_apps", "blocked_sites", "file_alerts")
+    @field_validator("blocked_apps", "allowed_apps", "blocked_sites", "file_alerts",
+                     "blocked_categories", "allowed_sites")
     @classmethod
     def _dedupe(cls, value: list[str]) -> list[str]:
         return _unique(value)
@@ -255,6 +282,8 @@ class Policy(BaseModel):
     def _allow_list_not_empty(self) -> Policy:
         if self.allow_list_only and not self.allowed_apps:
             raise ValueError("allow_list_only needs at least one entry in allowed_apps")
+        if self.site_allow_list and not self.allowed_sites:
+            raise ValueError("site_allow_list needs at least one entry in allowed_sites")
         return self
 
     # --- construction and queries ------------------------------------------------
@@ -298,6 +327,15 @@ class Policy(BaseModel):
     def blocked_domains(self) -> list[str]:
         """Blocked domain names (to be resolved to addresses by the caller)."""
         return [s for s in self.blocked_sites if not _is_address(s)]
+
+    def online_at(self, when: dt.datetime) -> bool:
+        """Inside the internet hours at local time ``when`` (no entry for
+        the day: always)."""
+        windows = self.internet_hours.get(WEEKDAYS[when.weekday()])  # type: ignore[call-overload]
+        if windows is None:
+            return True
+        minute = when.hour * 60 + when.minute
+        return any(a <= minute < b for a, b in map(window_minutes, windows))
 
 
 def _is_address(site: str) -> bool:
@@ -399,13 +437,19 @@ def set_weekly_limit(policy: Policy, minutes: int | None) -> Policy:
 def set_allowed_hours(policy: Policy, days: Iterable[str], windows: Sequence[str] | None) -> Policy:
     """Allowed windows for ``days``; ``None`` lifts the restriction for them,
     ``[]`` allows no use at all on them."""
-    hours = dict(policy.allowed_hours)
+    return _replace(policy, allowed_hours=_day_windows(policy.allowed_hours, days, windows))
+
+
+def _day_windows(hours: dict[str, list[str]], days: Iterable[str],
+                 windows: Sequence[str] | None) -> dict[str, list[str]]:
+    """``hours`` with ``windows`` set for ``days`` (None: the days removed)."""
+    out = dict(hours)
     for day in expand_days(days):
         if windows is None:
-            hours.pop(day, None)
+            out.pop(day, None)
         else:
-            hours[day] = list(windows)
-    return _replace(policy, allowed_hours=hours)
+            out[day] = list(windows)
+    return out
 
 
 def set_app_limit(policy: Policy, app: str, minutes: int | None) -> Policy:
@@ -454,3 +498,52 @@ def unblock_site(policy: Policy, site: str) -> Policy:
     name = normalize_site(site)
     return policy if name not in policy.blocked_sites else _replace(
         policy, blocked_sites=[s for s in policy.blocked_sites if s != name])
+
+
+# --- web filtering edits (issue 15) ------------------------------------------------
+
+def _normalized(value: Any, what: str, most: int, check: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= most:
+        raise PolicyError(f"{what} {short_repr(value)} must be 1 to {most} characters")
+    return _validated(check, value)
+
+
+def normalize_category(name: str) -> str:
+    return _normalized(name, "category", 64, _check_category)
+
+
+def normalize_domain(name: str) -> str:
+    return _normalized(name, "domain", MAX_DOMAIN + 1, _check_domain)
+
+
+def block_category(policy: Policy, category: str) -> Policy:
+    return _listed(policy, "blocked_categories", normalize_category(category), True)
+
+
+def unblock_category(policy: Policy, category: str) -> Policy:
+    return _listed(policy, "blocked_categories", normalize_category(category), False)
+
+
+def _listed(policy: Policy, field: str, item: str, present: bool) -> Policy:
+    """``item`` added to (or removed from) the list ``field``; the same
+    policy when it already is (or is not) there."""
+    items: list[str] = getattr(policy, field)
+    if (item in items) == present:
+        return policy
+    return _replace(policy, **{field: [*items, item] if present else [i for i in items if i != item]})
+
+
+def set_site_allow_list(policy: Policy, enabled: bool, add: Iterable[str],
+                        remove: Iterable[str] = ()) -> Policy:
+    """Switch site allow-list mode, adding ``add`` to (and dropping
+    ``remove`` from) the allowed sites first."""
+    added = [normalize_domain(d) for d in add]
+    dropped = {normalize_domain(d) for d in remove}
+    sites = [d for d in _unique([*policy.allowed_sites, *added]) if d not in dropped]
+    return _replace(policy, site_allow_list=bool(enabled), allowed_sites=sites)
+
+
+def set_internet_hours(policy: Policy, days: Iterable[str], windows: Sequence[str] | None) -> Policy:
+    """Network windows for ``days``; None lifts the restriction, [] means
+    no network on those days."""
+    return _replace(policy, internet_hours=_day_windows(policy.internet_hours, days, windows))

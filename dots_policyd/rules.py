@@ -38,9 +38,11 @@ class Rules:
 
 
 def rules_for(policy: Policy, domain_addresses: dict[str, set[str]],
-              limited_apps: Iterable[str] = ()) -> Rules:
-    """``limited_apps``: apps whose daily limit is used up, blocked until tomorrow."""
+              limited_apps: Iterable[str] = (), extra_networks: Iterable[str] = ()) -> Rules:
+    """``limited_apps``: apps whose daily limit is used up, blocked until tomorrow;
+    ``extra_networks``: refused to every child (the known DoH endpoints)."""
     networks = {str(n) for n in policy.blocked_networks()}
+    networks.update(extra_networks)
     networks.update(a for addresses in domain_addresses.values() for a in addresses)
     return Rules(blocked_paths=app_paths([*policy.blocked_apps, *limited_apps]),
                  allow_list=policy.allow_list_only,

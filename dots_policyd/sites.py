@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable
 
 import dns.asyncresolver
+import dns.nameserver
 import dns.exception
 import dns.resolver
 
@@ -24,7 +26,16 @@ Lookup = Callable[[str], Awaitable[tuple[set[str], int]]]
 
 
 def dns_lookup(resolver: dns.asyncresolver.Resolver | None = None) -> Lookup:
-    resolver = resolver or dns.asyncresolver.Resolver()
+    """Lookups through ``resolver``; by default the system's, or the web
+    filter's upstreams when DOTS_DNS_UPSTREAM (--dns-upstream) names them."""
+    if resolver is None:
+        resolver = dns.asyncresolver.Resolver()
+        configured = os.environ.get("DOTS_DNS_UPSTREAM", "")
+        if configured:
+            from .dns_filter import parse_upstreams
+
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port)
+                                    for host, port in parse_upstreams(configured)]
 
     async def lookup(name: str) -> tuple[set[str], int]:
         addresses: set[str] = set()

@@ -18,15 +18,23 @@ import time
 
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
+from dbus_fast.signature import get_signature_tree
 
 from dots_cli.client import plain
+
+
+def _body(signature, args):
+    """JSON has no bytes: an "ay" argument given as a list of ints is sent as bytes."""
+    types = get_signature_tree(signature).types
+    return [bytes(a) if t.signature == "ay" and isinstance(a, list) else a for t, a in zip(types, args)]
 
 
 async def one(bus, request):
     started = time.monotonic()
     reply = await bus.call(Message(destination=request["dest"], path=request["path"],
                                    interface=request["iface"], member=request["member"],
-                                   signature=request["signature"], body=request["args"]))
+                                   signature=request["signature"],
+                                   body=_body(request["signature"], request["args"])))
     ms = (time.monotonic() - started) * 1000
     if reply.message_type == MessageType.ERROR:
         return {"error": reply.error_name, "message": (reply.body or [""])[0]}, ms

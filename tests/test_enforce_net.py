@@ -18,34 +18,15 @@ import pytest
 
 from dots_collector.enforcers.cgroup import cgroup2_mount
 from tests.helpers import VENV_PYTHON, run_as, uid_of, wait_for
+from tests.net_probe import probe as _probe
 
 pytestmark = pytest.mark.bpf
 
 DEST = ("org.dots.Collector1", "/org/dots/Collector1", "org.dots.Collector1")
 from dots_common.names import POLICYD_USER as POLICYD  # noqa: E402
 OUR_PROGRAMS = {"dots_connect4", "dots_connect6", "dots_sendmsg4", "dots_sendmsg6",
-                "dots_exec_block"}
-
-#: run as a test user: for each (family, kind, address, port) print the
-#: errno of connect (tcp, udp-connect) or sendto (udp): 0 = success
-PROBE = r"""
-import json, socket, sys, time
-out = []
-for family, kind, addr, port in json.loads(sys.argv[1]):
-    fam = socket.AF_INET6 if family == 6 else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
-    try:
-        if kind == "udp":
-            s.sendto(b"x", (addr, port))
-        else:
-            s.connect((addr, port))
-        out.append(0)
-    except OSError as e:
-        out.append(e.errno)
-    finally:
-        s.close()
-print(json.dumps(out))
-"""
+                "dots_recvmsg4", "dots_recvmsg6", "dots_bind4", "dots_bind6",
+                "dots_getpeername4", "dots_getpeername6", "dots_exec_block"}
 
 #: run as a test user: time n connects to one address, print the durations (ns)
 TIMED = r"""
@@ -67,11 +48,9 @@ print(json.dumps(times))
 
 
 def probe(user: str | None, targets: list[tuple]) -> list[int]:
-    """errno per target as ``user`` (None: root, in a subprocess too)."""
-    argv = [VENV_PYTHON, "-c", PROBE, json.dumps(targets)]
-    done = run_as(user, argv) if user else subprocess.run(argv, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    """errno per (family, kind, address, port) as ``user`` (None: root, in a
+    subprocess too); the family follows from the address."""
+    return _probe(user, [[kind, addr, port] for _family, kind, addr, port in targets])
 
 
 class Listeners:
@@ -178,8 +157,8 @@ def test_programs_are_detached_when_the_collector_stops(system_bus, how):
     daemon = CollectorDaemon(system_bus)
     try:
         ours = _our_programs(daemon.process.pid)
-        assert len(ours) == 5, "4 cgroup programs and the exec raw tracepoint"
-        assert len(ours & _attached_to_cgroup_root()) == 4
+        assert len(ours) == 11, "10 cgroup programs and the exec raw tracepoint"
+        assert len(ours & _attached_to_cgroup_root()) == 10
         daemon.process.send_signal(how)
         daemon.process.wait(timeout=30)
     finally:
@@ -353,3 +332,34 @@ def test_a_list_that_would_overflow_the_kernel_table_is_refused_whole(collector_
     finally:
         for uid in fillers:
             call("SetBlockedAddresses", "uas", uid, [])
+
+
+@pytest.mark.bus
+def test_web_filter_methods_on_the_bus(collector_daemon, bus_client, child_user):
+    """SetWebFilter / AddFilterAddresses: bad input is InvalidArgs and
+    changes nothing; GetEnforcement tells what is in force."""
+    policyd = bus_client(POLICYD)
+    uid = uid_of(child_user)
+    assert policyd.call(*DEST, "SetWebFilter", "uqbb", [uid, 40053, False, True]) == {"ok": []}
+    assert policyd.call(*DEST, "AddFilterAddresses", "usa(su)",
+                        [uid, "allow", [["127.0.0.42", 60], ["::1", 30]]]) == {"ok": [2]}
+    state = policyd.call(*DEST, "GetEnforcement")["ok"][0]
+    assert state["web_filters"] == {str(uid): [40053, False, True]} or \
+        state["web_filters"] == {uid: [40053, False, True]}
+    for member, signature, args in (
+            ("SetWebFilter", "uqbb", [0, 40053, False, False]),
+            ("AddFilterAddresses", "usa(su)", [uid, "maybe", [["127.0.0.42", 60]]]),
+            ("AddFilterAddresses", "usa(su)", [uid, "deny", [["not-an-address", 60]]]),
+            ("AddFilterAddresses", "usa(su)", [uid, "deny", [["127.0.0.42", 0]]]),
+            ("AddFilterAddresses", "usa(su)", [uid, "deny", [["127.0.0.42", 10**7]]]),
+            ("AddFilterAddresses", "usa(su)", [uid, "deny", [["10.0.0.1", 60]] * 4097]),
+            ("AddFilterAddresses", "usa(su)", [0, "deny", [["10.0.0.1", 60]]])):
+        reply = policyd.call(*DEST, member, signature, args)
+        assert reply.get("error") == "org.dots.Collector1.Error.InvalidArgs", (member, args, reply)
+    assert policyd.call(*DEST, "GetEnforcement")["ok"][0]["web_filters"] == state["web_filters"]
+    reply = policyd.call(*DEST, "ForgetFilterAddresses", "us", [uid, "everything"])
+    assert reply.get("error") == "org.dots.Collector1.Error.InvalidArgs", reply
+    assert policyd.call(*DEST, "ForgetFilterAddresses", "us", [uid, "allow"]) == {"ok": [2]}
+    assert policyd.call(*DEST, "ForgetFilterAddresses", "us", [uid, "allow"]) == {"ok": [0]}
+    assert policyd.call(*DEST, "SetWebFilter", "uqbb", [uid, 0, False, False]) == {"ok": []}
+    assert policyd.call(*DEST, "GetEnforcement")["ok"][0]["web_filters"] == {}

@@ -46,8 +46,10 @@ def run(db: peewee.Database, sql: str, *params: object) -> None:
 
 def test_new_database_gets_the_latest_schema_matching_the_models(db: peewee.Database):
     assert schema_version(db) == 0
-    assert migrate(db) == LATEST == 3
-    for model in ALL_MODELS:
+    from dots_policyd.site_history import SiteLookupRow
+
+    assert migrate(db) == LATEST == 4
+    for model in (*ALL_MODELS, SiteLookupRow):
         table = model._meta.table_name
         assert columns(db, table) == {f.column_name for f in model._meta.sorted_fields}, table
         wanted = {tuple(f.column_name for f in index._expressions) for index in model._meta.fields_to_index()}

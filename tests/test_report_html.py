@@ -100,7 +100,10 @@ def sample() -> Report:
                    "reason": "homework <script>alert(1)</script>", "state": "approved",
                    "granted_minutes": 30, "answered_by": 1000, "created": 1741089600,
                    "answered": 1741089900}],
-        limits={"daily_minutes": 90, "weekend_minutes": 150, "weekly_minutes": None})
+        limits={"daily_minutes": 90, "weekend_minutes": 150, "weekly_minutes": None},
+        web_sites=[{"site": "wikipedia.org", "lookups": 40, "blocked": 0},
+                   {"site": "casino.example", "lookups": 5, "blocked": 5}],
+        blocked_sites=[{"name": "www.casino.example<b>", "attempts": 5, "last": 1741348800}])
 
 
 def test_page_numbers_and_escaping():
@@ -116,6 +119,11 @@ def test_page_numbers_and_escaping():
     assert page.values("data-app", "/usr/bin/firefox") == ["4200", "3"]
     assert page.values("data-site", "wikipedia.org") == ["20000", "3000000", "12"]
     assert page.values("data-app", "/usr/games/sl") == ["2"]
+    assert page.values("data-site-name", "wikipedia.org") == ["40", "0"]
+    assert page.values("data-site-name", "casino.example") == ["5", "5"]
+    assert page.by_id("blocked-sites-count")["data-value"] == "5"
+    assert page.values("data-blocked-site", "www.casino.example&lt;b&gt;")[0] == "5"
+    assert "<b>" not in text.split("<body>")[1].split('<script type="application/json"')[0]
     body = " ".join(page.text)
     assert "Screen time of alice" in body and "7 h 10 min" in body  # 25800 s
     assert "1 h 50 min" in body and "school days 1 h 30 min" in body and "week no limit" in body
@@ -131,6 +139,7 @@ def test_page_numbers_and_escaping():
 def test_empty_week_page():
     r = sample()
     r.apps, r.sites, r.blocked, r.requests = [], [], [], []
+    r.web_sites, r.blocked_sites = [], []
     for d in r.days:
         d.used_seconds, d.granted_seconds = 0, 0
     text = render(r)
@@ -139,7 +148,7 @@ def test_empty_week_page():
     assert [a["id"] for t, a in page.tags if t == "img"] == ["chart-days"]
     body = " ".join(page.text)
     for words in ("No app use recorded.", "No network use recorded.", "Nothing was blocked.",
-                  "No requests in this period."):
+                  "No requests in this period.", "No lookups recorded.", "No site was blocked."):
         assert words in body
 
 
@@ -197,6 +206,12 @@ def test_dotsctl_report_html_end_to_end(policyd_daemon, parent_user, child_user,
         ok(parent_user, "child", "add", child_user, "--preset", "8-12")
     ok(parent_user, "limit", "daily", child_user, "90", "--weekend", "150")
     seed_week(policyd_daemon, uid_of(child_user))
+    policyd_daemon.sql("DELETE FROM site_lookup WHERE uid = ?", [uid_of(child_user)])
+    for name, blocked, count in (("www.wikipedia.org", 0, 30), ("en.wikipedia.org", 0, 10),
+                                 ("m.casino.example", 1, 4)):
+        policyd_daemon.sql("INSERT INTO site_lookup (uid, time, name, blocked, count) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           [uid_of(child_user), "2025-03-05 10:00:00", name, blocked, count])
     outdir = Path(tempfile.mkdtemp(prefix="dots-report-"))
     pw = pwd.getpwnam(parent_user)
     shutil.chown(outdir, pw.pw_uid, pw.pw_gid)
@@ -217,6 +232,9 @@ def test_dotsctl_report_html_end_to_end(policyd_daemon, parent_user, child_user,
         assert page.values("data-app", "/usr/games/supertux") == ["3000", "3"]
         assert page.values("data-site", "wikipedia.org") == ["20000", "3000000", "12"]
         assert page.values("data-app", "/usr/bin/steam") == ["1"]
+        assert page.values("data-site-name", "wikipedia.org") == ["40", "0"]
+        assert page.values("data-site-name", "casino.example") == ["4", "4"]
+        assert page.values("data-blocked-site", "m.casino.example")[0] == "4"
         assert "homework &lt;b&gt;project&lt;/b&gt;" in text
         assert page.data["child"] == child_user and page.data["uid"] == uid_of(child_user)
         png = tmp_path / "shot.png"

@@ -61,7 +61,9 @@ class Enforcement:
         rules = self.rules_file.load()
         actions = [(self.set_blocked_executables, rules["blocked"]),
                    (lambda uid, paths: self.set_allow_list(uid, True, paths), rules["allow"]),
-                   (self.set_blocked_addresses, rules["networks"])]
+                   (self.set_blocked_addresses, rules["networks"]),
+                   (lambda uid, w: self.set_web_filter(uid, int(w[0]), w[1] == "1", w[2] == "1"),
+                    rules["web"])]
         restored = 0
         for action, entries in actions:
             for uid, values in list(entries.items()):
@@ -120,6 +122,24 @@ class Enforcement:
         log.info("uid %d: %d blocked networks", uid, len(in_force))
         return [str(n) for n in in_force]
 
+    def set_web_filter(self, uid: Any, dns_port: Any, offline: bool, allow_only: bool) -> None:
+        uid, dns_port = validate.enforced_uid(uid), validate.port(dns_port)
+        self._need(self.net).set_web_filter(uid, dns_port, bool(offline), bool(allow_only))
+        web = [str(dns_port), str(int(bool(offline))), str(int(bool(allow_only)))]
+        self.rules_file.set("web", uid, web if dns_port or offline or allow_only else None)
+        log.info("uid %d: web filter dns port %d, offline %s, allow-only %s", uid, dns_port,
+                 bool(offline), bool(allow_only))
+
+    def add_filter_addresses(self, uid: Any, kind: Any, entries: Any) -> int:
+        uid = validate.enforced_uid(uid)
+        kind, checked = validate.filter_entries(kind, entries)
+        return self._need(self.net).add_addresses(uid, kind, checked)
+
+    def forget_filter_addresses(self, uid: Any, kind: Any) -> int:
+        uid = validate.enforced_uid(uid)
+        kind = validate.filter_entries(kind, [])[0]
+        return self._need(self.net).forget(uid, kind)
+
     def kill_user_processes(self, uid: Any) -> int:
         uid = validate.enforced_uid(uid)
         n = kill.kill_user_processes(uid)
@@ -142,6 +162,7 @@ class Enforcement:
             "blocked_executables": {}, "allow_lists": {}, "kernel_blocked": {},
             "default_allowed": [], "exec_blocked": 0,
             "blocked_addresses": {}, "connect_blocked": 0,
+            "web_filters": {}, "dns_redirected": 0,
             "lost": self.lost(),
         }
         for enforcer in self.loaded.values():

@@ -17,12 +17,14 @@ DEFAULT_RULES_FILE = "/var/lib/dots-collector/rules.json"
 
 
 class RulesFile:
-    """{"blocked": {uid: [paths]}, "allow": {uid: [paths]}, "networks": {uid: [cidrs]}};
+    """{"blocked": {uid: [paths]}, "allow": {uid: [paths]}, "networks": {uid: [cidrs]},
+    "web": {uid: [dns_port, offline "0"|"1", allow_only "0"|"1"]}};
     an allow-list entry means allow-list mode is on for that uid."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.rules: dict[str, dict[str, list[str]]] = {"blocked": {}, "allow": {}, "networks": {}}
+        self.rules: dict[str, dict[str, list[str]]] = {
+            "blocked": {}, "allow": {}, "networks": {}, "web": {}}
 
     def load(self) -> dict[str, dict[str, list[str]]]:
         if self.path is None or not self.path.exists():

@@ -44,6 +44,35 @@ def paths(values: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(path(v) for v in values))
 
 
+MAX_TTL = 7 * 86400
+
+
+def port(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535:
+        raise ValueError(f"invalid port {value!r}")
+    return value
+
+
+def filter_entries(kind: Any, values: Iterable[Any]) -> tuple[str, list[tuple[str, int]]]:
+    """("deny"|"allow", [(address, ttl seconds)]) from the filtering resolver."""
+    if kind not in ("deny", "allow"):
+        raise ValueError(f"kind must be 'deny' or 'allow', not {str(kind)[:20]!r}")
+    values = list(values)
+    if len(values) > MAX_NETWORKS:
+        raise ValueError(f"too many addresses: {len(values)} (at most {MAX_NETWORKS})")
+    out = []
+    for entry in values:
+        try:
+            address, ttl = entry
+            text = str(ipaddress.ip_address(address))
+        except (TypeError, ValueError):
+            raise ValueError(f"not an (address, ttl) entry: {str(entry)[:80]!r}") from None
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 < ttl <= MAX_TTL:
+            raise ValueError(f"ttl of {text} must be 1 to {MAX_TTL} seconds, not {ttl!r}")
+        out.append((text, ttl))
+    return kind, out
+
+
 def networks(values: Iterable[Any]) -> list[Network]:
     """Addresses or CIDR ranges, IPv4 or IPv6; host bits are dropped
     ("10.1.2.3/8" is 10.0.0.0/8). Sorted, deduplicated."""
