@@ -8,10 +8,7 @@
     dotsctl site doh [ENTRY...] [--clear]            known DoH endpoints (show / add)
     dotsctl internet CHILD [DAYS] [WINDOW...]        internet hours
 
-Registered on the main app by ``register(app, site_app)`` (one line in
-app.py). The shared helpers (client, say, day parsing) are app.py's,
-imported when a command runs so that this module never imports app.py at
-import time.
+Registered after the ``site`` group (commands/sites.py) by ``register``.
 """
 
 from __future__ import annotations
@@ -23,6 +20,12 @@ from typing import Annotated, Optional
 
 import typer
 from typer.core import TyperGroup
+
+from .. import render
+from ..render import DAY_NAMES as DAYS
+from ..render import console, print_json
+from .common import Child, Json, client, read_policy, say, usage_error, version_text
+from .hours import days_text, parse_days, parse_windows
 
 
 class _ListGroup(TyperGroup):
@@ -40,26 +43,17 @@ list_app = typer.Typer(cls=_ListGroup, no_args_is_help=True,
                        help="A child's blocked sites (site list CHILD); category lists (hosts "
                             "files, domain lists, ||domain^ rules), blocked per child.")
 
-Child = Annotated[str, typer.Argument(help="the child's user name or uid", metavar="CHILD")]
 Category = Annotated[str, typer.Argument(help="category name, e.g. gambling", metavar="CATEGORY")]
-Json = Annotated[bool, typer.Option("--json", help="print JSON (machine-readable) on stdout")]
 MAX_FILE = 128 * 1024 * 1024
-
-
-def _cli():
-    from dots_cli import app
-
-    return app
 
 
 def read_source(source: str) -> tuple[bytes, str]:
     """(data, url): a URL is passed to the daemon (it fetches it, and again
     on update); a file (or - for stdin) is read here, as the parent."""
-    cli = _cli()
     if source.startswith(("http://", "https://")):
         return b"", source
     if "://" in source:
-        raise cli.usage_error(f"{source!r}: only http:// and https:// URLs, or a file")
+        raise usage_error(f"{source!r}: only http:// and https:// URLs, or a file")
     try:
         if source == "-":
             data = sys.stdin.buffer.read(MAX_FILE + 1)
@@ -67,11 +61,11 @@ def read_source(source: str) -> tuple[bytes, str]:
             with open(Path(source), "rb") as f:
                 data = f.read(MAX_FILE + 1)
     except OSError as e:
-        raise cli.usage_error(f"cannot read {source}: {e.strerror or e}") from None
+        raise usage_error(f"cannot read {source}: {e.strerror or e}") from None
     if len(data) > MAX_FILE:
-        raise cli.usage_error(f"{source} is larger than {MAX_FILE} bytes")
+        raise usage_error(f"{source} is larger than {MAX_FILE} bytes")
     if not data:
-        raise cli.usage_error(f"{source} is empty")
+        raise usage_error(f"{source} is empty")
     return data, ""
 
 
@@ -80,10 +74,9 @@ def list_add(child: Child, category: Category,
              source: Annotated[str, typer.Argument(help="a file, - (stdin) or an http(s) URL",
                                                    metavar="FILE|URL")]) -> None:
     """Load a list under CATEGORY (replacing what it held) and block it for CHILD."""
-    cli = _cli()
     data, url = read_source(source)
-    version, domains = cli.client().call("AddSiteList", "ssays", child, category, data, url)
-    cli.say(f"{category}: {domains:,} domains, blocked for {child} {cli._version(version)}.")
+    version, domains = client().call("AddSiteList", "ssays", child, category, data, url)
+    say(f"{category}: {domains:,} domains, blocked for {child} {version_text(version)}.")
 
 
 @list_app.command("update")
@@ -91,36 +84,33 @@ def list_update(category: Category,
                 source: Annotated[Optional[str], typer.Argument(
                     help="a new file (without: fetch the list's URL again)", metavar="FILE")] = None) -> None:
     """Load a category's list again."""
-    cli = _cli()
     data = read_source(source)[0] if source else b""
     if source and not data:
-        raise cli.usage_error("update takes a file; a list from a URL is fetched from its URL")
-    (domains,) = cli.client().call("UpdateSiteList", "say", category, data)
-    cli.say(f"{category}: {domains:,} domains.")
+        raise usage_error("update takes a file; a list from a URL is fetched from its URL")
+    (domains,) = client().call("UpdateSiteList", "say", category, data)
+    say(f"{category}: {domains:,} domains.")
 
 
 @list_app.command("remove")
 def list_remove(child: Child, category: Category) -> None:
     """Stop blocking CATEGORY for CHILD (the list is deleted when no child uses it)."""
-    cli = _cli()
-    (version,) = cli.client().call("RemoveSiteList", "ss", child, category)
-    cli.say(f"{category} is no longer blocked for {child} {cli._version(version)}.")
+    (version,) = client().call("RemoveSiteList", "ss", child, category)
+    say(f"{category} is no longer blocked for {child} {version_text(version)}.")
 
 
 @list_app.command("show")
 def list_show(as_json: Json = False) -> None:
     """The category lists: domains, when loaded, from where."""
-    cli = _cli()
-    (lists,) = cli.client().call("ListSiteLists")
+    (lists,) = client().call("ListSiteLists")
     rows = [{"category": n, "domains": d, "updated": dt.datetime.fromtimestamp(u).isoformat(" ", "minutes"),
              "source": s} for n, d, u, s in lists]
     if as_json:
-        cli.print_json(rows)
+        print_json(rows)
         return
     if not rows:
-        cli.say("No category lists.")
+        say("No category lists.")
         return
-    cli.console.print(cli.render.table(None, ["CATEGORY", "DOMAINS", "UPDATED", "SOURCE"],
+    console.print(render.table(None, ["CATEGORY", "DOMAINS", "UPDATED", "SOURCE"],
                                        [[r["category"], f"{r['domains']:,}", r["updated"], r["source"]]
                                         for r in rows]))
 
@@ -132,12 +122,11 @@ def site_allow_list(
     remove: Annotated[Optional[list[str]], typer.Option("--remove", help="stop allowing it")] = None,
 ) -> None:
     """Site allow-list mode: only the allowed domains (and names under them) can be reached."""
-    cli = _cli()
     if mode not in ("on", "off"):
-        raise cli.usage_error(f"mode must be on or off, not {mode!r}")
-    version = cli.client().call("SetSiteAllowList", "sbasas", child, mode == "on", add or [],
+        raise usage_error(f"mode must be on or off, not {mode!r}")
+    version = client().call("SetSiteAllowList", "sbasas", child, mode == "on", add or [],
                                 remove or [])[0]
-    cli.say(f"{child}: site allow-list {mode} {cli._version(version)}.")
+    say(f"{child}: site allow-list {mode} {version_text(version)}.")
 
 
 def site_doh(
@@ -147,20 +136,19 @@ def site_doh(
     as_json: Json = False,
 ) -> None:
     """Known DNS-over-HTTPS endpoints, refused to every child."""
-    cli = _cli()
-    builtin, added = cli.client().call("GetDohEndpoints")
+    builtin, added = client().call("GetDohEndpoints")
     if entries or clear:
         new = [] if clear else list(dict.fromkeys([*added, *(entries or [])]))
-        (count,) = cli.client().call("SetDohEndpoints", "as", new)
-        cli.say(f"{count} DoH endpoints added by parents (besides {len(builtin)} built in).")
+        (count,) = client().call("SetDohEndpoints", "as", new)
+        say(f"{count} DoH endpoints added by parents (besides {len(builtin)} built in).")
         return
     if as_json:
-        cli.print_json({"builtin": builtin, "added": added})
+        print_json({"builtin": builtin, "added": added})
         return
     for entry in added:
-        cli.say(f"{entry}  (added)")
+        say(f"{entry}  (added)")
     for entry in builtin:
-        cli.say(entry)
+        say(entry)
 
 
 def internet(
@@ -174,28 +162,27 @@ def internet(
 ) -> None:
     """Internet hours per weekday (separate from screen-time hours), e.g.:
     dotsctl internet alice mon-fri 16:00-19:00"""
-    cli = _cli()
     if days is None:
-        hours = cli._policy(child).get("internet_hours") or {}
+        hours = read_policy(child).get("internet_hours") or {}
         if as_json:
-            cli.print_json(hours)
+            print_json(hours)
             return
         rows = [[d, ", ".join(hours[d]) if hours.get(d) else
-                 ("no network" if d in hours else "any time")] for d in cli.DAYS]
-        cli.console.print(cli.render.table(None, ["DAY", "INTERNET"], rows))
+                 ("no network" if d in hours else "any time")] for d in DAYS]
+        console.print(render.table(None, ["DAY", "INTERNET"], rows))
         return
     if not windows:
-        raise cli.usage_error("give the windows after the days, e.g. 16:00-19:00 "
+        raise usage_error("give the windows after the days, e.g. 16:00-19:00 "
                               "('none' for no network, 'any' for no restriction)")
-    names = cli.parse_days(days)
-    spans = cli.parse_windows(windows)
-    if spans == ["00:00-24:00"]:
-        version = cli.client().call("ClearInternetHours", "sas", child, names)[0]
+    names = parse_days(days)
+    spans = parse_windows(windows)
+    if spans is None or spans == ["00:00-24:00"]:
+        version = client().call("ClearInternetHours", "sas", child, names)[0]
         what = "any time"
     else:
-        version = cli.client().call("SetInternetHours", "sasas", child, names, spans)[0]
+        version = client().call("SetInternetHours", "sasas", child, names, spans)[0]
         what = ", ".join(spans) if spans else "no network"
-    cli.say(f"{child}: internet {cli.days_text(names)}: {what} {cli._version(version)}.")
+    say(f"{child}: internet {days_text(names)}: {what} {version_text(version)}.")
 
 
 def register(root: typer.Typer) -> None:
