@@ -1,0 +1,93 @@
+"""Whether a file is one of a rule's programs, by what it is.
+
+In order of strength (the first that holds is the answer):
+
+* ``file``: same content (sha256): a copy;
+* ``code``: same executable segments: a copy with bytes appended, symbols
+  stripped or data edited;
+* ``build-id``: same GNU build-id: the same build, patched elsewhere;
+* ``similar``: TLSH distance of the code at most ``TLSH_MAX_DISTANCE``,
+  both programs having at least ``MIN_FUZZY_CODE_BYTES`` of code: a copy
+  with a few bytes of code patched (and its build-id note too).
+
+The threshold is measured by bench/identity_false_matches.py against every
+ELF file under /usr: no two different programs there are that close, while
+a copy with 64 patched bytes of code is within a handful (see its output in
+bench/results). Small programs are compared exactly only: too little code
+for a fuzzy comparison to mean anything.
+
+Not a match, on purpose: a program written from scratch or rebuilt from
+source (new code, new build-id); allow-list mode is the answer to those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import tlsh
+
+from .files import Identity
+
+#: largest TLSH distance between the code of two files taken as one program
+TLSH_MAX_DISTANCE = 30
+#: fuzzy comparison only for programs with at least this much code
+MIN_FUZZY_CODE_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    how: str  # "file", "code", "build-id", "similar"
+    program: Identity  # the rule's program it matched
+    distance: int = 0
+
+
+def tlsh_distance(a: str, b: str) -> int:
+    return tlsh.diff(a, b)
+
+
+@dataclass
+class ProgramSet:
+    """A rule's programs, indexed for the comparisons above."""
+
+    programs: list[Identity]
+    by_sha: dict[str, Identity] = field(default_factory=dict)
+    by_code: dict[str, Identity] = field(default_factory=dict)
+    by_build_id: dict[str, Identity] = field(default_factory=dict)
+    fuzzy: list[tuple[str, Identity]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for p in self.programs:
+            self.by_sha.setdefault(p.sha256, p)
+            if p.elf is None:
+                continue
+            if p.elf.code_bytes:
+                self.by_code.setdefault(p.elf.code_sha256, p)
+            if p.elf.build_id:
+                self.by_build_id.setdefault(p.elf.build_id, p)
+            if p.elf.code_tlsh and p.elf.code_bytes >= MIN_FUZZY_CODE_BYTES:
+                self.fuzzy.append((p.elf.code_tlsh, p))
+
+    @classmethod
+    def of(cls, programs: Iterable[Identity]) -> "ProgramSet":
+        return cls(list(programs))
+
+    def __bool__(self) -> bool:
+        return bool(self.programs)
+
+    def match(self, identity: Identity) -> Match | None:
+        if identity.sha256 in self.by_sha:
+            return Match("file", self.by_sha[identity.sha256])
+        elf = identity.elf
+        if elf is None:
+            return None
+        if elf.code_bytes and elf.code_sha256 in self.by_code:
+            return Match("code", self.by_code[elf.code_sha256])
+        if elf.build_id and elf.build_id in self.by_build_id:
+            return Match("build-id", self.by_build_id[elf.build_id])
+        if elf.code_tlsh and elf.code_bytes >= MIN_FUZZY_CODE_BYTES:
+            best = min(((tlsh_distance(elf.code_tlsh, h), p) for h, p in self.fuzzy),
+                       default=None, key=lambda t: t[0])
+            if best is not None and best[0] <= TLSH_MAX_DISTANCE:
+                return Match("similar", best[1], best[0])
+        return None
