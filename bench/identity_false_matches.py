@@ -104,7 +104,8 @@ def system_elves(root: str) -> list[Identity]:
                 ident = cache.of_path(path)
             except (OSError, IdentityError):
                 continue
-            if ident.elf is None or ident.sha256 in seen_sha:
+            # .debug files (and other code-less ELF) have no code to run
+            if ident.elf is None or not ident.elf.code_bytes or ident.sha256 in seen_sha:
                 continue
             seen_sha.add(ident.sha256)
             out.append(ident)
@@ -192,8 +193,11 @@ def main() -> None:
     result["nearest_other_program_tlsh_histogram"] = dict(sorted(hist.items()))
     print(f"leave-one-out over {len(elves)} files ({time.monotonic() - t1:.1f} s): matching pairs "
           f"of different files {dict(how)}")
-    for p in pairs[:40]:
-        print("  ", p)
+    for kind in ("code", "build-id", "similar"):
+        listed = [p for p in pairs if p[0] == kind]
+        print(f"  {kind}: {len(listed)} pairs, e.g.")
+        for p in listed[:12]:
+            print("    ", p)
     print("nearest other program, TLSH distance histogram (bucket: count):",
           dict(sorted(hist.items())))
     out = BENCH / "results" / f"identity-{result['date']}.json"

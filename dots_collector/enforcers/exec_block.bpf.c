@@ -171,8 +171,10 @@ int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
     u32 kind = K_NOTICE;
     u32 notice = 0;
     u64 blocked_ctime = 0;
+    /* a blocked (dev, ino) with another ctime is another file (inode
+     * numbers are reused) or a changed one: user space judges it again */
     u64 *b = blocked.lookup(&key);
-    if (b) {
+    if (b && *b == ctime) {
         kind = K_BLOCKED;
         blocked_ctime = *b;
     } else if (mode & F_ALLOW) {
@@ -191,7 +193,7 @@ int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
         fk.ino = key.ino;
         fk.dev = key.dev;
         u64 *last = seen.lookup(&fk);
-        if (!last || *last != ctime) {
+        if (!last || *last != ctime || b) {
             notice |= N_FIRST_SEEN;
             if (KILL_SAME_SIZE) {
                 struct size_key sk = {};
@@ -317,7 +319,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mmap)
     u64 ctime = read_u64(inode + OFF_INODE_CTIME_SEC) * 1000000000ULL +
                 (read_u32(inode + OFF_INODE_CTIME_NSEC) & 0x3fffffff);
 
-    if (blocked.lookup(&key)) {
+    u64 *b = blocked.lookup(&key);
+    if (b && *b == ctime) {
         bpf_send_signal(DOTS_SIGKILL);
         u32 zero = 0;
         u64 *n = kills.lookup(&zero);
@@ -343,7 +346,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mmap)
     fk.ino = key.ino;
     fk.dev = key.dev;
     u64 *last = seen.lookup(&fk);
-    if (last && *last == ctime)
+    if (last && *last == ctime && !b)
         return 0;
     /* a lost notice leaves the file unseen: the next mapping retries */
     if (map_event(K_NOTICE, N_MAP | N_FIRST_SEEN, uid, uid_gid, &key, ctime, fd))

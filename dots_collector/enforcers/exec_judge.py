@@ -162,9 +162,7 @@ class Judge:
     def handle(self, n: Notice) -> None:
         if n.kind != K_NOTICE:  # killed in the kernel
             self.post(self.record(n, self.absolute(n)))
-            if n.kind == K_BLOCKED and n.blocked_ctime_ns != n.ctime_ns:
-                self._recheck_blocked(n)
-            elif n.kind == K_NOT_ALLOWED:
+            if n.kind == K_NOT_ALLOWED:
                 self._learn_allowed_copy(n)
             elif n.kind == K_SUSPECT:
                 self._suspect(n)
@@ -293,8 +291,11 @@ class Judge:
             return
         if n.uid in self.learn(n.key, n.ctime_ns, identity):
             self.kill(n, identity.path, "copy")
-        elif identity.elf is not None and identity.elf.is_loader and not n.notice & N_LOADER:
-            self._argument_files(n)  # a loader (or a copy of one) met for the first time
+            return
+        with self.lock:  # a reused inode number, or a changed file: no longer blocked
+            self.maps.unblock(n.uid, n.key)
+        if not n.notice & (N_LOADER | N_INTERP) and self._runs_others(identity):
+            self._argument_files(n)  # a loader or interpreter (or a copy) met for the first time
 
     def _suspect(self, n: Notice) -> None:
         """Killed in the kernel for having a blocked program's size: a copy
@@ -306,6 +307,13 @@ class Judge:
             self.maps.mark_seen(n.key, n.ctime_ns)
             log.info("uid %d: %s was killed for having the size of a blocked program; its "
                      "content differs: it runs from its next start", n.uid, identity.path)
+
+    def _runs_others(self, identity: Identity) -> bool:
+        """A loader or an interpreter: its argument files are programs."""
+        if identity.elf is not None and identity.elf.is_loader:
+            return True
+        m = self.interpreters.match(identity) or self.loaders.match(identity)
+        return m is not None and m.how in ("file", "code")
 
     def _script(self, n: Notice) -> None:
         path = n.path
@@ -347,14 +355,6 @@ class Judge:
             if self._judge_file(n, path, why):
                 return
 
-    def _recheck_blocked(self, n: Notice) -> None:
-        """A blocked inode changed (ctime differs). Killed anyway (fail
-        closed); now see whether its content is still the blocked program."""
-        identity = self._identify_exec(n)
-        if identity is not None and n.uid not in self.learn(n.key, n.ctime_ns, identity):
-            with self.lock:
-                self.maps.unblock(n.uid, n.key)
-
     def _learn_allowed_copy(self, n: Notice) -> None:
         """An unlisted program was killed in allow-list mode: if it is a copy
         of an allowed one, its inode is allowed from now on."""
@@ -372,7 +372,9 @@ class Judge:
             if n.notice & N_FIRST_SEEN:
                 self.maps.unsee(n.key)
             return
-        self.learn(n.key, n.ctime_ns, identity)
+        if n.uid not in self.learn(n.key, n.ctime_ns, identity):
+            with self.lock:
+                self.maps.unblock(n.uid, n.key)
         verdict = self.judge_mapping(n.uid, identity)
         if verdict is None:
             if n.uid in self.allow_rules:
