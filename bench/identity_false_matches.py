@@ -11,7 +11,8 @@ and byte-identical files counted once), takes its identity
   under /usr match it (must be 0);
 * leave-one-out over the system itself: pairs of *different* files under
   --root whose identities match, by how (same code, same build-id, TLSH
-  within the threshold), with the pairs listed (these are the same program
+  within the threshold, the last counted raw: installed files are never
+  compared fuzzily by dots_identity.match), with the pairs listed (these are the same program
   under two names, e.g. coreutils' ``dir`` and ``ls``, or near-twins);
 * the TLSH distance distribution between different programs (how far
   the threshold is from the nearest unrelated pair), and the distance of
@@ -189,6 +190,12 @@ def main() -> None:
     how, pairs, nearest = leave_one_out(elves)
     result["system_pairs"] = dict(how)
     result["system_pair_list"] = pairs[:200]
+    result["raw_tlsh_pairs_by_threshold"] = {
+        t: sum(1 for p in pairs if p[0] == "similar" and p[3] <= t) for t in (5, 10, 20, 30)}
+    result["raw_tlsh_pair_dirs"] = Counter(
+        os.path.dirname(p[1]) for p in pairs if p[0] == "similar").most_common(10)
+    print("raw TLSH pairs (before the rule that installed files are compared exactly):",
+          result["raw_tlsh_pairs_by_threshold"], result["raw_tlsh_pair_dirs"])
     hist = Counter(min(d // 10 * 10, 200) for d in nearest)
     result["nearest_other_program_tlsh_histogram"] = dict(sorted(hist.items()))
     print(f"leave-one-out over {len(elves)} files ({time.monotonic() - t1:.1f} s): matching pairs "

@@ -56,6 +56,8 @@ class Identity:
     ctime_ns: int
     sha256: str
     elf: ElfTraits | None = None
+    #: root's and writable by nobody else: installed, not made by a child
+    system: bool = False
 
     @property
     def kdev(self) -> int:
@@ -112,7 +114,8 @@ class HashCache:
             if FileKey.of(os.fstat(fd)) == key:
                 self._store(key, value)
         sha, traits = value
-        return Identity(path, st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns, sha, traits)
+        return Identity(path, st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns, sha, traits,
+                        system=st.st_uid == 0 and not st.st_mode & 0o022)
 
     def of_path(self, path: str) -> Identity:
         try:

@@ -7,14 +7,19 @@ In order of strength (the first that holds is the answer):
   stripped or data edited;
 * ``build-id``: same GNU build-id: the same build, patched elsewhere;
 * ``similar``: TLSH distance of the code at most ``TLSH_MAX_DISTANCE``,
-  both programs having at least ``MIN_FUZZY_CODE_BYTES`` of code: a copy
-  with a few bytes of code patched (and its build-id note too).
+  both programs having at least ``MIN_FUZZY_CODE_BYTES`` of code, and the
+  file not installed by root (``Identity.system`` false): a copy the child
+  made with a few bytes of code patched (and its build-id note too).
 
-The threshold is measured by bench/identity_false_matches.py against every
-ELF file under /usr: no two different programs there are that close, while
-a copy with 64 patched bytes of code is within a handful (see its output in
-bench/results). Small programs are compared exactly only: too little code
-for a fuzzy comparison to mean anything.
+Measured by bench/identity_false_matches.py against every ELF file under
+/usr: no file there matches a blocked game (0 false matches for the test
+games); a copy with 1 to 64 bytes of code patched is within 1 to 16. Among
+the system's own programs, families that share a statically linked core
+(valgrind's tools, some /usr/sbin tools) are within 30 of each other: that
+is why the fuzzy comparison applies only to files a child could have made,
+never to installed programs, which are judged exactly (file, code,
+build-id). Small programs are compared exactly only: too little code for a
+fuzzy comparison to mean anything.
 
 Not a match, on purpose: a program written from scratch or rebuilt from
 source (new code, new build-id); allow-list mode is the answer to those.
@@ -85,7 +90,7 @@ class ProgramSet:
             return Match("code", self.by_code[elf.code_sha256])
         if elf.build_id and elf.build_id in self.by_build_id:
             return Match("build-id", self.by_build_id[elf.build_id])
-        if elf.code_tlsh and elf.code_bytes >= MIN_FUZZY_CODE_BYTES:
+        if elf.code_tlsh and elf.code_bytes >= MIN_FUZZY_CODE_BYTES and not identity.system:
             best = min(((tlsh_distance(elf.code_tlsh, h), p) for h, p in self.fuzzy),
                        default=None, key=lambda t: t[0])
             if best is not None and best[0] <= TLSH_MAX_DISTANCE:

@@ -150,6 +150,7 @@ def test_patched_copy(arena, child_user, built):
     shutil.copy(built / "game", copy)
     _patch_code_and_build_id(copy)
     copy.chmod(0o755)
+    os.chown(copy, uid, uid)  # the child's file (made here: the child has no hex editor)
     done = run_as(child_user, [str(copy), str(work / "m")], timeout=60)
     assert_stopped(done, work / "m")
 
