@@ -170,6 +170,42 @@ def test_per_app_limit_kills_the_running_app_and_blocks_it_for_the_day(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_symlink_and_modified_copy_count_against_the_per_app_limit(
+        child, policyd_daemon, bus_client, child_user, other_user):
+    """The child runs the limited game through its own symlink: the time is
+    the game's, the limit stops it; a copy with bytes appended is the same
+    app, blocked for the day too."""
+    parent = child
+    uid = uid_of(child_user)
+    workdir = tempfile.mkdtemp(prefix="dots-e2e-applink-")
+    os.chmod(workdir, 0o755)
+    game = os.path.join(workdir, "game")
+    shutil.copy2("/bin/sleep", game)
+    mine = os.path.join(workdir, "mine")
+    os.mkdir(mine)
+    os.chmod(mine, 0o1777)
+    link, copy = os.path.join(mine, "homework"), os.path.join(mine, "notes")
+    try:
+        assert run_as(child_user, ["/bin/ln", "-s", game, link]).returncode == 0
+        assert run_as(child_user, ["/bin/sh", "-c", f"cat {game} > {copy}; echo x >> {copy}; "
+                                   f"chmod 755 {copy}"]).returncode == 0
+        policy = json.loads(parent.ok("GetPolicy", "s", child_user)[0])
+        policy["allowed_hours"] = {}
+        policy["app_limits_minutes"] = {game: 1}
+        parent.ok("SetPolicy", "ss", child_user, json.dumps(policy))
+        policyd_daemon.sql("INSERT INTO app_usage_daily (uid, day, app, active_seconds, launches) "
+                           "VALUES (?, ?, ?, 58, 1)", [uid, dt.date.today().isoformat(), game])
+        running = subprocess.Popen(as_user(child_user, [link, "600"]))
+        try:
+            assert running.wait(timeout=60) == -9, "the game run through a symlink is stopped"
+        finally:
+            running.kill()
+        assert run_as(child_user, [copy, "0"], timeout=60).returncode == -9, \
+            "a modified copy is the same app, blocked until tomorrow"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def test_allow_list_mode_lets_only_listed_and_system_programs_run(child, child_user, other_user):
     parent = child
     workdir = tempfile.mkdtemp(prefix="dots-e2e-allow-")

@@ -1,0 +1,1 @@
+"""dotsctl command groups."""
