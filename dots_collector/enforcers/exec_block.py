@@ -177,9 +177,10 @@ class ExecEnforcer(Enforcer):
         returned, not fatal. Known copies join the kernel map at once, and
         what the uid already runs is checked (and killed) at once."""
         found, rejected = resolve(self.cache, paths)
+        before = self.judge.block_rules.get(uid)
         self.judge.set_block_rule(uid, Rule(list(paths), found) if paths else None)
-        if paths:
-            self.judge.sweep([uid])
+        if found and (before is None or {i.sha256 for i in found} - before.programs.by_sha.keys()):
+            self.judge.sweep([uid])  # something new is blocked: what already runs is checked
         return found, rejected
 
     def set_allow_list(self, uid: int, enabled: bool, paths: list[str]) -> Resolved:
@@ -187,9 +188,10 @@ class ExecEnforcer(Enforcer):
         copies, DEFAULT_ALLOWED and system libraries may run while it is
         on (what runs already is checked at once)."""
         found, rejected = resolve(self.cache, paths) if enabled else ([], [])
+        before = self.judge.allow_rules.get(uid)
         self.judge.set_allow_rule(uid, Rule(list(paths), found) if enabled else None)
-        if enabled:
-            self.judge.sweep([uid])
+        if enabled and (before is None or before.programs.by_sha.keys() - {i.sha256 for i in found}):
+            self.judge.sweep([uid])  # the mode went on, or the list shrank
         return found, rejected
 
     # --- what is in force -----------------------------------------------------------
