@@ -260,3 +260,28 @@ def test_allow_list_mode_stops_unlisted_code_in_an_allowed_program(arena, child_
     assert done.returncode == 0, "the allowed program with its system libraries runs"
     done = run_as(child_user, ["/usr/bin/python3", "-c", "print(1)"])
     assert done.returncode == -9, "python3 is not on the list"
+
+
+MPROTECT = """
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+fd = os.open(sys.argv[1], os.O_RDONLY)
+addr = libc.mmap(None, 4096, 1, 2, fd, 0)  # PROT_READ, MAP_PRIVATE: not executable yet
+assert libc.mprotect(addr, 4096, 5) == 0  # PROT_READ | PROT_EXEC
+time.sleep(1)
+open(sys.argv[2], "w").write("played")
+"""
+
+
+def test_mapping_made_executable_later(arena, child_user, built):
+    """mmap without PROT_EXEC, then mprotect(PROT_EXEC): the process's
+    executable mappings are checked on the mprotect notice."""
+    run, work = arena
+    block_game(run, uid_of(child_user), built)
+    done = run_as(child_user, ["/usr/bin/python3", "-c", MPROTECT, str(built / "libgame.so"),
+                               str(work / "m")], timeout=60)
+    assert_stopped(done, work / "m")
