@@ -17,7 +17,7 @@ import pytest
 
 from dots_identity.files import HashCache
 from tests.helpers import popen_as, run_as, uid_of, wait_for
-from tests.test_enforce_exec import EnforcerRun
+from tests.test_enforce_exec import EnforcerRun, exec_enforcer  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.bpf
 
@@ -58,17 +58,6 @@ PY_GAME = "import sys, time\ntime.sleep(1)\nopen(sys.argv[1], 'w').write('played
 
 
 @pytest.fixture(scope="module")
-def attack_enforcer() -> Iterator[EnforcerRun]:
-    from dots_collector.enforcers.exec_block import ExecEnforcer
-
-    enforcer = ExecEnforcer()
-    enforcer.load()
-    run = EnforcerRun(enforcer)
-    yield run
-    enforcer.close()
-
-
-@pytest.fixture(scope="module")
 def built() -> Iterator[Path]:
     """The game and its library, built once, root's, readable by all."""
     path = Path(tempfile.mkdtemp(prefix="dots-game-", dir="/tmp"))
@@ -85,14 +74,14 @@ def built() -> Iterator[Path]:
 
 
 @pytest.fixture
-def arena(attack_enforcer, child_user, other_user, built) -> Iterator[tuple[EnforcerRun, Path]]:
+def arena(exec_enforcer, child_user, other_user, built) -> Iterator[tuple[EnforcerRun, Path]]:
     """No rules before and after; a directory the child writes in."""
     uids = (uid_of(child_user), uid_of(other_user))
-    attack_enforcer.clear(*uids)
+    exec_enforcer.clear(*uids)
     work = Path(tempfile.mkdtemp(prefix="dots-attack-", dir="/tmp"))
     work.chmod(0o1777)
-    yield attack_enforcer, work
-    attack_enforcer.clear(*uids)
+    yield exec_enforcer, work
+    exec_enforcer.clear(*uids)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -145,6 +145,57 @@ static __always_inline u32 read_u32(void *p)
     return v;
 }
 
+/* (dev, ino, uid) of a file and its ctime in ns (bit 31 of the nsec word
+ * is a flag on kernels with multigrain ctime) */
+static __always_inline u64 file_key_of(void *file, u32 uid, struct exe_key *key)
+{
+    void *inode = (void *)read_u64(file + OFF_FILE_INODE);
+    void *sb = (void *)read_u64(inode + OFF_INODE_SB);
+    key->ino = read_u64(inode + OFF_INODE_INO);
+    key->dev = read_u32(sb + OFF_SB_DEV);
+    key->uid = uid;
+    return read_u64(inode + OFF_INODE_CTIME_SEC) * 1000000000ULL +
+           (read_u32(inode + OFF_INODE_CTIME_NSEC) & 0x3fffffff);
+}
+
+static __always_inline void kill_current(void)
+{
+    bpf_send_signal(DOTS_SIGKILL);
+    u32 zero = 0;
+    u64 *n = kills.lookup(&zero);
+    if (n)
+        *n += 1;
+}
+
+/* A ring buffer record with what every kind has filled in (NULL: the ring
+ * is full, counted as lost). */
+static __always_inline struct exec_event *new_event(u32 kind, u32 notice, u32 uid, u64 uid_gid,
+                                                    struct exe_key *key, u64 ctime, u32 fd)
+{
+    struct exec_event *e = events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        count_lost();
+        return 0;
+    }
+    e->ts_ns = bpf_ktime_get_boot_ns();
+    e->ino = key->ino;
+    e->dev = key->dev;
+    e->ctime_ns = ctime;
+    e->blocked_ctime_ns = 0;
+    e->kind = kind;
+    e->notice = notice;
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    void *task = (void *)bpf_get_current_task();
+    void *parent = (void *)read_u64(task + OFF_TASK_REAL_PARENT);
+    e->ppid = read_u32(parent + OFF_TASK_TGID);
+    e->uid = uid;
+    e->gid = uid_gid >> 32;
+    e->fd = fd;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    e->path[0] = 0;
+    return e;
+}
+
 int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
 {
     u64 uid_gid = bpf_get_current_uid_gid();
@@ -157,16 +208,8 @@ int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
     /* TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) */
     void *bprm = (void *)ctx->args[2];
     void *file = (void *)read_u64(bprm + OFF_BPRM_FILE);
-    void *inode = (void *)read_u64(file + OFF_FILE_INODE);
-    void *sb = (void *)read_u64(inode + OFF_INODE_SB);
-
     struct exe_key key = {};
-    key.ino = read_u64(inode + OFF_INODE_INO);
-    key.dev = read_u32(sb + OFF_SB_DEV);
-    key.uid = uid;
-    /* bit 31 of the nsec word is a flag on kernels with multigrain ctime */
-    u64 ctime = read_u64(inode + OFF_INODE_CTIME_SEC) * 1000000000ULL +
-                (read_u32(inode + OFF_INODE_CTIME_NSEC) & 0x3fffffff);
+    u64 ctime = file_key_of(file, uid, &key);
 
     u32 kind = K_NOTICE;
     u32 notice = 0;
@@ -197,7 +240,7 @@ int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
             notice |= N_FIRST_SEEN;
             if (KILL_SAME_SIZE) {
                 struct size_key sk = {};
-                sk.size = read_u64(inode + OFF_INODE_SIZE);
+                sk.size = read_u64((void *)read_u64(file + OFF_FILE_INODE) + OFF_INODE_SIZE);
                 sk.uid = uid;
                 if (blocked_sizes.lookup(&sk))
                     kind = K_SUSPECT;
@@ -214,34 +257,13 @@ int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
             return 0;
     }
 
-    if (kind != K_NOTICE) {
-        bpf_send_signal(DOTS_SIGKILL);
-        u32 zero = 0;
-        u64 *n = kills.lookup(&zero);
-        if (n)
-            *n += 1;
-    }
+    if (kind != K_NOTICE)
+        kill_current();
 
-    struct exec_event *e = events.ringbuf_reserve(sizeof(*e));
-    if (!e) {
-        count_lost();
+    struct exec_event *e = new_event(kind, notice, uid, uid_gid, &key, ctime, 0);
+    if (!e)
         return 0;   /* a lost notice leaves "seen" unset: the next exec retries */
-    }
-    e->ts_ns = bpf_ktime_get_boot_ns();
-    e->ino = key.ino;
-    e->dev = key.dev;
-    e->ctime_ns = ctime;
     e->blocked_ctime_ns = blocked_ctime;
-    e->kind = kind;
-    e->notice = notice;
-    e->pid = bpf_get_current_pid_tgid() >> 32;
-    void *task = (void *)bpf_get_current_task();
-    void *parent = (void *)read_u64(task + OFF_TASK_REAL_PARENT);
-    e->ppid = read_u32(parent + OFF_TASK_TGID);
-    e->uid = uid;
-    e->gid = uid_gid >> 32;
-    e->fd = 0;
-    bpf_get_current_comm(&e->comm, sizeof(e->comm));
     void *filename = (void *)read_u64(bprm + OFF_BPRM_FILENAME);
     bpf_probe_read_kernel_str(&e->path, sizeof(e->path), filename);
     /* a suspect stays unseen until userspace has cleared it */
@@ -271,27 +293,9 @@ static __always_inline void *fd_file(u32 fd)
 static __always_inline int map_event(u32 kind, u32 notice, u32 uid, u64 uid_gid,
                                      struct exe_key *key, u64 ctime, u32 fd)
 {
-    struct exec_event *e = events.ringbuf_reserve(sizeof(*e));
-    if (!e) {
-        count_lost();
+    struct exec_event *e = new_event(kind, notice, uid, uid_gid, key, ctime, fd);
+    if (!e)
         return 0;
-    }
-    e->ts_ns = bpf_ktime_get_boot_ns();
-    e->ino = key->ino;
-    e->dev = key->dev;
-    e->ctime_ns = ctime;
-    e->blocked_ctime_ns = 0;
-    e->kind = kind;
-    e->notice = notice;
-    e->pid = bpf_get_current_pid_tgid() >> 32;
-    void *task = (void *)bpf_get_current_task();
-    void *parent = (void *)read_u64(task + OFF_TASK_REAL_PARENT);
-    e->ppid = read_u32(parent + OFF_TASK_TGID);
-    e->uid = uid;
-    e->gid = uid_gid >> 32;
-    e->fd = fd;
-    bpf_get_current_comm(&e->comm, sizeof(e->comm));
-    e->path[0] = 0;
     events.ringbuf_submit(e, 0);
     return 1;
 }
@@ -310,22 +314,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mmap)
     void *file = fd_file(fd);
     if (!file)
         return 0;
-    void *inode = (void *)read_u64(file + OFF_FILE_INODE);
-    void *sb = (void *)read_u64(inode + OFF_INODE_SB);
     struct exe_key key = {};
-    key.ino = read_u64(inode + OFF_INODE_INO);
-    key.dev = read_u32(sb + OFF_SB_DEV);
-    key.uid = uid;
-    u64 ctime = read_u64(inode + OFF_INODE_CTIME_SEC) * 1000000000ULL +
-                (read_u32(inode + OFF_INODE_CTIME_NSEC) & 0x3fffffff);
+    u64 ctime = file_key_of(file, uid, &key);
 
     u64 *b = blocked.lookup(&key);
     if (b && *b == ctime) {
-        bpf_send_signal(DOTS_SIGKILL);
-        u32 zero = 0;
-        u64 *n = kills.lookup(&zero);
-        if (n)
-            *n += 1;
+        kill_current();
         map_event(K_MAP_BLOCKED, N_MAP, uid, uid_gid, &key, ctime, fd);
         return 0;
     }

@@ -5,7 +5,6 @@ line, directory, and the files it has mapped executable."""
 from __future__ import annotations
 
 import os
-import signal
 import time
 from dataclasses import dataclass
 
@@ -30,19 +29,9 @@ def started_before(pid: int, ts_ns: int) -> bool:
 
 def kill_if_started_before(pid: int, ts_ns: int) -> bool:
     """SIGKILL through a pidfd, so a recycled pid is never hit."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:
-        if not started_before(pid, ts_ns):
-            return False
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(pidfd)
+    from .kill import kill_pid
+
+    return kill_pid(pid, lambda p: started_before(p, ts_ns))
 
 
 def cmdline(pid: int) -> list[str]:
