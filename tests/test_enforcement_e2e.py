@@ -200,7 +200,7 @@ def test_symlink_and_modified_copy_count_against_the_per_app_limit(
             assert running.wait(timeout=60) == -9, "the game run through a symlink is stopped"
         finally:
             running.kill()
-        assert run_as(child_user, [copy, "0"], timeout=60).returncode == -9, \
+        assert run_as(child_user, [copy, "600"], timeout=60).returncode == -9, \
             "a modified copy is the same app, blocked until tomorrow"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
