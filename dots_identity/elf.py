@@ -8,6 +8,11 @@ program that survive the disguises a child can apply to a copy.
   **build-id** note (unless the patch hits it) nor, by much, the **TLSH**
   of the code (``code_tlsh``; distance measured in ``match``).
 
+An AppImage (type 2: "AI\x02" in the ELF header's padding) is a runtime
+shared by every AppImage followed by the app as a squashfs image: its code
+identity is the hash (and TLSH) of that image, never the runtime's code or
+build-id (which would make every AppImage one app).
+
 Also what the file is for: a ``program`` (ET_EXEC, or ET_DYN marked PIE),
 a ``library`` (a shared object) or a ``loader``: an ELF without PT_INTERP
 that exports the dynamic loader's interface (``_r_debug``, ``_dl_*``) or
@@ -53,14 +58,24 @@ def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
 
+APPIMAGE_MAGIC = b"AI\x02"
+SQUASHFS_MAGIC = b"hsqs"
+#: bytes of an AppImage's image hashed with TLSH (enough to compare)
+APPIMAGE_TLSH_BYTES = 4 << 20
+
+
 def read_traits(stream: BinaryIO) -> ElfTraits | None:
     """The traits of the ELF file in ``stream`` (None: not ELF, or too
     damaged to read; such a file cannot run either)."""
     stream.seek(0)
-    if not is_elf(stream.read(4)):
+    head = stream.read(16)
+    if not is_elf(head):
         return None
     try:
-        return _traits(ELFFile(stream))
+        elf = ELFFile(stream)
+        if head[8:11] == APPIMAGE_MAGIC:
+            return _appimage_traits(elf, stream)
+        return _traits(elf)
     except (ELFError, OSError):
         return None
     except Exception:  # a crafted file can break the parser anywhere
@@ -116,3 +131,29 @@ def _exports_loader_symbols(elf: ELFFile) -> bool:
     if not isinstance(dynsym, SymbolTableSection):
         return False
     return any(dynsym.get_symbol_by_name(name) for name in LOADER_SYMBOLS)
+
+
+def _appimage_traits(elf: ELFFile, stream: BinaryIO) -> ElfTraits | None:
+    """The app inside an AppImage: its squashfs image up to the size the
+    image's superblock gives (bytes appended after it change nothing)."""
+    start = elf["e_shoff"] + elf["e_shnum"] * elf["e_shentsize"]
+    stream.seek(start)
+    sb = stream.read(96)
+    if sb[:4] != SQUASHFS_MAGIC:
+        return _traits(elf)  # not a payload we know: judged as a plain program
+    size = int.from_bytes(sb[40:48], "little")  # bytes_used
+    digest = hashlib.sha256()
+    stream.seek(start)
+    left, head = size, b""
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        if len(head) < APPIMAGE_TLSH_BYTES:
+            head += chunk[:APPIMAGE_TLSH_BYTES - len(head)]
+        digest.update(chunk)
+        left -= len(chunk)
+    fuzzy = tlsh.hash(head) if len(head) >= MIN_TLSH_BYTES else ""
+    return ElfTraits(build_id=None, code_sha256=digest.hexdigest(),
+                     code_tlsh=fuzzy if fuzzy and fuzzy != "TNULL" else None,
+                     code_bytes=size - left, has_interp=False, kind="program")

@@ -274,3 +274,42 @@ def test_mapping_made_executable_later(arena, child_user, built):
     done = run_as(child_user, ["/usr/bin/python3", "-c", MPROTECT, str(built / "libgame.so"),
                                str(work / "m")], timeout=60)
     assert_stopped(done, work / "m")
+
+
+def appimage_like(runtime: Path, payload: bytes, dest: Path) -> Path:
+    """An AppImage-like file: a runtime ELF marked "AI\\x02" followed by a
+    squashfs-like image (magic and bytes_used; the kernel runs the ELF)."""
+    elf = bytearray(runtime.read_bytes())
+    elf[8:11] = b"AI\x02"
+    image = bytearray(b"hsqs" + bytes(92) + payload)
+    image[40:48] = len(image).to_bytes(8, "little")
+    dest.write_bytes(bytes(elf) + bytes(image))
+    dest.chmod(0o755)
+    return dest
+
+
+def test_appimage_is_its_payload_not_its_runtime(arena, child_user, built):
+    """Every AppImage shares its runtime: the app is the image. A blocked
+    AppImage's copy with bytes appended is killed; another AppImage with
+    the same runtime runs."""
+    run, work = arena
+    uid = uid_of(child_user)
+    payload = os.urandom(64 * 1024)
+    game = appimage_like(built / "game", payload, work / "Game-x86_64.AppImage")
+    other = appimage_like(built / "game", os.urandom(80 * 1024), work / "Paint-x86_64.AppImage")
+    cache = HashCache()
+    assert cache.of_path(str(game)).elf.build_id is None
+    run.enforcer.set_blocked(uid, [str(game)])
+    done = run_as(child_user, [str(game), str(work / "m1")], timeout=60)
+    assert_stopped(done, work / "m1")
+    copy = work / "mine.AppImage"
+    assert run_as(child_user, ["/bin/sh", "-c", f"cat {game} > {copy}; echo tail >> {copy}; "
+                               f"chmod 755 {copy}"]).returncode == 0
+    done = run_as(child_user, [str(copy), str(work / "m2")], timeout=60)
+    assert_stopped(done, work / "m2")
+    other_run = popen_as(child_user, [str(other), str(work / "m3")])
+    try:
+        wait_for(lambda: (work / "m3").exists(), timeout=15, what="the other AppImage running")
+    finally:
+        other_run.kill()
+        other_run.wait()
