@@ -8,6 +8,8 @@ that app when, in this order:
 * it is the same inode (a hard link);
 * its identity matches one of the app's programs (dots_identity.match:
   a copy, or a modified copy: bytes appended, code patched);
+* it ran inside a Flatpak sandbox as /app/REL and the app is a Flatpak
+  whose deployment holds files/REL (the sandbox's view of the same file);
 * the app is a bare name that names no program here, and the program's
   file name is that name (what can still be said without the file).
 
@@ -106,6 +108,8 @@ class Apps:
                     self._verdicts[memo] = False
             if self._verdicts[memo]:
                 return True
+        if path.startswith("/app/") and any(p.endswith("/files" + path[4:]) for p in r.programs):
+            return True
         return not name.startswith("/") and not r.programs and os.path.basename(path) == name
 
     def app_of(self, names: Iterable[str], path: str) -> str | None:

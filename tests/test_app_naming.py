@@ -70,3 +70,11 @@ def test_a_copy_of_a_menu_app_is_that_app(tree, tmp_path):
     apps = Apps(tree)
     assert apps.is_app("SuperTux", str(copy))
     assert not apps.is_app("Tux Racer", str(copy))
+
+
+def test_a_flatpak_app_seen_from_inside_its_sandbox(tree):
+    """In the sandbox the program runs as /app/bin/racer: it is the app."""
+    apps = Apps(tree)
+    assert apps.is_app("org.example.Racer", "/app/bin/racer")
+    assert apps.is_app("Tux Racer", "/app/bin/racer")
+    assert not apps.is_app("SuperTux", "/app/bin/racer")
