@@ -17,6 +17,12 @@ from .exec_wire import K_MAP_BLOCKED, N_FIRST_SEEN, N_MAP, Notice
 #: how long a just-mapped file is looked for in /proc/PID/maps (the notice
 #: is sent on entry to mmap, before the mapping exists)
 MAP_WAIT_S = 0.05
+#: a process's mappings are scanned at most this often after mprotect
+#: (PROT_EXEC) notices: a JIT makes code executable all the time. The
+#: kernel sends no further notice for the process until its "pending" entry
+#: is cleared, which happens right before each scan, so nothing made
+#: executable is missed; the bound on this path is this plus a scan.
+MIN_RESCAN_S = 0.1
 
 
 def system_file(st: os.stat_result, path: str) -> bool:
@@ -34,6 +40,9 @@ def system_file(st: os.stat_result, path: str) -> bool:
 
 class MappingJudge:
     """Judgement of executable mappings (mixed into Judge)."""
+
+    _scanned: dict[int, float]  # pid -> when its mappings were last scanned
+    _deferred: dict[int, tuple[int, int]]  # pid -> (uid, notice ts) of a scan put off
 
     def _identify_mapping(self, n: Notice) -> Identity | None:
         """The file an N_MAP notice is about: the fd while it is open, else
@@ -106,6 +115,32 @@ class MappingJudge:
         if stat_mod.S_ISREG(st.st_mode) and system_file(st, real):
             return True
         return any(real.startswith(d) for d in rule.dirs)
+
+    def mprotected(self, n: Notice) -> None:
+        """mprotect(PROT_EXEC) by ``n.pid``: scan its mappings now, or once
+        MIN_RESCAN_S has passed since its last scan (run_deferred)."""
+        last = self._scanned.get(n.pid, 0.0)
+        if time.monotonic() - last < MIN_RESCAN_S:
+            self._deferred[n.pid] = (n.uid, n.ts_ns)
+            return
+        self._rescan(n.pid, n.uid, n.ts_ns)
+
+    def _rescan(self, pid: int, uid: int, ts_ns: int) -> None:
+        self._scanned[pid] = time.monotonic()
+        if len(self._scanned) > 4096:
+            cutoff = time.monotonic() - MIN_RESCAN_S
+            self._scanned = {p: t for p, t in self._scanned.items() if t > cutoff}
+        self.maps.clear_pending(pid)  # before the scan: later mprotects notify again
+        self.check_mappings(pid, uid, ts_ns)
+
+    def run_deferred(self) -> None:
+        """Scans put off by mprotected (called by the enforcer's thread at
+        least every MIN_RESCAN_S)."""
+        now = time.monotonic()
+        for pid, (uid, ts_ns) in list(self._deferred.items()):
+            if now - self._scanned.get(pid, 0.0) >= MIN_RESCAN_S:
+                del self._deferred[pid]
+                self._rescan(pid, uid, ts_ns)
 
     def check_mappings(self, pid: int, uid: int, ts_ns: int) -> bool:
         """Judge every file ``pid`` has mapped executable; kill it on the

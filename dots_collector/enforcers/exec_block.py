@@ -124,7 +124,8 @@ class ExecEnforcer(Enforcer):
     def _poll(self) -> None:
         lost_seen = 0
         while not self._stop.is_set():
-            self.bpf.ring_buffer_poll(100)
+            self.bpf.ring_buffer_poll(50)
+            self.judge.run_deferred()
             lost = self.lost
             if lost > lost_seen:
                 lost_seen = lost

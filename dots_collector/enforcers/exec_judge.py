@@ -108,6 +108,8 @@ class Judge(MappingJudge):
         self.user_kills = 0
         self.sweeps = 0
         self.kill_latency_ns: dict[str, list[int]] = {}
+        self._scanned: dict[int, float] = {}
+        self._deferred: dict[int, tuple[int, int]] = {}
 
     # --- rules -------------------------------------------------------------------
     def flags(self, uid: int) -> int:
@@ -152,8 +154,7 @@ class Judge(MappingJudge):
                 self._suspect(n)
             return
         if n.notice & N_MPROTECT:
-            self.maps.clear_pending(n.pid)
-            self.check_mappings(n.pid, n.uid, n.ts_ns)
+            self.mprotected(n)
             return
         if n.notice & N_MAP:
             self._mapped(n)
