@@ -12,8 +12,8 @@ As root, with a real (child) user that must exist (default:
   library preloaded (mmap backstop, first mapping), a memfd exec; and the
   in-kernel paths (a known copy at exec, the blocked library at mmap) as
   the child's exit time after the exec;
-* **cost** of the backstop: an exec storm (N x /usr/bin/true) and an
-  ordinary workload (python3 importing a dozen C extension modules: many
+* **cost** of the backstop: an exec storm (N x /usr/bin/true), a JIT's
+  mprotect(PROT_EXEC) storm on an anonymous page, and an ordinary workload (python3 importing a dozen C extension modules: many
   executable mappings) as the enforced child, with the enforcer unloaded,
   loaded with the exec tracepoint only, and loaded with the mmap/mprotect
   tracepoints too (alternating rounds).
@@ -41,6 +41,14 @@ sys.path.insert(0, str(REPO))
 from tests.helpers import as_user, run_as, uid_of  # noqa: E402
 from tests.test_identity_attacks import GAME, LIBGAME, PY_GAME  # noqa: E402
 
+#: a JIT's pattern: an anonymous page made executable and writable in turn
+MPROTECT_STORM = (
+    "import ctypes, time; libc = ctypes.CDLL(None); libc.mmap.restype = ctypes.c_void_p; "
+    "libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, "
+    "ctypes.c_int, ctypes.c_long]; libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, "
+    "ctypes.c_int]; a = libc.mmap(None, 4096, 3, 0x22, -1, 0); t = time.perf_counter(); "
+    "[libc.mprotect(a, 4096, 5 if i % 2 else 3) for i in range(20000)]; "
+    "print((time.perf_counter() - t) / 20000 * 1e6)")
 ORDINARY = ("import json, sqlite3, ssl, hashlib, decimal, ctypes, zlib, bz2, lzma, "
             "socket, select, array, math, datetime, csv, struct, unicodedata, uuid")
 
@@ -132,6 +140,8 @@ def cost(enforcer, user: str, rounds: int, storm: int) -> dict:
                     pass
             s = wall(user, ["/usr/bin/true"], storm) / storm * 1e6
             o = wall(user, ["/usr/bin/python3", "-c", f"'{ORDINARY}'"], 10) / 10 * 1e3
+            m = float(run_as(user, ["/usr/bin/python3", "-c", MPROTECT_STORM]).stdout)
+            results.setdefault("mprotect_us_per_call", {}).setdefault(mode, []).append(m)
             results["exec_storm_us_per_exec"].setdefault(mode, []).append(s)
             results["ordinary_ms_per_run"].setdefault(mode, []).append(o)
     enforcer.set_blocked(uid, [])
@@ -151,11 +161,12 @@ def main() -> None:
     ap.add_argument("--user", default=f"{os.environ.get('DOTS_TEST_USERS', 'dots-test')}-child")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--storm", type=int, default=500)
+    ap.add_argument("--cost-rounds", type=int, default=5)
     args = ap.parse_args()
     from dots_collector.enforcers.exec_block import ExecEnforcer
 
     result: dict = {"date": dt.date.today().isoformat(), "user": args.user}
-    result["cost_unloaded"] = unloaded(args.user, 3, args.storm)
+    result["cost_unloaded"] = unloaded(args.user, args.cost_rounds, args.storm)
     work = Path(tempfile.mkdtemp(prefix="dots-bench-identity-", dir="/tmp"))
     work.chmod(0o755)
     enforcer = ExecEnforcer()
@@ -164,7 +175,7 @@ def main() -> None:
     try:
         build(work)
         result["kill_latency_ms"] = attacks(enforcer, args.user, work, args.rounds)
-        result["cost_loaded"] = cost(enforcer, args.user, 3, args.storm)
+        result["cost_loaded"] = cost(enforcer, args.user, args.cost_rounds, args.storm)
     finally:
         enforcer.close()
         shutil.rmtree(work, ignore_errors=True)
