@@ -113,6 +113,46 @@ def system_elves(root: str) -> list[Identity]:
     return out
 
 
+def scripts_against_game(root: str) -> dict:
+    """Every #! script under root against the test suite's blocked Python
+    game (tests/test_identity_attacks.py): matches, and the nearest raw
+    content-TLSH distances (installed scripts are compared exactly by the
+    rule; the raw distances show how far a fuzzy comparison would be)."""
+    from tests.test_identity_attacks import PY_GAME
+
+    with tempfile.TemporaryDirectory() as tmp:
+        game_path = Path(tmp) / "game.py"
+        game_path.write_text(PY_GAME)
+        cache = HashCache(max_entries=1 << 20)
+        game = cache.of_path(str(game_path))
+        edited = Path(tmp) / "edited.py"
+        edited.write_text(PY_GAME.replace("level-3'", "level-three'") + "# my homework\n")
+        edit_distance = tlsh_distance(game.content_tlsh, cache.of_path(str(edited)).content_tlsh)
+    rule = ProgramSet.of([game])
+    count, matches, dists = 0, [], []
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue
+                with open(path, "rb") as f:
+                    if f.read(2) != b"#!":
+                        continue
+                ident = cache.of_path(path)
+            except (OSError, IdentityError):
+                continue
+            count += 1
+            if rule.match(ident):
+                matches.append(path)
+            if ident.content_tlsh:
+                dists.append(tlsh_distance(game.content_tlsh, ident.content_tlsh))
+    dists.sort()
+    return {"scripts": count, "false_matches": len(matches), "matched": matches[:20],
+            "nearest_raw_tlsh": dists[:5], "raw_within_30": sum(d <= 30 for d in dists),
+            "edited_copy_distance": edit_distance}
+
+
 def leave_one_out(elves: list[Identity]) -> tuple[Counter, list[tuple[str, str, str, int]], list[int]]:
     """Every pair of different files whose identities match, and the
     smallest TLSH distance of each fuzzy-eligible file to any other."""
@@ -186,6 +226,8 @@ def main() -> None:
                 "false_matches": false[:20], "nearest_system_tlsh": dists[:5], "attacks": attacks}
             print(f"game {game.name} ({ident.elf.code_bytes} B of code): {len(false)} false "
                   f"matches under {args.root}; nearest TLSH distances {dists[:5]}; attacks {attacks}")
+    result["scripts"] = scripts_against_game(args.root)
+    print("scripts:", result["scripts"])
     t1 = time.monotonic()
     how, pairs, nearest = leave_one_out(elves)
     result["system_pairs"] = dict(how)

@@ -19,12 +19,19 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .elf import ElfTraits, read_traits
+import tlsh
+
+from .elf import MIN_TLSH_BYTES, ElfTraits, is_elf, read_traits
 
 #: larger files are not hashed (no executable is this big; reading one
 #: would stall the enforcer)
 MAX_HASH_BYTES = 1 << 30
 DEFAULT_CACHE_ENTRIES = 16384
+#: a file that is not ELF (a script, a jar, a .love, a .exe) up to this size
+#: also gets a TLSH of its whole content
+MAX_CONTENT_TLSH_BYTES = 4 << 20
+
+Traits = tuple[str, ElfTraits | None, str | None]  # sha256, ELF traits, content TLSH
 
 
 def kernel_dev(st_dev: int) -> int:
@@ -56,6 +63,8 @@ class Identity:
     ctime_ns: int
     sha256: str
     elf: ElfTraits | None = None
+    #: not ELF: TLSH of the whole content (scripts, archives run by an interpreter)
+    content_tlsh: str | None = None
     #: root's and writable by nobody else: installed, not made by a child
     system: bool = False
 
@@ -74,18 +83,18 @@ class HashCache:
 
     def __init__(self, max_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._cache: OrderedDict[FileKey, tuple[str, ElfTraits | None]] = OrderedDict()
+        self._cache: OrderedDict[FileKey, Traits] = OrderedDict()
         self._lock = threading.Lock()
         self.hashed = 0  # files actually read (cache misses)
 
-    def _lookup(self, key: FileKey) -> tuple[str, ElfTraits | None] | None:
+    def _lookup(self, key: FileKey) -> Traits | None:
         with self._lock:
             sha = self._cache.get(key)
             if sha is not None:
                 self._cache.move_to_end(key)
             return sha
 
-    def _store(self, key: FileKey, value: tuple[str, ElfTraits | None]) -> None:
+    def _store(self, key: FileKey, value: Traits) -> None:
         with self._lock:
             self._cache[key] = value
             self._cache.move_to_end(key)
@@ -104,18 +113,28 @@ class HashCache:
         if value is None:
             digest = hashlib.sha256()
             os.lseek(fd, 0, os.SEEK_SET)
+            content: list[bytes] | None = [] if st.st_size <= MAX_CONTENT_TLSH_BYTES else None
             while chunk := os.read(fd, 1 << 20):
                 digest.update(chunk)
+                if content is not None:
+                    content.append(chunk)
+            head = content[0][:4] if content else b""
             with os.fdopen(os.dup(fd), "rb") as stream:
-                value = (digest.hexdigest(), read_traits(stream))
+                traits = read_traits(stream)
+            fuzzy = None
+            if traits is None and content is not None and not is_elf(head):
+                blob = b"".join(content)
+                fuzzy = tlsh.hash(blob) if len(blob) >= MIN_TLSH_BYTES else None
+                fuzzy = fuzzy if fuzzy and fuzzy != "TNULL" else None
+            value = (digest.hexdigest(), traits, fuzzy)
             self.hashed += 1
             # the file may have changed while it was read: cache only when
             # its stat is still the one the content belongs to
             if FileKey.of(os.fstat(fd)) == key:
                 self._store(key, value)
-        sha, traits = value
+        sha, traits, fuzzy = value
         return Identity(path, st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns, sha, traits,
-                        system=st.st_uid == 0 and not st.st_mode & 0o022)
+                        fuzzy, system=st.st_uid == 0 and not st.st_mode & 0o022)
 
     def of_path(self, path: str) -> Identity:
         try:

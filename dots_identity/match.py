@@ -6,6 +6,10 @@ In order of strength (the first that holds is the answer):
 * ``code``: same executable segments: a copy with bytes appended, symbols
   stripped or data edited;
 * ``build-id``: same GNU build-id: the same build, patched elsewhere;
+* ``similar-content``: for files that are not ELF (a script, a jar, a
+  .love): TLSH distance of the whole content at most
+  ``CONTENT_TLSH_MAX_DISTANCE``, the file not installed by root: a copy of
+  a blocked script with lines added or changed;
 * ``similar``: TLSH distance of the code at most ``TLSH_MAX_DISTANCE``,
   both programs having at least ``MIN_FUZZY_CODE_BYTES`` of code, and the
   file not installed by root (``Identity.system`` false): a copy the child
@@ -38,6 +42,9 @@ from .files import Identity
 TLSH_MAX_DISTANCE = 30
 #: fuzzy comparison only for programs with at least this much code
 MIN_FUZZY_CODE_BYTES = 16 * 1024
+#: largest TLSH distance between two scripts (or other non-ELF programs)
+#: taken as one program (bench/identity_false_matches.py: scripts under /usr)
+CONTENT_TLSH_MAX_DISTANCE = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +67,13 @@ class ProgramSet:
     by_code: dict[str, Identity] = field(default_factory=dict)
     by_build_id: dict[str, Identity] = field(default_factory=dict)
     fuzzy: list[tuple[str, Identity]] = field(default_factory=list)
+    fuzzy_content: list[tuple[str, Identity]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for p in self.programs:
             self.by_sha.setdefault(p.sha256, p)
+            if p.content_tlsh:
+                self.fuzzy_content.append((p.content_tlsh, p))
             if p.elf is None:
                 continue
             if p.elf.code_bytes:
@@ -85,14 +95,23 @@ class ProgramSet:
             return Match("file", self.by_sha[identity.sha256])
         elf = identity.elf
         if elf is None:
+            if identity.content_tlsh and not identity.system:
+                return self._nearest(identity.content_tlsh, self.fuzzy_content,
+                                     CONTENT_TLSH_MAX_DISTANCE, "similar-content")
             return None
         if elf.code_bytes and elf.code_sha256 in self.by_code:
             return Match("code", self.by_code[elf.code_sha256])
         if elf.build_id and elf.build_id in self.by_build_id:
             return Match("build-id", self.by_build_id[elf.build_id])
         if elf.code_tlsh and elf.code_bytes >= MIN_FUZZY_CODE_BYTES and not identity.system:
-            best = min(((tlsh_distance(elf.code_tlsh, h), p) for h, p in self.fuzzy),
-                       default=None, key=lambda t: t[0])
-            if best is not None and best[0] <= TLSH_MAX_DISTANCE:
-                return Match("similar", best[1], best[0])
+            return self._nearest(elf.code_tlsh, self.fuzzy, TLSH_MAX_DISTANCE, "similar")
+        return None
+
+    @staticmethod
+    def _nearest(digest: str, candidates: list[tuple[str, Identity]], limit: int,
+                 how: str) -> Match | None:
+        best = min(((tlsh_distance(digest, h), p) for h, p in candidates),
+                   default=None, key=lambda t: t[0])
+        if best is not None and best[0] <= limit:
+            return Match(how, best[1], best[0])
         return None

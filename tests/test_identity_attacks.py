@@ -54,7 +54,10 @@ __attribute__((constructor)) static void play(void) {{
     if (f) {{ fputs("played", f); fclose(f); }}
 }}
 """
-PY_GAME = "import sys, time\ntime.sleep(1)\nopen(sys.argv[1], 'w').write('played')\ntime.sleep(30)\n"
+LEVEL_ROWS = "\n".join(f"    ({n}, 'level-{n}', {n * 37 % 101}, {n * 53 % 97}, 'boss-{n % 7}')," for n in range(80))
+PY_GAME = ("import sys, time\nLEVELS = [\n" + LEVEL_ROWS + "\n]\n"
+           "def play(level):\n    return sum(x for x in level if isinstance(x, int))\n"
+           "time.sleep(1)\nopen(sys.argv[1], 'w').write('played')\ntime.sleep(30)\n")
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +216,12 @@ def test_script_through_an_allowed_interpreter(arena, child_user, built):
     assert_stopped(done, work / "m2")
     done = run_as(child_user, ["/usr/bin/python3", "-c", "print(6*7)"])
     assert done.stdout.strip() == "42", "the interpreter itself runs"
+    # the child's own edit of the game: a line changed, a comment added
+    edited = work / "my_homework.py"
+    edited.write_text(PY_GAME.replace("level-3'", "level-three'") + "# my homework\n")
+    os.chown(edited, uid, uid)
+    done = run_as(child_user, ["/usr/bin/python3", str(edited), str(work / "m3")], timeout=60)
+    assert_stopped(done, work / "m3")
 
 
 def test_running_instance_is_stopped_when_the_rule_arrives(arena, child_user, built):
