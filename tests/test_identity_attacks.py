@@ -322,3 +322,29 @@ def test_appimage_is_its_payload_not_its_runtime(arena, child_user, built):
     finally:
         other_run.kill()
         other_run.wait()
+
+
+def test_time_up_allow_list_stops_running_apps_but_not_homework(arena, child_user, built):
+    """Screen time is over and the policy lets only always-allowed apps run
+    (rules.rules_for(..., time_is_up=True) -> allow-list mode): the game
+    that runs is stopped, the homework app goes on."""
+    run, work = arena
+    uid = uid_of(child_user)
+    homework = work / "homework"
+    shutil.copy("/usr/bin/sleep", homework)
+    homework.chmod(0o755)
+    game = popen_as(child_user, [str(built / "game"), str(work / "m")])
+    lesson = popen_as(child_user, [str(homework), "30"])
+    try:
+        for p, path in ((game, built / "game"), (lesson, homework)):
+            wait_for(lambda: os.path.exists(f"/proc/{p.pid}/exe") and
+                     os.path.realpath(f"/proc/{p.pid}/exe") == str(path), what=f"{path} running")
+        run.enforcer.set_allow_list(uid, True, [str(homework)])
+        assert game.wait(timeout=10) == -9
+        assert lesson.poll() is None, "the always-allowed app runs on"
+    finally:
+        for p in (game, lesson):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    assert not (work / "m").exists()

@@ -100,12 +100,14 @@ class MappingJudge:
 
     @staticmethod
     def mappable(rule: Rule, identity: Identity) -> bool:
-        """Allow-list mode: an allowed program, or a library installed by
-        root where the child cannot write, or one next to an allowed
-        program (its own libraries)."""
+        """Allow-list mode: an allowed program, or a library (or the
+        dynamic loader) installed by root where the child cannot write, or
+        one next to an allowed program (its own libraries)."""
         if rule.allows(identity):
             return True
-        if identity.elf is None or identity.elf.kind != "library":
+        # the system's dynamic loader is mapped into every dynamic program (by
+        # the kernel); run by hand it is an exec, refused in this mode
+        if identity.elf is None or identity.elf.kind not in ("library", "loader"):
             return False
         real = os.path.realpath(identity.path)
         try:
