@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from dots_identity.files import HashCache, Identity, IdentityError
 from dots_identity.match import ProgramSet
-from dots_identity.naming import Roots, programs_of
+from dots_identity.naming import Roots, UnknownApp, programs_of, resolve  # noqa: F401
 
 log = logging.getLogger("dots.policyd.apps")
 
@@ -84,6 +84,18 @@ class Apps:
                 log.warning("app %r names no program on this machine", name)
             out.update(found)
         return sorted(out)
+
+    def require(self, names: Iterable[str]) -> None:
+        """UnknownApp (a ValueError with a sentence) for the first name that
+        means no program here: for the Family1 methods that add an app to a
+        policy, so a rule is never dropped in silence."""
+        for name in names:
+            if not self._resolve(name).programs:
+                resolve(name, self.roots)  # raises with where it looked
+
+    def unresolved(self, names: Iterable[str]) -> list[str]:
+        """Names of a stored policy that mean no program here (any more)."""
+        return [name for name in names if not self._resolve(name).programs]
 
     # --- program -> app ----------------------------------------------------------------
     def is_app(self, name: str, path: str) -> bool:

@@ -78,3 +78,13 @@ def test_a_flatpak_app_seen_from_inside_its_sandbox(tree):
     assert apps.is_app("org.example.Racer", "/app/bin/racer")
     assert apps.is_app("Tux Racer", "/app/bin/racer")
     assert not apps.is_app("SuperTux", "/app/bin/racer")
+
+
+def test_the_daemon_refuses_a_name_that_means_nothing(tree):
+    from dots_identity.naming import UnknownApp
+
+    apps = Apps(tree)
+    apps.require(["SuperTux", "org.example.Racer", "/opt/installed-later"])
+    with pytest.raises(UnknownApp, match="no app called 'minecraft'"):
+        apps.require(["SuperTux", "minecraft"])
+    assert apps.unresolved(["SuperTux", "minecraft"]) == ["minecraft"]
