@@ -6,6 +6,10 @@ keeps its parent's until it execs something else. An app's time runs while
 at least one of its processes lives, so two instances at once count once.
 Durations come from the events' CLOCK_BOOTTIME timestamps (and the caller's
 boot-clock "now" for apps still running at a flush), never the wall clock.
+
+Which app a program is comes from apps.Apps (one rule for the daemon): a
+symlink, hard link, copy or modified copy of a named app is counted under
+the app's own program, so it uses up the same daily limit.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import os
 from collections.abc import Callable, Iterable
 
 import peewee
 
 from dots_common.records import ProcessEvent
 
+from .apps import Apps
 from .history import add_app_time, app_usage
 from .policy import Policy
 
@@ -42,15 +46,17 @@ class AppLimitReached:
     paths: tuple[str, ...]  # executables that ran under that name today
 
 
-def app_matches(rule: str, path: str) -> bool:
-    """A policy names an app by absolute path or by bare program name."""
-    return rule == path if rule.startswith("/") else rule == os.path.basename(path)
+def timed_apps(policy: Policy) -> list[str]:
+    """The apps whose time a policy looks at: per-app limits, always-allowed."""
+    return [*policy.app_limits_minutes, *policy.always_allowed_apps]
 
 
 class AppTime:
-    def __init__(self, db: peewee.Database, policies: Callable[[], dict[int, Policy]]) -> None:
+    def __init__(self, db: peewee.Database, policies: Callable[[], dict[int, Policy]],
+                 apps: Apps | None = None) -> None:
         self.db = db
         self.policies = policies
+        self.apps = apps or Apps()
         self._app_of: dict[int, tuple[int, str]] = {}  # pid -> (uid, path)
         self._running: dict[tuple[int, str], set[int]] = {}  # (uid, path) -> pids
         self._since: dict[tuple[int, str], int] = {}  # when the app last got counted up to
@@ -60,13 +66,16 @@ class AppTime:
 
     # --- events -----------------------------------------------------------------
     def feed(self, events: Iterable[ProcessEvent]) -> None:
-        children = self.policies().keys()
+        policies = self.policies()
         for e in events:
-            if e.uid not in children and e.pid not in self._app_of:
+            if e.uid not in policies and e.pid not in self._app_of:
                 continue
             if e.type == "exec":
                 self._stop(e.pid, e.ts_ns)
-                self._start(e.pid, (e.uid, e.path), e.ts_ns)
+                policy = policies.get(e.uid)
+                names = timed_apps(policy) if policy is not None else []
+                path = self.apps.canonical(names, e.path) if names else e.path
+                self._start(e.pid, (e.uid, path), e.ts_ns)
             elif e.type == "fork" and e.ppid in self._app_of:
                 self._start(e.pid, self._app_of[e.ppid], e.ts_ns)
             elif e.type in ("exit", "exec_blocked"):
@@ -108,7 +117,7 @@ class AppTime:
         return self._decide(today)
 
     def running_paths(self, uid: int, rule: str) -> set[str]:
-        return {path for (u, path) in self._running if u == uid and app_matches(rule, path)}
+        return {path for (u, path) in self._running if u == uid and self.apps.is_app(rule, path)}
 
     def _decide(self, today: dt.date) -> list[AppWarning | AppLimitReached]:
         actions: list[AppWarning | AppLimitReached] = []
@@ -117,7 +126,7 @@ class AppTime:
                 continue
             usage = app_usage(self.db, uid, today, today)
             for rule, minutes in policy.app_limits_minutes.items():
-                paths = tuple(u.app for u in usage if app_matches(rule, u.app))
+                paths = tuple(u.app for u in usage if self.apps.is_app(rule, u.app))
                 used = sum(u.active_seconds for u in usage if u.app in paths)
                 left = minutes * 60 - used
                 if left <= 0:
@@ -138,3 +147,14 @@ class AppTime:
     def blocked_today(self, uid: int, today: dt.date) -> set[str]:
         """Apps whose limit was reached today: blocked until tomorrow."""
         return {rule for (u, rule, day) in self._reached if u == uid and day == today}
+
+    def always_allowed_seconds(self, uid: int, today: dt.date) -> int:
+        """Seconds the child's always-allowed apps ran today (stored so far):
+        the screen-time hook. Screen time subtracts it from the session's
+        active time, so homework apps do not use up the budget (an app
+        running alongside them is not counted twice against the child)."""
+        policy = self.policies().get(uid)
+        if policy is None or not policy.always_allowed_apps:
+            return 0
+        return sum(u.active_seconds for u in app_usage(self.db, uid, today, today)
+                   if self.apps.app_of(policy.always_allowed_apps, u.app) is not None)

@@ -227,6 +227,14 @@ class Policy(BaseModel):
     allowed_apps: list[AppName] = Field(default_factory=list, max_length=MAX_LIST)
     app_limits_minutes: Annotated[dict[AppName, DailyMinutes], Field(max_length=MAX_LIST)] = Field(
         default_factory=dict, description="daily time per program, minutes")
+    # --- apps by identity (issue 13) ---
+    always_allowed_apps: list[AppName] = Field(
+        default_factory=list, max_length=MAX_LIST,
+        description="apps (homework, learning) whose time does not count against screen time")
+    at_end_only_always_allowed: bool = Field(
+        False, description="at the limit or the end of the allowed hours, instead of end_action "
+                           "only the always-allowed apps (and the desktop's own programs) run")
+    # --- end of apps by identity ---
     blocked_sites: list[Site] = Field(
         default_factory=list, max_length=MAX_LIST,
         description="domain names, IPv4/IPv6 addresses or CIDR ranges")
@@ -267,8 +275,8 @@ class Policy(BaseModel):
     def _days_in_order(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         return {day: value[day] for day in WEEKDAYS if day in value}
 
-    @field_validator("blocked_apps", "allowed_apps", "blocked_sites", "file_alerts",
-                     "blocked_categories", "allowed_sites")
+    @field_validator("blocked_apps", "allowed_apps", "always_allowed_apps", "blocked_sites",
+                     "file_alerts", "blocked_categories", "allowed_sites")
     @classmethod
     def _dedupe(cls, value: list[str]) -> list[str]:
         return _unique(value)
@@ -284,6 +292,9 @@ class Policy(BaseModel):
             raise ValueError("allow_list_only needs at least one entry in allowed_apps")
         if self.site_allow_list and not self.allowed_sites:
             raise ValueError("site_allow_list needs at least one entry in allowed_sites")
+        if self.at_end_only_always_allowed and not self.always_allowed_apps:
+            raise ValueError("at_end_only_always_allowed needs at least one entry in "
+                             "always_allowed_apps")
         return self
 
     # --- construction and queries ------------------------------------------------

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dots_policyd.app_time import AppLimitReached, AppTime, AppWarning, app_matches
+import os
+import shutil
+
+from dots_policyd.app_time import AppLimitReached, AppTime, AppWarning
+from dots_policyd.apps import Apps
 from dots_policyd.history import app_usage
 from dots_policyd.policy import Policy
 
@@ -67,5 +71,42 @@ def test_warnings_then_limit_by_name(db):
 
 
 def test_app_rules_match_path_or_name():
-    assert app_matches("/usr/games/supertux2", GAME) and app_matches("supertux2", GAME)
-    assert not app_matches("supertux", GAME) and not app_matches("/usr/bin/supertux2", GAME)
+    apps = Apps()
+    assert apps.is_app("/usr/games/supertux2", GAME) and apps.is_app("supertux2", GAME)
+    assert not apps.is_app("supertux", GAME) and not apps.is_app("/usr/bin/supertux2", GAME)
+
+
+def test_links_copies_and_modified_copies_count_against_the_same_app(db, tmp_path):
+    """The limited app is a real program; the child runs it through a
+    symlink, a hard link, a copy and a copy with bytes appended: all of it
+    is the app's time, under the app's own path, and the limit is one."""
+    game = tmp_path / "game"
+    shutil.copy("/usr/bin/sleep", game)
+    (tmp_path / "sym").symlink_to(game)
+    os.link(game, tmp_path / "hard")
+    shutil.copy(game, tmp_path / "copy")
+    (tmp_path / "modified").write_bytes(game.read_bytes() + b"appended by the child")
+    policy = Policy(app_limits_minutes={str(game): 3})
+    tracker = AppTime(db, lambda: {UID: policy})
+    runs = ["sym", "hard", "copy", "modified"]
+    for i, name in enumerate(runs):
+        tracker.feed([ev("exec", 50 + i, i * 60, str(tmp_path / name)),
+                      ev("exit", 50 + i, i * 60 + 50)])
+    actions = tracker.flush(400 * S, DAY)
+    assert seconds_of(db, str(game)) == 200
+    assert [a for a in actions if isinstance(a, AppLimitReached)] == [
+        AppLimitReached(UID, str(game), (str(game),))]
+    other = tmp_path / "other"
+    shutil.copy("/usr/bin/true", other)
+    assert not Apps().is_app(str(game), str(other)), "another program is another app"
+
+
+def test_always_allowed_time_is_reported_for_screen_time(db, tmp_path):
+    homework = tmp_path / "homework"
+    shutil.copy("/usr/bin/sleep", homework)
+    policy = Policy(always_allowed_apps=[str(homework)])
+    tracker = AppTime(db, lambda: {UID: policy})
+    tracker.feed([ev("exec", 60, 0, str(homework)), ev("exit", 60, 90),
+                  ev("exec", 61, 100, GAME), ev("exit", 61, 130)])
+    tracker.flush(200 * S, DAY)
+    assert tracker.always_allowed_seconds(UID, DAY) == 90

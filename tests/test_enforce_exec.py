@@ -230,9 +230,12 @@ def test_same_size_innocent_program_runs_from_its_second_start(enforce, child_us
     blocked size is killed once, cleared by its hash, then runs."""
     uid = uid_of(child_user)
     blocked, innocent = workdir / "blocked", workdir / "innocent"
-    base = Path("/usr/bin/sleep").read_bytes()  # trailing bytes: same ELF, other content
-    blocked.write_bytes(base + b"A")
-    innocent.write_bytes(base + b"B")
+    # two different programs padded to one size (padding a program does not
+    # change what it is: sleep + padding is still sleep)
+    sleep, true = Path("/usr/bin/sleep").read_bytes(), Path("/usr/bin/true").read_bytes()
+    size = max(len(sleep), len(true)) + 16
+    blocked.write_bytes(sleep.ljust(size, b"A"))
+    innocent.write_bytes(true.ljust(size, b"B"))
     for p in (blocked, innocent):
         p.chmod(0o755)
     enforce.enforcer.set_blocked(uid, [str(blocked)])

@@ -140,6 +140,17 @@ async def test_time_limit_locks_the_childs_session(child, mock_logind, policyd_d
     assert any(s["member"] == "TimeWarning" and s["body"][0] == uid for s in signals), (signals, policyd_daemon.log()[-3000:])
 
 
+def limit_game_to_a_minute_nearly_used(parent, policyd_daemon, child_user: str, game: str) -> None:
+    """The game has a one-minute daily limit, of which 58 s ran today."""
+    policy = json.loads(parent.ok("GetPolicy", "s", child_user)[0])
+    policy["allowed_hours"] = {}
+    policy["app_limits_minutes"] = {game: 1}
+    parent.ok("SetPolicy", "ss", child_user, json.dumps(policy))
+    policyd_daemon.sql("INSERT INTO app_usage_daily (uid, day, app, active_seconds, launches) "
+                       "VALUES (?, ?, ?, 58, 1)", [uid_of(child_user), dt.date.today().isoformat(),
+                                                   game])
+
+
 def test_per_app_limit_kills_the_running_app_and_blocks_it_for_the_day(
         child, policyd_daemon, bus_client, child_user, other_user):
     parent = child
@@ -149,13 +160,8 @@ def test_per_app_limit_kills_the_running_app_and_blocks_it_for_the_day(
     game = os.path.join(workdir, "game")
     shutil.copy2("/bin/sleep", game)  # a program that runs until stopped
     try:
-        policy = json.loads(parent.ok("GetPolicy", "s", child_user)[0])
-        policy["allowed_hours"] = {}
-        policy["app_limits_minutes"] = {game: 1}
-        parent.ok("SetPolicy", "ss", child_user, json.dumps(policy))
         # today the game already ran 2 seconds short of its minute
-        policyd_daemon.sql("INSERT INTO app_usage_daily (uid, day, app, active_seconds, launches) "
-                           "VALUES (?, ?, ?, 58, 1)", [uid, dt.date.today().isoformat(), game])
+        limit_game_to_a_minute_nearly_used(parent, policyd_daemon, child_user, game)
         listener = bus_client(child_user).listen("org.dots.Family1", "org.dots.Family1")  # its own signals
         running = subprocess.Popen(as_user(child_user, [game, "600"]))
         try:
@@ -167,6 +173,36 @@ def test_per_app_limit_kills_the_running_app_and_blocks_it_for_the_day(
                             what="LimitReached app:")
         listener.finish()
         assert run_as(child_user, [game, "0"]).returncode == -9, "blocked until tomorrow"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_symlink_and_modified_copy_count_against_the_per_app_limit(
+        child, policyd_daemon, bus_client, child_user, other_user):
+    """The child runs the limited game through its own symlink: the time is
+    the game's, the limit stops it; a copy with bytes appended is the same
+    app, blocked for the day too."""
+    parent = child
+    workdir = tempfile.mkdtemp(prefix="dots-e2e-applink-")
+    os.chmod(workdir, 0o755)
+    game = os.path.join(workdir, "game")
+    shutil.copy2("/bin/sleep", game)
+    mine = os.path.join(workdir, "mine")
+    os.mkdir(mine)
+    os.chmod(mine, 0o1777)
+    link, copy = os.path.join(mine, "homework"), os.path.join(mine, "notes")
+    try:
+        assert run_as(child_user, ["/bin/ln", "-s", game, link]).returncode == 0
+        assert run_as(child_user, ["/bin/sh", "-c", f"cat {game} > {copy}; echo x >> {copy}; "
+                                   f"chmod 755 {copy}"]).returncode == 0
+        limit_game_to_a_minute_nearly_used(parent, policyd_daemon, child_user, game)
+        running = subprocess.Popen(as_user(child_user, [link, "600"]))
+        try:
+            assert running.wait(timeout=60) == -9, "the game run through a symlink is stopped"
+        finally:
+            running.kill()
+        assert run_as(child_user, [copy, "600"], timeout=60).returncode == -9, \
+            "a modified copy is the same app, blocked until tomorrow"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -2,7 +2,8 @@
 policy daemon decided, and decide nothing themselves.
 
 * ``exec_block``: blocked programs killed at exec (by inode in the kernel,
-  by content from userspace for copies), allow-list mode;
+  by identity from user space for copies and modified copies: exec_judge),
+  whatever is mapped executable checked (exec_backstop), allow-list mode;
 * ``net_block``: connect()/UDP sendmsg() to blocked addresses denied with
   EPERM (cgroup v2 sock_addr programs on the cgroup2 root).
 

@@ -19,7 +19,19 @@
  * For a #! script, bprm->file is the INTERPRETER: the script itself is
  * reported with a "script" notice (by path) and judged in userspace. The
  * dynamic loader run by hand (/lib64/ld-linux-x86-64.so.2 ./prog) maps the
- * program without exec'ing it: every such exec gets a "loader" notice.
+ * program without exec'ing it: every exec of a file userspace found to be
+ * a loader (or an interpreter: python3 game.py) gets a notice, and the
+ * program on its command line is judged in userspace.
+ *
+ * The backstop: whatever an enforced uid maps executable with mmap()
+ * (shared objects, LD_PRELOAD, dlopen, a loader's target, a memfd) is
+ * looked up by the inode of the mapped fd (task->files->fdt->fd[fd]): a
+ * blocked file is killed here at the syscall; a file userspace has not
+ * judged yet (block mode: not seen; allow-list mode: not allowed and not
+ * judged fine for the uid) is reported with N_MAP and judged from
+ * /proc/PID/map_files. mprotect(PROT_EXEC) of an enforced uid's process is
+ * reported once per process until userspace has looked at its mappings
+ * ("pending" map), which it then checks the same way.
  */
 #include "common.h"
 
@@ -42,6 +54,15 @@
                           * interpreter, path is the script */
 #define N_LOADER 4       /* the dynamic loader run by hand (ld.so PROGRAM):
                           * the program is on its command line */
+#define N_INTERP 8       /* an interpreter: its argument file is the program */
+#define N_MAP 16         /* mmap(PROT_EXEC) of a file not judged yet */
+#define N_MPROTECT 32    /* mprotect(PROT_EXEC): look at the process's maps */
+#define K_MAP_BLOCKED 4  /* killed: mapped a blocked file executable */
+/* values of the "programs" map */
+#define P_LOADER 1
+#define P_INTERPRETER 2
+#define DOTS_PROT_EXEC 4
+#define DOTS_MAP_ANONYMOUS 0x20
 
 #ifndef MAX_ENFORCED_UIDS
 #define MAX_ENFORCED_UIDS 1024
@@ -86,6 +107,7 @@ struct exec_event {
     u32 ppid;
     u32 uid;
     u32 gid;
+    u32 fd;
     char comm[TASK_COMM_LEN];
     char path[PATH_LEN];
 };
@@ -100,8 +122,12 @@ BPF_F_TABLE("hash", struct exe_key, u64, allowed, MAX_EXE_ENTRIES, BPF_F_NO_PREA
 BPF_TABLE("lru_hash", struct file_key, u64, seen, MAX_SEEN);
 /* (size, uid) -> number of the uid's blocked programs of that size */
 BPF_F_TABLE("hash", struct size_key, u32, blocked_sizes, MAX_EXE_ENTRIES, BPF_F_NO_PREALLOC);  /* grows with its entries */
-/* (dev, ino) of the dynamic loaders (and copies of them) -> 1 */
-BPF_F_TABLE("hash", struct file_key, u8, loaders, 64, BPF_F_NO_PREALLOC);  /* grows with its entries */
+/* (dev, ino) of loaders and interpreters (and copies of them) -> P_* */
+BPF_F_TABLE("hash", struct file_key, u8, programs, 4096, BPF_F_NO_PREALLOC);  /* grows with its entries */
+/* (uid, dev, ino) -> ctime: judged fine to map executable in allow-list mode */
+BPF_TABLE("lru_hash", struct exe_key, u64, mapped_ok, MAX_SEEN);
+/* tgid -> 1: an mprotect(PROT_EXEC) notice userspace has not handled yet */
+BPF_TABLE("lru_hash", u32, u8, pending, 4096);
 /* [0] = programs killed here */
 BPF_PERCPU_ARRAY(kills, u64, 1);
 
@@ -119,6 +145,57 @@ static __always_inline u32 read_u32(void *p)
     return v;
 }
 
+/* (dev, ino, uid) of a file and its ctime in ns (bit 31 of the nsec word
+ * is a flag on kernels with multigrain ctime) */
+static __always_inline u64 file_key_of(void *file, u32 uid, struct exe_key *key)
+{
+    void *inode = (void *)read_u64(file + OFF_FILE_INODE);
+    void *sb = (void *)read_u64(inode + OFF_INODE_SB);
+    key->ino = read_u64(inode + OFF_INODE_INO);
+    key->dev = read_u32(sb + OFF_SB_DEV);
+    key->uid = uid;
+    return read_u64(inode + OFF_INODE_CTIME_SEC) * 1000000000ULL +
+           (read_u32(inode + OFF_INODE_CTIME_NSEC) & 0x3fffffff);
+}
+
+static __always_inline void kill_current(void)
+{
+    bpf_send_signal(DOTS_SIGKILL);
+    u32 zero = 0;
+    u64 *n = kills.lookup(&zero);
+    if (n)
+        *n += 1;
+}
+
+/* A ring buffer record with what every kind has filled in (NULL: the ring
+ * is full, counted as lost). */
+static __always_inline struct exec_event *new_event(u32 kind, u32 notice, u32 uid, u64 uid_gid,
+                                                    struct exe_key *key, u64 ctime, u32 fd)
+{
+    struct exec_event *e = events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        count_lost();
+        return 0;
+    }
+    e->ts_ns = bpf_ktime_get_boot_ns();
+    e->ino = key->ino;
+    e->dev = key->dev;
+    e->ctime_ns = ctime;
+    e->blocked_ctime_ns = 0;
+    e->kind = kind;
+    e->notice = notice;
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    void *task = (void *)bpf_get_current_task();
+    void *parent = (void *)read_u64(task + OFF_TASK_REAL_PARENT);
+    e->ppid = read_u32(parent + OFF_TASK_TGID);
+    e->uid = uid;
+    e->gid = uid_gid >> 32;
+    e->fd = fd;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    e->path[0] = 0;
+    return e;
+}
+
 int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
 {
     u64 uid_gid = bpf_get_current_uid_gid();
@@ -131,22 +208,16 @@ int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
     /* TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) */
     void *bprm = (void *)ctx->args[2];
     void *file = (void *)read_u64(bprm + OFF_BPRM_FILE);
-    void *inode = (void *)read_u64(file + OFF_FILE_INODE);
-    void *sb = (void *)read_u64(inode + OFF_INODE_SB);
-
     struct exe_key key = {};
-    key.ino = read_u64(inode + OFF_INODE_INO);
-    key.dev = read_u32(sb + OFF_SB_DEV);
-    key.uid = uid;
-    /* bit 31 of the nsec word is a flag on kernels with multigrain ctime */
-    u64 ctime = read_u64(inode + OFF_INODE_CTIME_SEC) * 1000000000ULL +
-                (read_u32(inode + OFF_INODE_CTIME_NSEC) & 0x3fffffff);
+    u64 ctime = file_key_of(file, uid, &key);
 
     u32 kind = K_NOTICE;
     u32 notice = 0;
     u64 blocked_ctime = 0;
+    /* a blocked (dev, ino) with another ctime is another file (inode
+     * numbers are reused) or a changed one: user space judges it again */
     u64 *b = blocked.lookup(&key);
-    if (b) {
+    if (b && *b == ctime) {
         kind = K_BLOCKED;
         blocked_ctime = *b;
     } else if (mode & F_ALLOW) {
@@ -165,11 +236,11 @@ int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
         fk.ino = key.ino;
         fk.dev = key.dev;
         u64 *last = seen.lookup(&fk);
-        if (!last || *last != ctime) {
+        if (!last || *last != ctime || b) {
             notice |= N_FIRST_SEEN;
             if (KILL_SAME_SIZE) {
                 struct size_key sk = {};
-                sk.size = read_u64(inode + OFF_INODE_SIZE);
+                sk.size = read_u64((void *)read_u64(file + OFF_FILE_INODE) + OFF_INODE_SIZE);
                 sk.uid = uid;
                 if (blocked_sizes.lookup(&sk))
                     kind = K_SUSPECT;
@@ -179,39 +250,20 @@ int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
          * binfmt_misc) replaced the file by an interpreter */
         if (read_u64(bprm + OFF_BPRM_FILENAME) != read_u64(bprm + OFF_BPRM_INTERP))
             notice |= N_SCRIPT;
-        if (loaders.lookup(&fk))
-            notice |= N_LOADER;
+        u8 *what = programs.lookup(&fk);
+        if (what)
+            notice |= (*what & P_LOADER) ? N_LOADER : N_INTERP;
         if (!notice)
             return 0;
     }
 
-    if (kind != K_NOTICE) {
-        bpf_send_signal(DOTS_SIGKILL);
-        u32 zero = 0;
-        u64 *n = kills.lookup(&zero);
-        if (n)
-            *n += 1;
-    }
+    if (kind != K_NOTICE)
+        kill_current();
 
-    struct exec_event *e = events.ringbuf_reserve(sizeof(*e));
-    if (!e) {
-        count_lost();
+    struct exec_event *e = new_event(kind, notice, uid, uid_gid, &key, ctime, 0);
+    if (!e)
         return 0;   /* a lost notice leaves "seen" unset: the next exec retries */
-    }
-    e->ts_ns = bpf_ktime_get_boot_ns();
-    e->ino = key.ino;
-    e->dev = key.dev;
-    e->ctime_ns = ctime;
     e->blocked_ctime_ns = blocked_ctime;
-    e->kind = kind;
-    e->notice = notice;
-    e->pid = bpf_get_current_pid_tgid() >> 32;
-    void *task = (void *)bpf_get_current_task();
-    void *parent = (void *)read_u64(task + OFF_TASK_REAL_PARENT);
-    e->ppid = read_u32(parent + OFF_TASK_TGID);
-    e->uid = uid;
-    e->gid = uid_gid >> 32;
-    bpf_get_current_comm(&e->comm, sizeof(e->comm));
     void *filename = (void *)read_u64(bprm + OFF_BPRM_FILENAME);
     bpf_probe_read_kernel_str(&e->path, sizeof(e->path), filename);
     /* a suspect stays unseen until userspace has cleared it */
@@ -222,5 +274,95 @@ int dots_exec_block(struct bpf_raw_tracepoint_args *ctx)
         seen.update(&fk, &ctime);
     }
     events.ringbuf_submit(e, 0);
+    return 0;
+}
+
+/* --- the backstop on executable mappings ------------------------------------ */
+
+static __always_inline void *fd_file(u32 fd)
+{
+    void *task = (void *)bpf_get_current_task();
+    void *files = (void *)read_u64(task + OFF_TASK_FILES);
+    void *fdt = (void *)read_u64(files + OFF_FILES_FDT);
+    if (!fdt || fd >= read_u32(fdt + OFF_FDT_MAX_FDS))
+        return 0;
+    void *fds = (void *)read_u64(fdt + OFF_FDT_FD);
+    return (void *)read_u64(fds + (u64)fd * 8);
+}
+
+static __always_inline int map_event(u32 kind, u32 notice, u32 uid, u64 uid_gid,
+                                     struct exe_key *key, u64 ctime, u32 fd)
+{
+    struct exec_event *e = new_event(kind, notice, uid, uid_gid, key, ctime, fd);
+    if (!e)
+        return 0;
+    events.ringbuf_submit(e, 0);
+    return 1;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_mmap)
+{
+    if (!(args->prot & DOTS_PROT_EXEC) || (args->flags & DOTS_MAP_ANONYMOUS))
+        return 0;
+    u64 uid_gid = bpf_get_current_uid_gid();
+    u32 uid = (u32)uid_gid;
+    u32 *flags = enforced_uids.lookup(&uid);
+    if (!flags)
+        return 0;
+    u32 mode = *flags;
+    u32 fd = (u32)args->fd;
+    void *file = fd_file(fd);
+    if (!file)
+        return 0;
+    struct exe_key key = {};
+    u64 ctime = file_key_of(file, uid, &key);
+
+    u64 *b = blocked.lookup(&key);
+    if (b && *b == ctime) {
+        kill_current();
+        map_event(K_MAP_BLOCKED, N_MAP, uid, uid_gid, &key, ctime, fd);
+        return 0;
+    }
+    if (mode & F_ALLOW) {
+        if (allowed.lookup(&key))
+            return 0;
+        u64 *ok = mapped_ok.lookup(&key);
+        if (ok && *ok == ctime)
+            return 0;
+        key.uid = ANY_UID;
+        if (allowed.lookup(&key))
+            return 0;
+        key.uid = uid;
+        map_event(K_NOTICE, N_MAP, uid, uid_gid, &key, ctime, fd);
+        return 0;
+    }
+    struct file_key fk = {};
+    fk.ino = key.ino;
+    fk.dev = key.dev;
+    u64 *last = seen.lookup(&fk);
+    if (last && *last == ctime && !b)
+        return 0;
+    /* a lost notice leaves the file unseen: the next mapping retries */
+    if (map_event(K_NOTICE, N_MAP | N_FIRST_SEEN, uid, uid_gid, &key, ctime, fd))
+        seen.update(&fk, &ctime);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_mprotect)
+{
+    if (!(args->prot & DOTS_PROT_EXEC))
+        return 0;
+    u64 uid_gid = bpf_get_current_uid_gid();
+    u32 uid = (u32)uid_gid;
+    if (!enforced_uids.lookup(&uid))
+        return 0;
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    u8 one = 1;
+    if (pending.lookup(&tgid))
+        return 0;
+    struct exe_key key = {};
+    key.uid = uid;
+    if (map_event(K_NOTICE, N_MPROTECT, uid, uid_gid, &key, 0, 0))
+        pending.update(&tgid, &one);
     return 0;
 }

@@ -54,6 +54,18 @@ LOADERS: tuple[str, ...] = (
     "/usr/lib64/ld-linux*.so*", "/usr/lib/ld-linux*.so*",
 )
 
+#: interpreters: the file on their command line is the program they run
+#: (python3 game.py, java -jar game.jar, wine game.exe, love game.love,
+#: sh game.sh); copies of them are recognised by content
+INTERPRETERS: tuple[str, ...] = (
+    "/bin/sh", "/bin/bash", "/bin/dash", "/usr/bin/zsh", "/usr/bin/fish",
+    "/usr/bin/python3*", "/usr/bin/python2*", "/usr/bin/pypy*", "/usr/bin/perl", "/usr/bin/perl5*",
+    "/usr/bin/ruby*", "/usr/bin/node", "/usr/bin/nodejs", "/usr/bin/lua*", "/usr/bin/luajit*",
+    "/usr/bin/php*", "/usr/bin/tclsh*", "/usr/bin/wish*", "/usr/bin/gjs*", "/usr/bin/java",
+    "/usr/lib/jvm/*/bin/java", "/usr/bin/wine*", "/usr/lib/wine/wine*", "/usr/bin/love",
+    "/usr/bin/mono", "/usr/bin/dotnet", "/usr/bin/godot*", "/usr/bin/scummvm", "/usr/bin/dosbox*",
+)
+
 #: ld.so options that take a value (glibc 2.36 ld.so --help)
 LOADER_OPTIONS_WITH_VALUE = frozenset({
     "--library-path", "--inhibit-rpath", "--audit", "--preload", "--argv0",

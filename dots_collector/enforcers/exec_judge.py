@@ -1,0 +1,367 @@
+"""The user-space judge of the exec enforcer: what the kernel could not
+decide by inode alone, decided by what the program is (dots_identity).
+
+Per notice (exec_wire.Notice), by what the child did:
+
+* ran a file never seen before (a copy, a modified copy, a memfd): it is
+  identified (sha256, code hash, build-id, TLSH of the code; see
+  dots_identity.match) and, if it is a blocked program, killed and its
+  inode added to the kernel's block map (later starts die at exec);
+* ran a ``#!`` script: the script (the path given to execve) is judged;
+* ran an interpreter or a loader (``python3 game.py``, ``java -jar g.jar``,
+  ``ld.so ./game``, any copy of them): every file on its command line is
+  judged as if it had been exec'd;
+* mapped a file executable (shared object, LD_PRELOAD, dlopen, a loader's
+  target, a memfd) or made a mapping executable: the mapped file is judged
+  the same way; in allow-list mode it must also be an allowed program or a
+  library the child cannot have written (see ``mappable``);
+* a rule arrived: the uid's running processes are checked (``sweep``).
+
+A kill here is a pidfd SIGKILL a few milliseconds after the exec or mmap
+(measured in tests/test_identity_attacks.py and bench).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dots_common.records import ProcessEvent, Record
+from dots_identity.files import HashCache, Identity, IdentityError
+from dots_identity.match import ProgramSet
+
+from . import proc
+from .exec_backstop import MappingJudge
+from .exec_maps import KernelMaps
+from .exec_wire import (F_ALLOW, F_BLOCKS, K_BLOCKED, K_NOT_ALLOWED, K_NOTICE,
+                        K_SUSPECT, MAX_KNOWN, N_FIRST_SEEN, N_INTERP, N_LOADER, N_MAP,
+                        N_MPROTECT, N_SCRIPT, P_INTERPRETER, P_LOADER, Key, Notice)
+
+log = logging.getLogger(__name__)
+
+#: arguments of an interpreter or loader looked at (the program comes first)
+MAX_ARGUMENT_FILES = 16
+
+
+@dataclass
+class Rule:
+    """A uid's block list or allow list as the caller gave it."""
+
+    paths: list[str]
+    identities: list[Identity]
+    realpaths: set[str] = field(default_factory=set)
+    programs: ProgramSet = field(default_factory=lambda: ProgramSet([]))
+    dirs: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # every given path, found or not: a program installed (or upgraded)
+        # there later is still the listed one
+        self.realpaths = {os.path.realpath(p) for p in self.paths}
+        self.programs = ProgramSet.of(self.identities)
+        self.dirs = {os.path.dirname(p) + "/" for p in self.realpaths}
+
+    def covers(self, identity: Identity) -> str | None:
+        """Why ``identity`` is one of the rule's programs (None: it is not)."""
+        if os.path.realpath(identity.path) in self.realpaths:
+            return "path"
+        match = self.programs.match(identity)
+        return match.how if match else None
+
+    def allows(self, identity: Identity) -> bool:
+        """Allow lists take exact copies only (same file or same code)."""
+        match = self.programs.match(identity)
+        return (match is not None and match.how in ("file", "code")) or \
+            os.path.realpath(identity.path) in self.realpaths
+
+
+def resolve(cache: HashCache, paths: list[str]) -> tuple[list[Identity], list[tuple[str, str]]]:
+    """Identify each path: (identities, [(path, why not)])."""
+    found: list[Identity] = []
+    rejected: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            found.append(cache.of_path(path))
+        except IdentityError as e:
+            rejected.append((path, str(e)))
+    return found, rejected
+
+
+class Judge(MappingJudge):
+    """Rules, what is known about executables, and the decisions."""
+
+    def __init__(self, cache: HashCache, post: Callable[[Record], None]) -> None:
+        self.cache = cache
+        self.post = post
+        self.maps: KernelMaps | None = None
+        self.lock = threading.RLock()
+        self.block_rules: dict[int, Rule] = {}
+        self.allow_rules: dict[int, Rule] = {}
+        self.known: OrderedDict[Key, tuple[int, Identity]] = OrderedDict()
+        self.loaders = ProgramSet([])
+        self.interpreters = ProgramSet([])
+        self.default_keys: set[Key] = set()
+        self.user_kills = 0
+        self.sweeps = 0
+        self.kill_latency_ns: dict[str, list[int]] = {}
+        self._scanned: dict[int, float] = {}
+        self._deferred: dict[int, tuple[int, int]] = {}
+
+    # --- rules -------------------------------------------------------------------
+    def flags(self, uid: int) -> int:
+        return (F_BLOCKS if uid in self.block_rules else 0) | \
+            (F_ALLOW if uid in self.allow_rules else 0)
+
+    def set_block_rule(self, uid: int, rule: Rule | None) -> None:
+        with self.lock:
+            if rule is None:
+                self.block_rules.pop(uid, None)
+            else:
+                self.block_rules[uid] = rule
+            want: dict[Key, int] = {}
+            sizes: set[int] = set()
+            if rule is not None:
+                want = {(i.kdev, i.ino): i.ctime_ns for i in rule.identities}
+                sizes = {i.size for i in rule.identities}
+                for key, (ctime, identity) in self.known.items():
+                    if rule.covers(identity):
+                        want.setdefault(key, ctime)
+            self.maps.sync_blocked(uid, want, sizes, self.flags(uid))
+
+    def set_allow_rule(self, uid: int, rule: Rule | None) -> None:
+        with self.lock:
+            if rule is None:
+                self.allow_rules.pop(uid, None)
+            else:
+                self.allow_rules[uid] = rule
+            want: set[Key] = set()
+            if rule is not None:
+                want = {(i.kdev, i.ino) for i in rule.identities}
+                want |= {key for key, (_, i) in self.known.items() if rule.allows(i)}
+            self.maps.sync_allowed(uid, want, self.flags(uid))
+
+    # --- notices ------------------------------------------------------------------
+    def handle(self, n: Notice) -> None:
+        if n.kind != K_NOTICE:  # killed in the kernel
+            self.post(self.record(n, self.absolute(n)))
+            if n.kind == K_NOT_ALLOWED:
+                self._learn_allowed_copy(n)
+            elif n.kind == K_SUSPECT:
+                self._suspect(n)
+            return
+        if n.notice & N_MPROTECT:
+            self.mprotected(n)
+            return
+        if n.notice & N_MAP:
+            self._mapped(n)
+            return
+        if n.notice & N_FIRST_SEEN:
+            self._first_seen(n)
+        if n.notice & N_SCRIPT:
+            self._script(n)
+        if n.notice & (N_LOADER | N_INTERP):
+            self._argument_files(n)
+
+    def record(self, n: Notice, path: str) -> ProcessEvent:
+        return ProcessEvent(type="exec_blocked", pid=n.pid, ppid=n.ppid, uid=n.uid, gid=n.gid,
+                            comm=n.comm, path=path, exit_code=-signal.SIGKILL, ts_ns=n.ts_ns)
+
+    @staticmethod
+    def absolute(n: Notice) -> str:
+        if n.path.startswith("/"):
+            return n.path
+        try:
+            return os.readlink(f"/proc/{n.pid}/exe")
+        except OSError:
+            return n.path
+
+    def kill(self, n: Notice, path: str, why: str) -> None:
+        if not proc.kill_if_started_before(n.pid, n.ts_ns):
+            return
+        latency = proc.boottime_ns() - n.ts_ns
+        self.kill_latency_ns.setdefault(why, []).append(latency)
+        del self.kill_latency_ns[why][:-4096]
+        self.user_kills += 1
+        log.info("uid %d: pid %d killed (%s: %s) %.1f ms after it", n.uid, n.pid, why, path,
+                 latency / 1e6)
+        self.post(self.record(n, path))
+
+    # --- identification ---------------------------------------------------------------
+    def _identify_exec(self, n: Notice) -> Identity | None:
+        """The file an exec notice is about, checked by inode: the
+        process's exe while it lives, else the path it was started by."""
+        candidates = [f"/proc/{n.pid}/exe"]
+        if n.path.startswith("/"):
+            if not n.path.startswith(("/dev/fd/", "/proc/")):
+                candidates.append(n.path)
+        else:
+            for pid in (n.pid, n.ppid):
+                try:
+                    candidates.append(os.path.join(proc.cwd(pid), n.path))
+                except OSError:
+                    continue
+        for path in candidates:
+            try:
+                identity = (self.cache.of_process(n.pid) if path.startswith("/proc/")
+                            else self.cache.of_path(path))
+            except IdentityError:
+                continue
+            if identity.ino == n.ino:
+                return identity
+        return None
+
+    @staticmethod
+    def _named(identity: Identity, link: str) -> Identity:
+        import dataclasses
+        try:
+            name = os.readlink(link) if link.startswith("/proc/") else link
+        except OSError:
+            name = link
+        return dataclasses.replace(identity, path=name)
+
+    def learn(self, key: Key, ctime: int, identity: Identity) -> list[int]:
+        """Remember what the file is; block it (as a copy) for every uid
+        whose list covers it; returns those uids."""
+        with self.lock:
+            self.known[key] = (ctime, identity)
+            self.known.move_to_end(key)
+            while len(self.known) > MAX_KNOWN:
+                self.known.popitem(last=False)
+            blocked_for = [uid for uid, rule in self.block_rules.items() if rule.covers(identity)]
+            for uid in blocked_for:
+                self.maps.block(uid, key, ctime)
+            for uid, rule in self.allow_rules.items():
+                if rule.allows(identity) and key not in self.maps.allowed.get(uid, ()):
+                    self.maps.allow(uid, key)
+            if identity.elf is not None and (identity.elf.is_loader or self.loaders.match(identity)):
+                self.maps.mark_program(key, P_LOADER)
+            elif (m := self.interpreters.match(identity)) and m.how in ("file", "code"):
+                self.maps.mark_program(key, P_INTERPRETER)
+        return blocked_for
+
+    # --- exec notices ---------------------------------------------------------------------
+    def _first_seen(self, n: Notice) -> None:
+        identity = self._identify_exec(n)
+        if identity is None:  # gone before it could be read: ask again next exec
+            self.maps.unsee(n.key)
+            return
+        if n.uid in self.learn(n.key, n.ctime_ns, identity):
+            self.kill(n, identity.path, "copy")
+            return
+        with self.lock:  # a reused inode number, or a changed file: no longer blocked
+            self.maps.unblock(n.uid, n.key)
+        if not n.notice & (N_LOADER | N_INTERP) and self._runs_others(identity):
+            self._argument_files(n)  # a loader or interpreter (or a copy) met for the first time
+
+    def _suspect(self, n: Notice) -> None:
+        """Killed in the kernel for having a blocked program's size: a copy
+        stays blocked by inode; anything else runs from its next start."""
+        identity = self._identify_exec(n)
+        if identity is None:
+            return  # unidentified: it stays unseen, and is killed again next time
+        if n.uid not in self.learn(n.key, n.ctime_ns, identity):
+            self.maps.mark_seen(n.key, n.ctime_ns)
+            log.info("uid %d: %s was killed for having the size of a blocked program; its "
+                     "content differs: it runs from its next start", n.uid, identity.path)
+
+    def _runs_others(self, identity: Identity) -> bool:
+        """A loader or an interpreter: its argument files are programs."""
+        if identity.elf is not None and identity.elf.is_loader:
+            return True
+        m = self.interpreters.match(identity) or self.loaders.match(identity)
+        return m is not None and m.how in ("file", "code")
+
+    def _script(self, n: Notice) -> None:
+        path = n.path
+        if not path.startswith("/"):
+            try:
+                path = os.path.join(proc.cwd(n.pid), path)
+            except OSError:
+                return
+        self._judge_file(n, path, "script")
+
+    def _judge_file(self, n: Notice, path: str, why: str) -> bool:
+        with self.lock:
+            rule = self.block_rules.get(n.uid)
+        if rule is None:
+            return False
+        try:
+            identity = self.cache.of_path(path)
+        except IdentityError:
+            return False
+        if not rule.covers(identity):
+            return False
+        self.kill(n, path, why)
+        return True
+
+    def _argument_files(self, n: Notice) -> None:
+        """An interpreter or a loader: the files on its command line are
+        the programs it runs (``python3 game.py``, ``ld.so ./game``)."""
+        if n.uid not in self.block_rules:
+            return
+        try:
+            argv, where = proc.cmdline(n.pid), proc.cwd(n.pid)
+        except OSError:
+            return  # gone already
+        why = "loader" if n.notice & N_LOADER else "interpreter"
+        for arg in argv[1:1 + MAX_ARGUMENT_FILES]:
+            path = os.path.join(where, arg)
+            if arg.startswith("-") or not os.path.isfile(path):
+                continue
+            if self._judge_file(n, path, why):
+                return
+
+    def _learn_allowed_copy(self, n: Notice) -> None:
+        """An unlisted program was killed in allow-list mode: if it is a copy
+        of an allowed one, its inode is allowed from now on."""
+        with self.lock:
+            rule = self.allow_rules.get(n.uid)
+        if rule is not None and rule.identities:
+            identity = self._identify_exec(n)
+            if identity is not None:
+                self.learn(n.key, n.ctime_ns, identity)
+
+    # --- what already runs -----------------------------------------------------------------
+    def sweep(self, uids: list[int] | None = None) -> int:
+        """Check what the uids with rules run now (after lost notices, and
+        when a rule arrives); returns how many processes were killed."""
+        from .kill import processes_of
+
+        self.sweeps += 1
+        with self.lock:
+            uids = [u for u in (uids or [*self.block_rules, *self.allow_rules])
+                    if u in self.block_rules or u in self.allow_rules]
+        killed = 0
+        now = proc.boottime_ns()
+        for uid in dict.fromkeys(uids):
+            for pid in processes_of(uid):
+                if pid == os.getpid():
+                    continue
+                killed += self._sweep_one(pid, uid, now)
+        return killed
+
+    def _sweep_one(self, pid: int, uid: int, now: int) -> int:
+        try:
+            identity = self.cache.of_process(pid)
+        except IdentityError:
+            return 0  # kernel threads, exited
+        with self.lock:
+            block, allow = self.block_rules.get(uid), self.allow_rules.get(uid)
+            key = (identity.kdev, identity.ino)
+            verdict = None
+            if block is not None and block.covers(identity):
+                verdict = "running blocked program"
+                self.maps.block(uid, key, identity.ctime_ns)
+            elif allow is not None and key not in self.default_keys and \
+                    key not in self.maps.allowed.get(uid, ()) and not allow.allows(identity):
+                verdict = "running unlisted program"
+        if verdict is not None:
+            fake = Notice(now, identity.ino, identity.ctime_ns, 0, K_BLOCKED, 0, identity.kdev,
+                          pid, 0, uid, 0, 0, os.path.basename(identity.path)[:15], identity.path)
+            self.kill(fake, identity.path, verdict)
+            return 1
+        return int(self.check_mappings(pid, uid, now))

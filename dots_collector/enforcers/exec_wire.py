@@ -1,0 +1,87 @@
+"""What the exec enforcer's BPF object and its Python half say to each
+other (exec_block.bpf.c): event layout, kinds, notice bits, map flags and
+the kernel struct members read through BTF."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..monitors.base import cstr
+
+# struct exec_event (exec_block.bpf.c)
+EVENT = struct.Struct("<QQQQIIIIIIII16s256s")
+#: killed at exec: on the block list / allow-list mode, not listed / first
+#: seen with a blocked program's size
+K_BLOCKED, K_NOT_ALLOWED, K_NOTICE, K_SUSPECT = 0, 1, 2, 3
+#: killed at mmap(PROT_EXEC) of a blocked file
+K_MAP_BLOCKED = 4
+#: notice bits (K_NOTICE, or alongside a kill)
+N_FIRST_SEEN, N_SCRIPT, N_LOADER, N_INTERP, N_MAP, N_MPROTECT = 1, 2, 4, 8, 16, 32
+#: enforced_uids flags
+F_BLOCKS, F_ALLOW = 1, 2
+#: values of the "programs" map: what a file is for
+P_LOADER, P_INTERPRETER = 1, 2
+ANY_UID = 0xFFFFFFFF
+MAX_EXE_ENTRIES = 65536
+#: identified executables remembered by kernel (dev, ino); the kernel's
+#: "seen" LRU has the same size
+MAX_KNOWN = 16384
+
+#: (macro, struct, member spellings across kernels) read from the running
+#: kernel's BTF at load time
+BTF_OFFSETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("OFF_BPRM_FILE", "linux_binprm", ("file",)),
+    ("OFF_BPRM_FILENAME", "linux_binprm", ("filename",)),
+    ("OFF_BPRM_INTERP", "linux_binprm", ("interp",)),
+    ("OFF_FILE_INODE", "file", ("f_inode",)),
+    ("OFF_INODE_INO", "inode", ("i_ino",)),
+    ("OFF_INODE_SB", "inode", ("i_sb",)),
+    ("OFF_INODE_SIZE", "inode", ("i_size",)),
+    ("OFF_INODE_CTIME_SEC", "inode", ("i_ctime_sec", "__i_ctime.tv_sec", "i_ctime.tv_sec")),
+    ("OFF_INODE_CTIME_NSEC", "inode", ("i_ctime_nsec", "__i_ctime.tv_nsec", "i_ctime.tv_nsec")),
+    ("OFF_SB_DEV", "super_block", ("s_dev",)),
+    ("OFF_TASK_REAL_PARENT", "task_struct", ("real_parent",)),
+    ("OFF_TASK_TGID", "task_struct", ("tgid",)),
+    ("OFF_TASK_FILES", "task_struct", ("files",)),
+    ("OFF_FILES_FDT", "files_struct", ("fdt",)),
+    ("OFF_FDT_MAX_FDS", "fdtable", ("max_fds",)),
+    ("OFF_FDT_FD", "fdtable", ("fd",)),
+)
+
+Key = tuple[int, int]  # kernel (dev, ino)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One record of the enforcer's ring buffer."""
+
+    ts_ns: int
+    ino: int
+    ctime_ns: int
+    blocked_ctime_ns: int
+    kind: int
+    notice: int
+    dev: int  # kernel s_dev
+    pid: int
+    ppid: int
+    uid: int
+    gid: int
+    fd: int  # N_MAP: the fd mapped executable
+    comm: str
+    path: str  # exec: the path given to execve; empty for mappings
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Notice":
+        (ts, ino, ctime, bctime, kind, notice, dev, pid, ppid, uid, gid, fd, comm,
+         path) = EVENT.unpack_from(data)
+        return cls(ts, ino, ctime, bctime, kind, notice, dev, pid, ppid, uid, gid, fd,
+                   cstr(comm), cstr(path))
+
+    @property
+    def key(self) -> Key:
+        return self.dev, self.ino
+
+    @property
+    def is_mapping(self) -> bool:
+        return bool(self.notice & (N_MAP | N_MPROTECT)) or self.kind == K_MAP_BLOCKED
