@@ -73,7 +73,8 @@ def test_parent_end_to_end(kid, policyd_daemon, parent_user):
     assert policy["allowed_apps"] == ["firefox", "/usr/bin/libreoffice"]
     assert ok_json(parent_user, "hours", kid)["fri"] == ["15:30-18:00", "19:00-20:00"]
     assert ok_json(parent_user, "site", "list", kid) == ["example.com", "203.0.113.0/24"]
-    assert ok_json(parent_user, "app", "list", kid)["blocked_apps"] == ["/usr/games/sl"]
+    apps = {row["app"]: row for row in ok_json(parent_user, "app", "list", kid)}
+    assert apps["/usr/games/sl"]["rule"] == "blocked" and apps["/usr/games/sl"]["state"] == "blocked"
     shown = ok(parent_user, "policy", "show", kid)
     assert "1 h" in shown and "/usr/games/sl" in shown and "example.com" in shown
 

@@ -104,8 +104,9 @@ def block(child: Child, name: Name = None,
     """Stop an app from running for a child (and stop it if it runs)."""
     if not name and not running:
         raise CliError("name the app, or use --running", EXIT_USAGE)
-    paths = pick_running(child, name) if running else programs(name or "")
     with _client() as c:
+        c.get_policy(child)  # a parent's command, about a child: said before any name is looked up
+        paths = pick_running(child, name) if running else programs(name or "")
         version = 0
         for path in paths:
             version = c.block_app(child, path)
