@@ -46,7 +46,7 @@ def run(db: peewee.Database, sql: str, *params: object) -> None:
 
 def test_new_database_gets_the_latest_schema_matching_the_models(db: peewee.Database):
     assert schema_version(db) == 0
-    assert migrate(db) == LATEST == 3
+    assert migrate(db) == LATEST == 4
     for model in ALL_MODELS:
         table = model._meta.table_name
         assert columns(db, table) == {f.column_name for f in model._meta.sorted_fields}, table

@@ -1,0 +1,252 @@
+"""The household database as one machine sees it: a psycopg2 connection
+with the machine's own role (row-level security decides what it may
+write). No asyncio here: the agent calls these methods in one worker
+thread. Driver errors that mean "unreachable" become :class:`Offline`;
+a refusal by row-level security or a grant becomes :class:`Refused`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extras
+
+from .journal import Row
+from .sql import NOTIFY_CHANNEL
+
+log = logging.getLogger("dots.policyd.household")
+
+HOUSEHOLD_SCHEMA = 4
+CONNECT_TIMEOUT = 3  # seconds
+
+
+class Offline(RuntimeError):
+    """The household database cannot be reached (or answered oddly)."""
+
+
+class Refused(RuntimeError):
+    """The database refused the write: this machine may not do that."""
+
+
+class Stale(RuntimeError):
+    """Another machine added a policy version first."""
+
+
+@contextlib.contextmanager
+def _errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (psycopg2.errors.InsufficientPrivilege, psycopg2.errors.CheckViolation) as exc:
+        raise Refused(f"{action}: {exc.diag.message_primary or exc}") from exc
+    except psycopg2.errors.UniqueViolation as exc:
+        raise Stale(f"{action}: {exc.diag.message_primary or exc}") from exc
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        raise Offline(f"{action}: {' '.join(str(exc).split())}") from exc
+
+
+def connect(url: str, autocommit: bool = False) -> Any:
+    with _errors("cannot reach the household database"):
+        conn = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT, application_name="dots-policyd",
+                                keepalives=1, keepalives_idle=10, keepalives_interval=5,
+                                keepalives_count=3)
+    conn.autocommit = autocommit
+    return conn
+
+
+class HouseholdStore:
+    def __init__(self, url: str, machine_id: str) -> None:
+        self.url = url
+        self.machine_id = machine_id
+        self.conn: Any = None
+
+    # --- connection ---------------------------------------------------------------
+    def open(self) -> None:
+        """Connect and check this role is this machine (fail closed)."""
+        if self.conn is not None and not self.conn.closed:
+            return
+        self.conn = connect(self.url)
+        try:
+            with self.tx("check the household database") as cur:
+                cur.execute("SELECT max(version) FROM schema_version")
+                version = cur.fetchone()[0] or 0
+                if version < HOUSEHOLD_SCHEMA:
+                    raise Refused(f"the household database is at schema version {version}; "
+                                  f"run dots-household init on it first")
+                cur.execute("SELECT dots_machine()")
+                mine = cur.fetchone()[0]
+            if mine != self.machine_id:
+                raise Refused(f"this database role is machine {mine or 'none (removed?)'}, "
+                              f"not {self.machine_id}: check the household file")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+        self.conn = None
+
+    @contextlib.contextmanager
+    def tx(self, action: str) -> Iterator[Any]:
+        """One transaction; a dropped connection is closed (reopened later)."""
+        if self.conn is None or self.conn.closed:
+            raise Offline(f"{action}: not connected")
+        try:
+            with _errors(action):
+                with self.conn:  # commit, or roll back on error
+                    with self.conn.cursor() as cur:
+                        yield cur
+        except Offline:
+            self.close()
+            raise
+
+    # --- machines ------------------------------------------------------------------
+    def heartbeat(self, health: dict[str, Any]) -> None:
+        with self.tx("report this machine's health") as cur:
+            cur.execute("UPDATE hh_machine SET last_contact = now() AT TIME ZONE 'utc', health = %s "
+                        "WHERE machine_id = %s", (json.dumps(health, sort_keys=True)[:4096], self.machine_id))
+
+    def machines(self) -> list[dict[str, Any]]:
+        with self.tx("list the machines") as cur:
+            cur.execute("SELECT machine_id, name, may_edit_policy, removed, last_contact, health "
+                        "FROM hh_machine ORDER BY name")
+            return [{"machine_id": m, "name": n, "may_edit_policy": e, "removed": r,
+                     "last_contact": lc, "health": h} for m, n, e, r, lc, h in cur.fetchall()]
+
+    def map_accounts(self, accounts: Sequence[tuple[int, str, str]]) -> None:
+        """This machine's local children: (uid, account name, member)."""
+        with self.tx("map local accounts to members") as cur:
+            cur.execute("SELECT name FROM hh_member")
+            known = {n for (n,) in cur.fetchall()}
+            cur.execute("DELETE FROM hh_member_account WHERE machine_id = %s", (self.machine_id,))
+            for uid, user, member in accounts:
+                if member in known:
+                    cur.execute("INSERT INTO hh_member_account (machine_id, uid, user_name, member) "
+                                "VALUES (%s, %s, %s, %s)", (self.machine_id, uid, user, member))
+
+    # --- policy --------------------------------------------------------------------
+    def policies(self) -> dict[str, tuple[int, str]]:
+        """Every member's newest policy: member -> (version, JSON)."""
+        with self.tx("read the household policy") as cur:
+            cur.execute("SELECT DISTINCT ON (member) member, version, policy FROM hh_policy "
+                        "ORDER BY member, version DESC")
+            return {m: (v, p) for m, v, p in cur.fetchall()}
+
+    def push_policy(self, member: str, policy: str, base_version: int, author_uid: int,
+                    author_name: str, action: str, old: str | None) -> int:
+        """Add version ``base_version + 1`` (Stale if someone else did) and
+        its audit row, in one transaction."""
+        version = base_version + 1
+        with self.tx(f"change {member}'s policy") as cur:
+            cur.execute("INSERT INTO hh_member (name) VALUES (%s) ON CONFLICT DO NOTHING", (member,))
+            cur.execute("INSERT INTO hh_policy (member, version, policy, machine_id, author_uid, "
+                        "author_name) VALUES (%s, %s, %s, %s, %s, %s)",
+                        (member, version, policy, self.machine_id, author_uid, author_name))
+            cur.execute("INSERT INTO hh_audit (machine_id, actor_uid, actor_name, action, target, "
+                        "old_value, new_value) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        (self.machine_id, author_uid, author_name, action, f"member:{member}", old, policy))
+        return version
+
+    def audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.tx("read the household audit") as cur:
+            cur.execute("SELECT a.id, a.time, a.machine_id, m.name, a.actor_uid, a.actor_name, a.action, "
+                        "a.target, a.old_value, a.new_value FROM hh_audit a JOIN hh_machine m "
+                        "USING (machine_id) ORDER BY a.id DESC LIMIT %s", (limit,))
+            keys = ("id", "time", "machine_id", "machine", "actor_uid", "actor_name", "action",
+                    "target", "old_value", "new_value")
+            return [dict(zip(keys, row)) for row in cur.fetchall()]
+
+    # --- time ----------------------------------------------------------------------
+    def upload_intervals(self, rows: Sequence[Row]) -> None:
+        """Idempotent: a row sent again never counts twice nor shrinks."""
+        with self.tx("upload screen-time intervals") as cur:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO hh_interval (machine_id, local_id, member, start_at, end_at) VALUES %s "
+                "ON CONFLICT (machine_id, local_id) DO UPDATE "
+                "SET end_at = GREATEST(hh_interval.end_at, EXCLUDED.end_at)",
+                [(self.machine_id, i, m, a, b) for i, m, a, b in rows])
+
+    def other_intervals(self, members: Sequence[str], low: float, high: float) -> dict[str, list[tuple[float, float]]]:
+        """Every other machine's intervals of ``members`` overlapping [low, high)."""
+        out: dict[str, list[tuple[float, float]]] = {m: [] for m in members}
+        if not members:
+            return out
+        with self.tx("read the household's screen time") as cur:
+            cur.execute("SELECT member, start_at, end_at FROM hh_interval WHERE member = ANY(%s) "
+                        "AND machine_id <> %s AND end_at > %s AND start_at < %s",
+                        (list(members), self.machine_id, low, high))
+            for member, a, b in cur.fetchall():
+                out[member].append((a, b))
+        return out
+
+    def upload_daily(self, rows: Sequence[tuple[str, dt.date, str, str, int]]) -> None:
+        """(member, day, kind, key, seconds) of this machine: totals, so an
+        upsert (never lowering) is idempotent."""
+        if not rows:
+            return
+        with self.tx("upload daily totals") as cur:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO hh_daily (machine_id, member, day, kind, key, seconds) VALUES %s "
+                "ON CONFLICT (machine_id, member, day, kind, key) DO UPDATE "
+                "SET seconds = GREATEST(hh_daily.seconds, EXCLUDED.seconds)",
+                [(self.machine_id, *row) for row in rows])
+
+    def other_daily(self, members: Sequence[str], kind: str, first: dt.date,
+                    last: dt.date) -> dict[tuple[str, dt.date, str], int]:
+        if not members:
+            return {}
+        with self.tx("read the household's daily totals") as cur:
+            cur.execute("SELECT member, day, key, sum(seconds) FROM hh_daily WHERE member = ANY(%s) "
+                        "AND machine_id <> %s AND kind = %s AND day BETWEEN %s AND %s "
+                        "GROUP BY member, day, key", (list(members), self.machine_id, kind, first, last))
+            return {(m, d, k): int(s) for m, d, k, s in cur.fetchall()}
+
+    # --- events --------------------------------------------------------------------
+    def last_forwarded(self, monitor: str) -> int:
+        with self.tx("read the forwarding mark") as cur:
+            cur.execute("SELECT coalesce(max(local_id), 0) FROM hh_event WHERE machine_id = %s "
+                        "AND monitor = %s", (self.machine_id, monitor))
+            return int(cur.fetchone()[0])
+
+    def forward_events(self, monitor: str, rows: Sequence[tuple[int, int, dt.datetime, str]]) -> None:
+        """(local id, uid, time, JSON of the fields); a row sent twice is stored once."""
+        if not rows:
+            return
+        with self.tx("forward events") as cur:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO hh_event (machine_id, monitor, local_id, uid, time, data) VALUES %s "
+                "ON CONFLICT DO NOTHING",
+                [(self.machine_id, monitor, i, u, t, d) for i, u, t, d in rows], page_size=1000)
+
+
+class PolicyListener:
+    """A second, autocommit connection that LISTENs for policy changes."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = connect(url, autocommit=True)
+        with _errors("listen for policy changes"):
+            with self.conn.cursor() as cur:
+                cur.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def fileno(self) -> int:
+        return self.conn.fileno()
+
+    def drain(self) -> list[str]:
+        """The notifications' payloads received so far ("table:member")."""
+        with _errors("receive policy changes"):
+            self.conn.poll()
+        out = [n.payload for n in self.conn.notifies]
+        self.conn.notifies.clear()
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()

@@ -1,0 +1,121 @@
+"""The household database without daemons: row-level security per
+machine, policy versions and their audit, interval accounting (union
+across machines, idempotent reconciliation of the local journal)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg2
+import pytest
+
+from dots_policyd.db import open_database
+from dots_policyd.household import roles
+from dots_policyd.household.budget import HouseholdUsage, union_seconds
+from dots_policyd.household.journal import Journal
+from dots_policyd.household.store import HouseholdStore, Refused, Stale
+from dots_policyd.migrations import migrate
+
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+
+
+@pytest.fixture
+def household(postgres_db_url):
+    roles.init(postgres_db_url)
+    urls = {}
+    for mid, name, parents in ((A, "living-room", True), (B, "laptop", False), (C, "spare", False)):
+        role, password = roles.add_machine(postgres_db_url, mid, name, parents)
+        urls[mid] = roles.machine_url(postgres_db_url, role, password)
+    return postgres_db_url, urls
+
+
+def store(urls, mid) -> HouseholdStore:
+    s = HouseholdStore(urls[mid], mid)
+    s.open()
+    return s
+
+
+def test_union_counts_simultaneous_use_once():
+    assert union_seconds([(0, 10), (5, 15), (20, 30)], 0, 100) == 25
+    assert union_seconds([(0, 10), (5, 15)], 8, 12) == 4
+    assert union_seconds([], 0, 10) == 0
+
+
+def test_a_machine_writes_only_its_own_rows(household):
+    owner, urls = household
+    a, b = store(urls, A), store(urls, B)
+    version = a.push_policy("kid", '{"daily_limit_minutes": 60}', 0, 1000, "mum", "set_policy", None)
+    assert version == 1
+    b.upload_intervals([(1, "kid", 100.0, 200.0)])
+
+    # B (a child's laptop) may not change the policy, nor add a member
+    with pytest.raises(Refused):
+        b.push_policy("kid", '{}', 1, 1001, "kid", "set_policy", None)
+    with pytest.raises(Refused):
+        b.push_policy("other", '{}', 0, 1001, "kid", "set_policy", None)
+    # B may not write A's intervals, by insert or by update; nor A's health
+    raw = psycopg2.connect(urls[B])
+    for statement in (
+            f"INSERT INTO hh_interval (machine_id, local_id, member, start_at, end_at) VALUES ('{A}', 9, 'kid', 0, 1)",
+            f"INSERT INTO hh_audit (machine_id, actor_uid, actor_name, action, target) VALUES ('{A}', 0, 'x', 'y', 'z')",
+            f"INSERT INTO hh_event (machine_id, monitor, local_id, uid, time, data) VALUES ('{A}', 'p', 1, 1, now(), '{{}}')",
+            "DELETE FROM hh_audit", "DELETE FROM hh_policy", "UPDATE hh_policy SET policy = '{}'",
+            "UPDATE hh_machine SET may_edit_policy = true",
+            "INSERT INTO child (uid, name, policy, created) VALUES (5000, 'x', '{}', now())"):
+        with pytest.raises(psycopg2.Error):
+            with raw, raw.cursor() as cur:
+                cur.execute(statement)
+    # updates that row-level security filters out change nothing
+    with raw, raw.cursor() as cur:
+        cur.execute(f"UPDATE hh_interval SET end_at = 1e9 WHERE machine_id = '{A}'")
+        assert cur.rowcount == 0
+        cur.execute(f"UPDATE hh_machine SET health = 'x' WHERE machine_id = '{A}'")
+        assert cur.rowcount == 0
+    raw.close()
+    assert a.policies() == {"kid": (1, '{"daily_limit_minutes": 60}')}
+    [entry] = a.audit()
+    assert (entry["machine"], entry["actor_name"], entry["action"]) == ("living-room", "mum", "set_policy")
+
+
+def test_policy_versions_do_not_lose_updates(household):
+    _, urls = household
+    a = store(urls, A)
+    a.push_policy("kid", '{"a": 1}', 0, 1000, "mum", "set_policy", None)
+    with pytest.raises(Stale):
+        a.push_policy("kid", '{"a": 2}', 0, 1000, "dad", "set_policy", None)
+    assert a.policies()["kid"][0] == 1
+
+
+def test_removed_machine_can_no_longer_connect(household):
+    owner, urls = household
+    roles.remove_machine(owner, C)
+    with pytest.raises(Exception):
+        store(urls, C)
+
+
+def test_offline_journal_reconciles_without_double_counting(household, tmp_path):
+    _, urls = household
+    local = open_database(tmp_path / "local.db")
+    migrate(local)
+    journal = Journal(local)
+    day = dt.date(2026, 3, 2)
+    t0 = dt.datetime.combine(day, dt.time(10)).astimezone().timestamp()
+    # the laptop journals 10:00-10:20 in 5 s spans, offline
+    for i in range(240):
+        journal.add("kid", t0 + 5 * i, t0 + 5 * (i + 1))
+    assert journal.count_pending() == 1  # merged into one row
+    b = store(urls, B)
+    # uploaded twice (a crash after the commit, before the acknowledgement)
+    pending = journal.pending()
+    b.upload_intervals(pending)
+    b.upload_intervals(pending)
+    journal.acknowledge(pending)
+    assert journal.count_pending() == 0
+    # the living room was used 10:10-10:30 at the same time
+    a = store(urls, A)
+    a.upload_intervals([(1, "kid", t0 + 600, t0 + 1800)])
+    usage = HouseholdUsage(local, journal, lambda uid: "kid")
+    usage.remote = a.other_intervals(["kid"], t0 - 3600, t0 + 7200)  # as B's sync sees it: A's only
+    usage.remote = b.other_intervals(["kid"], t0 - 3600, t0 + 7200)
+    assert usage.member_used("kid", day, day) == 30 * 60  # 10:00-10:30, overlap counted once
+    local.close()
