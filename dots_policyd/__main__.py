@@ -25,6 +25,7 @@ from .authority import DEFAULT_TIMEOUT, Authority
 from .db import DEFAULT_PATH, StorageError, display_name, open_database
 from .enforcement import start_enforcement
 from .family import Family
+from .household.service import attach_household, household_agent
 from .migrations import migrate
 from .seal import Seal, key_path, load_key
 from .service import FamilyService
@@ -45,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--integrity-interval", type=float, default=30.0,
                    help="seconds between checks that nobody edited the database by hand; "
                         "default %(default)s")
+    p.add_argument("--household", default=os.environ.get("DOTS_HOUSEHOLD") or None, metavar="FILE",
+                   help="household mode: the household file (database URL with this machine's "
+                        "role; see the README), e.g. /etc/dots/household.conf")
     p.add_argument("--allow-root", action="store_true",
                    help="run even as root (it should run as the user dots-policyd)")
     p.add_argument("--log-level", default=os.environ.get("DOTS_LOG_LEVEL", "info"),
@@ -79,6 +83,7 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("database %s at schema version %d", display_name(args.database), version)
     seal = Seal(db, load_key(key_path(args.database)))
     family = Family(db, seal=seal)
+    agent = household_agent(args.household, db, family)
     pruner = asyncio.create_task(prune_daily(db, args.retention_days))
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     service = FamilyService(bus, family, Authority(bus, timeout=args.polkit_timeout))
@@ -86,7 +91,11 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         await service.start()
         link = await start_enforcement(bus, db, family, service, seal,
-                                       args.integrity_interval)
+                                       args.integrity_interval,
+                                       usage=agent.usage if agent else None)
+        if agent is not None:
+            await agent.start()
+            attach_household(service, agent)
         log.info("ready")
         disconnected = asyncio.create_task(bus.wait_for_disconnect())
         stopping = asyncio.create_task(stop.wait())
@@ -104,6 +113,8 @@ async def serve(args: argparse.Namespace) -> None:
             stopped = link.stop()
             if inspect.isawaitable(stopped):
                 await stopped
+        if agent is not None:
+            await agent.stop()
         await service.stop()
         bus.disconnect()
         db.close()
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                  "(or pass --allow-root)")
     try:
         asyncio.run(serve(args))
-    except (StorageError, RuntimeError, DBusError, OSError) as exc:
+    except (StorageError, RuntimeError, DBusError, OSError, ValueError) as exc:
         sys.exit(f"dots-policyd: {exc}")
 
 

@@ -76,6 +76,7 @@ def request_struct(r: RequestInfo) -> list[Any]:
 
 def build_routes(family: Family,
                  daemon_status: Callable[[], Awaitable[dict[str, Variant]]] | None = None,
+                 machines: Callable[[], Awaitable[list[dict[str, Variant]]]] | None = None,
                  ) -> dict[str, Route]:
     """Every method of the contract, bound to ``family``."""
 
@@ -170,6 +171,9 @@ def build_routes(family: Family,
     async def get_daemon_status(call: Call) -> list[Any]:
         return [await daemon_status() if daemon_status else {}]
 
+    async def list_machines(call: Call) -> list[Any]:
+        return [await machines() if machines else []]
+
     M, V, R = ACTION_MANAGE, ACTION_VIEW, ACTION_REQUEST
     return {
         "ListChildren": Route(V, "", "a(us)", list_children),
@@ -200,4 +204,5 @@ def build_routes(family: Family,
         "GetAuditLog": Route(V, "u", "a(txussss)", get_audit_log),
         "GetPolicySchema": Route(V, "", "s", get_policy_schema),
         "GetDaemonStatus": Route(V, "", "a{sv}", get_daemon_status),
+        "ListMachines": Route(V, "", "aa{sv}", list_machines),
     }

@@ -27,7 +27,7 @@ from .policy import Policy, PolicyError
 from .rules import Rules, rules_for
 from .schema import Child
 from .sites import SiteResolver, dns_lookup
-from .screentime import ScreenTime
+from .screentime import ScreenTime, UsageSource
 from .seal import Seal
 from .service import FamilyService, Signals
 from .sessions import Logind
@@ -45,7 +45,7 @@ DAEMON_ACTOR = 0
 class Enforcement:
     def __init__(self, bus: MessageBus, db: peewee.Database, family: Family, signals: Signals,
                  seal: Seal | None = None, integrity_interval: float = 30.0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, usage: UsageSource | None = None) -> None:
         self.bus = bus
         self.seal = seal
         self.integrity_interval = integrity_interval
@@ -56,7 +56,7 @@ class Enforcement:
         self._policies: dict[int, Policy] = {}
         self.reload()
         self.app_time = AppTime(db, self.policies)
-        self.screen = ScreenTime(db, self.clock, self.policies)
+        self.screen = ScreenTime(db, self.clock, self.policies, usage)
         self.timekeeper = Timekeeper(self.screen, Logind(bus), self._emit, self.kill_user, self.tamper)
         self.link = CollectorLink(bus, db, self.child_uids, on_records=self._on_records,
                                   on_presence=self._on_collector)
@@ -246,8 +246,10 @@ class Enforcement:
 
 async def start_enforcement(bus: MessageBus, db: peewee.Database, family: Family,
                             service: FamilyService, seal: Seal | None = None,
-                            integrity_interval: float = 30.0) -> Enforcement:
-    enforcement = Enforcement(bus, db, family, service.signals, seal, integrity_interval)
+                            integrity_interval: float = 30.0,
+                            usage: UsageSource | None = None) -> Enforcement:
+    enforcement = Enforcement(bus, db, family, service.signals, seal, integrity_interval,
+                              usage=usage)
     service.daemon_status = enforcement.daemon_status
     await enforcement.start()
     return enforcement

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import peewee
 
@@ -93,18 +94,30 @@ def used_and_granted(db: peewee.Database, uid: int, first: dt.date, last: dt.dat
     return int(row[0]), int(row[1])
 
 
-def time_left(db: peewee.Database, uid: int, policy: Policy, now: dt.datetime) -> Left:
+class UsageSource(Protocol):
+    """Where used and granted seconds come from instead of this machine's
+    rollup (household mode: summed across machines), and where counted
+    spans go."""
+
+    def used_and_granted(self, uid: int, first: dt.date, last: dt.date) -> tuple[int, int]: ...
+    def add_use(self, uid: int, start: dt.datetime, end: dt.datetime) -> None: ...
+
+
+def time_left(db: peewee.Database, uid: int, policy: Policy, now: dt.datetime,
+              usage: UsageSource | None = None) -> Left:
     """The smallest of: today's budget, this week's budget, the time to the
     end of the current allowed window (0 outside every window)."""
     today = now.date()
     candidates: list[Left] = []
-    used, granted = used_and_granted(db, uid, today, today)
+    spent = usage.used_and_granted if usage is not None else (
+        lambda u, first, last: used_and_granted(db, u, first, last))
+    used, granted = spent(uid, today, today)
     daily = policy.daily_limit_for(today)
     if daily is not None:
         candidates.append(Left(daily * 60 + granted - used, "daily"))
     if policy.weekly_limit_minutes is not None:
         monday = today - dt.timedelta(days=today.weekday())
-        week_used, week_granted = used_and_granted(db, uid, monday, today)
+        week_used, week_granted = spent(uid, monday, today)
         candidates.append(Left(policy.weekly_limit_minutes * 60 + week_granted - week_used, "weekly"))
     windows = policy.windows_for(today)
     if windows is not None:
@@ -118,8 +131,10 @@ def time_left(db: peewee.Database, uid: int, policy: Policy, now: dt.datetime) -
 
 class ScreenTime:
     def __init__(self, db: peewee.Database, clock: Clock,
-                 policies: Callable[[], dict[int, Policy]]) -> None:
+                 policies: Callable[[], dict[int, Policy]],
+                 usage: UsageSource | None = None) -> None:
         self.db = db
+        self.usage = usage
         self.clock = clock
         self.policies = policies
         self._last_mono: float | None = None
@@ -159,6 +174,9 @@ class ScreenTime:
             self._known_sessions = {s.session_id for s in sessions}
         policies = self.policies()
         self._account(elapsed, now.date(), policies)
+        if self.usage is not None and elapsed > 0:
+            for uid in self._in_use & policies.keys():
+                self.usage.add_use(uid, now - dt.timedelta(seconds=elapsed), now)
 
         by_uid: dict[int, list[SessionState]] = {}
         for s in sessions:
@@ -180,7 +198,7 @@ class ScreenTime:
 
     def _decide(self, uid: int, policy: Policy, sessions: list[SessionState],
                 now: dt.datetime) -> list[Action]:
-        left = time_left(self.db, uid, policy, now)
+        left = time_left(self.db, uid, policy, now, self.usage)
         if left.seconds is None or not sessions:
             return []
         today = now.date()

@@ -1,0 +1,347 @@
+"""The household agent inside dots-policyd: keeps this machine and the
+household database in step.
+
+* Policy: the household's newest version of each member's policy is
+  applied to the local child account(s) mapped to that member, through
+  the family core (so the enforcers reload as for any change). A parent's
+  change made here is pushed as a new household version with an audit row
+  naming the parent and this machine. A LISTEN connection wakes the sync
+  on every new version; the periodic sync is the safety net.
+* Time: the screen-time engine journals every counted span locally
+  (:class:`~.journal.Journal`); each sync uploads what the household has
+  not acknowledged and fetches the other machines' intervals and grants,
+  which :class:`~.budget.HouseholdUsage` unions with the local ones.
+* Offline: every failure to reach the database leaves the machine on its
+  last known policy and remote time, with its own time still journalled;
+  the next successful sync reconciles (idempotent uploads).
+
+The database work runs in ONE worker thread; applying results runs on the
+event loop (the family core and the enforcers live there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import datetime as dt
+import json
+import logging
+import pwd
+import select
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+from dbus_fast import Variant
+
+from dots_common.limits import MIN_CHILD_UID, NOBODY_UID
+
+from ..db import StorageError
+from ..family import ChildAdded, Family, PolicyChanged
+from ..schema import RAW_MODELS, AppUsageDaily, Child, PolicyVersion, ScreenTimeDaily
+from .budget import HouseholdUsage, day_bounds
+from .identity import HouseholdConfig
+from .journal import Journal
+from .store import HouseholdStore, Offline, PolicyListener, Refused, Stale
+
+log = logging.getLogger("dots.policyd.household")
+
+#: the family core's actor for changes the household made (the system)
+HOUSEHOLD_ACTOR = 0
+FORWARD_BATCH = 5000
+_EVENT_SKIP = {"id", "uid", "time", "ts_ns", "batch_id"}
+
+
+@dataclass
+class Snapshot:
+    policies: dict[str, tuple[int, str]]
+    remote: dict[str, list[tuple[float, float]]]
+    granted: dict[tuple[str, dt.date], int]
+    machines: list[dict[str, Any]]
+    refused: list[str] = field(default_factory=list)
+
+
+def _unix(naive_utc: dt.datetime | None) -> int:
+    return 0 if naive_utc is None else calendar.timegm(naive_utc.timetuple())
+
+
+class HouseholdAgent:
+    def __init__(self, config: HouseholdConfig, db: peewee.Database, family: Family,
+                 tz: dt.tzinfo | None = None) -> None:
+        self.config = config
+        self.db = db
+        self.family = family
+        self.tz = tz
+        self.journal = Journal(db)
+        self.usage = HouseholdUsage(db, self.journal, self.member_of_uid, tz)
+        self.store = HouseholdStore(config.url, config.machine_id)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dots-household")
+        self.online = False
+        self.last_contact = 0.0
+        self.last_error = ""
+        self.machines: list[dict[str, Any]] = []
+        self.applied: dict[str, tuple[int, str]] = {
+            m: tuple(v) for m, v in json.loads(self.journal.get_state("applied") or "{}").items()}
+        self.dirty: set[str] = set(json.loads(self.journal.get_state("dirty") or "[]"))
+        self._members: dict[int, str] = {}
+        self._applying = False
+        self._forward_marks: dict[str, int] = {}
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._listener_thread: threading.Thread | None = None
+        self.refresh_members()
+
+    # --- who is who ---------------------------------------------------------------
+    def member_of_uid(self, uid: int) -> str | None:
+        return self._members.get(uid)
+
+    def refresh_members(self) -> None:
+        self._members = {uid: self.config.member_of(name)
+                         for uid, name in Child.select(Child.uid, Child.name).tuples()}
+
+    def _candidates(self, member: str) -> list[pwd.struct_passwd]:
+        """Local accounts mapped to ``member`` that could be children."""
+        return [pw for pw in pwd.getpwall()
+                if pw.pw_uid >= MIN_CHILD_UID and pw.pw_uid != NOBODY_UID
+                and self.config.member_of(pw.pw_name) == member]
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.family.subscribe(self._on_family_event)
+        self._listener_thread = threading.Thread(target=self._listen, name="dots-household-listen",
+                                                 daemon=True)
+        self._listener_thread.start()
+        self._tasks = [asyncio.create_task(self._run())]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.store.close)
+        self.executor.shutdown(wait=True)
+
+    def wake(self) -> None:
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        while True:
+            self._wake.clear()
+            try:
+                snapshot = await loop.run_in_executor(self.executor, self._sync_io)
+                self._apply(snapshot)
+                if not self.online:
+                    log.info("household database reachable again: reconciled")
+                self.online, self.last_contact, self.last_error = True, time.time(), ""
+            except (Offline, Refused, StorageError) as exc:
+                if self.online or self.last_error != str(exc):
+                    log.warning("household database: %s; enforcing the last known policy", exc)
+                self.online, self.last_error = False, str(exc)
+            except Exception as exc:  # keep syncing whatever happens
+                log.exception("household sync failed")
+                self.online, self.last_error = False, f"{type(exc).__name__}: {exc}"
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.sync_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    # --- LISTEN -------------------------------------------------------------------------
+    def _listen(self) -> None:
+        """A thread: wake the sync on every NOTIFY; reconnect when it drops."""
+        while not self._stopping.is_set():
+            try:
+                listener = PolicyListener(self.config.url)
+            except Offline:
+                self._stopping.wait(min(self.config.sync_seconds, 5.0))
+                continue
+            self.wake()  # changes made while we were not listening
+            try:
+                while not self._stopping.is_set():
+                    ready, _, _ = select.select([listener], [], [], 1.0)
+                    if ready and listener.drain():
+                        self.wake()
+            except (Offline, OSError, ValueError):
+                pass
+            finally:
+                listener.close()
+
+    # --- the family core's changes --------------------------------------------------
+    def _on_family_event(self, event: Any) -> None:
+        """A local change: push it (unless it is the household's own)."""
+        if self._applying or not isinstance(event, (PolicyChanged, ChildAdded)):
+            return
+        self.refresh_members()
+        member = self.member_of_uid(event.uid)
+        if member is None:
+            return
+        self.dirty.add(member)
+        self.journal.set_state("dirty", json.dumps(sorted(self.dirty)))
+        self.wake()
+
+    # --- worker thread -------------------------------------------------------------
+    def _sync_io(self) -> Snapshot:
+        s = self.store
+        s.open()
+        policies = s.policies()
+        refused = [m for m in sorted(self.dirty) if not self._push(m, policies)]
+        s.heartbeat(self._health())
+        s.map_accounts([(uid, self._user(uid), m) for uid, m in self._members.items()])
+        pending = self.journal.pending()
+        if pending:
+            s.upload_intervals(pending)
+            self.journal.acknowledge(pending)
+        today = dt.datetime.now(self.tz).date()
+        monday = today - dt.timedelta(days=today.weekday())
+        s.upload_daily(self._daily_rows(monday, today))
+        self._forward_events()
+        members = sorted(set(self._members.values()))
+        low, high = day_bounds(monday, today, self.tz)
+        remote = s.other_intervals(members, low, high)
+        granted = {(m, d): v for (m, d, _k), v in s.other_daily(members, "granted", monday, today).items()}
+        return Snapshot(policies, remote, granted, s.machines(), refused)
+
+    def _push(self, member: str, policies: dict[str, tuple[int, str]]) -> bool:
+        """Push the local policy of ``member`` as a new household version."""
+        uids = [uid for uid, m in self._members.items() if m == member]
+        row = Child.get_or_none(Child.uid == uids[0]) if uids else None
+        if row is None:
+            self._clean(member)
+            return True
+        for _attempt in range(3):
+            base, current = policies.get(member, (0, None))
+            if current == row.policy:
+                break
+            author = (PolicyVersion.select(PolicyVersion.author_uid)
+                      .where(PolicyVersion.uid == row.uid).order_by(PolicyVersion.version.desc())
+                      .scalar()) or 0
+            try:
+                version = self.store.push_policy(member, row.policy, base, author, self._user(author),
+                                                 "set_policy", current)
+            except Stale:  # someone else was first: ours goes on top of theirs
+                policies.update(self.store.policies())
+                continue
+            except Refused as exc:
+                log.warning("this machine may not change %s's policy (%s): "
+                            "the household's policy is restored here", member, exc)
+                self._clean(member)
+                return False
+            policies[member] = (version, row.policy)
+            log.info("pushed %s's policy as household version %d", member, version)
+            break
+        self._clean(member)
+        return True
+
+    def _clean(self, member: str) -> None:
+        self.dirty.discard(member)
+        self.journal.set_state("dirty", json.dumps(sorted(self.dirty)))
+
+    @staticmethod
+    def _user(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return str(uid)
+
+    def _health(self) -> dict[str, Any]:
+        return {"children": len(self._members), "pending_intervals": self.journal.count_pending(),
+                "offline_since": 0 if self.online else int(self.last_contact),
+                "last_error": self.last_error[:200]}
+
+    def _daily_rows(self, first: dt.date, last: dt.date) -> list[tuple[str, dt.date, str, str, int]]:
+        totals: dict[tuple[str, dt.date, str, str], int] = {}
+        for uid, member in self._members.items():
+            for day, granted in (ScreenTimeDaily.select(ScreenTimeDaily.day, ScreenTimeDaily.seconds_granted)
+                                 .where(ScreenTimeDaily.uid == uid, ScreenTimeDaily.day.between(first, last))
+                                 .tuples()):
+                key = (member, day, "granted", "")
+                totals[key] = totals.get(key, 0) + granted
+            for day, app, seconds in (AppUsageDaily.select(AppUsageDaily.day, AppUsageDaily.app,
+                                                           AppUsageDaily.active_seconds)
+                                      .where(AppUsageDaily.uid == uid, AppUsageDaily.day.between(first, last))
+                                      .tuples()):
+                key = (member, day, "app", app)
+                totals[key] = totals.get(key, 0) + seconds
+        return [(*k, v) for k, v in totals.items() if v]
+
+    def _forward_events(self) -> None:
+        """Copy stored events the household does not have yet (by local id)."""
+        for monitor, model in RAW_MODELS.items():
+            if monitor not in self._forward_marks:
+                self._forward_marks[monitor] = self.store.last_forwarded(monitor)
+            mark = self._forward_marks[monitor]
+            rows = list(model.select().where(model.id > mark).order_by(model.id)
+                        .limit(FORWARD_BATCH).dicts())
+            if not rows:
+                continue
+            self.store.forward_events(monitor, [
+                (r["id"], r["uid"], r["time"],
+                 json.dumps({k: v for k, v in r.items() if k not in _EVENT_SKIP}, default=str))
+                for r in rows])
+            self._forward_marks[monitor] = rows[-1]["id"]
+
+    # --- event loop: apply what the household says --------------------------------
+    def _apply(self, snapshot: Snapshot) -> None:
+        self._applying = True
+        try:
+            for member, (version, text) in snapshot.policies.items():
+                if member in self.dirty:
+                    continue  # a local change not pushed yet wins until it is
+                self._apply_policy(member, text)
+                self.applied[member] = (version, text)
+        finally:
+            self._applying = False
+            self.refresh_members()
+        self.journal.set_state("applied", json.dumps(self.applied))
+        self.usage.remote = snapshot.remote
+        self.usage.remote_granted = snapshot.granted
+        self.machines = snapshot.machines
+
+    def _apply_policy(self, member: str, text: str) -> None:
+        for pw in self._candidates(member):
+            row = Child.get_or_none(Child.uid == pw.pw_uid)
+            if row is None:
+                self.family.add_child(HOUSEHOLD_ACTOR, pw.pw_name, "")
+                log.info("household member %s is local account %s here", member, pw.pw_name)
+            elif row.policy == text:
+                continue
+            self.family.set_policy(HOUSEHOLD_ACTOR, str(pw.pw_uid), text)
+
+    # --- for the bus ------------------------------------------------------------------
+    async def daemon_status(self) -> dict[str, Variant]:
+        """Keys for GetDaemonStatus (dotsctl doctor)."""
+        return {
+            "household": Variant("b", True),
+            "household_machine": Variant("s", self.config.machine_name),
+            "household_online": Variant("b", self.online),
+            "household_last_contact": Variant("x", int(self.last_contact)),
+            "household_pending_intervals": Variant("u", self.journal.count_pending()),
+            "household_error": Variant("s", self.last_error[:500]),
+        }
+
+    async def list_machines(self) -> list[dict[str, Variant]]:
+        """The household's machines as last seen (also while offline)."""
+        now = time.time()
+        out = []
+        for m in self.machines:
+            contact = _unix(m["last_contact"])
+            fresh = contact and now - contact < max(3 * self.config.sync_seconds, 60)
+            out.append({
+                "machine_id": Variant("s", m["machine_id"]),
+                "name": Variant("s", m["name"]),
+                "this_machine": Variant("b", m["machine_id"] == self.config.machine_id),
+                "last_contact": Variant("x", contact),
+                "state": Variant("s", "removed" if m["removed"] else "online" if fresh else "offline"),
+                "may_edit_policy": Variant("b", bool(m["may_edit_policy"])),
+                "health": Variant("s", m["health"] or "{}"),
+            })
+        return out
