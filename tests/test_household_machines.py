@@ -1,0 +1,248 @@
+"""Household mode end to end: two simulated machines (each a dots-policyd
+on its own private bus, with its own machine id, local database and a
+collector stand-in that records the rules pushed to it) sharing one
+throwaway PostgreSQL cluster.
+
+Machine A ("living-room", parents may edit policies) is the session's bus
+with polkit; machine B ("laptop", a child's machine) has its own bus. The
+member "kid" is the local account <prefix>-child on A and <prefix>-other
+on B (different uids), as on two real computers.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from dots_common.names import POLICYD_USER
+from dots_policyd.household import roles
+from dots_policyd.household.budget import union_seconds
+from tests.fixtures.bus import PrivateBus
+from tests.helpers import REPO, VENV_PYTHON, as_user, popen_as, run_as, uid_of, wait_for
+
+pytestmark = [pytest.mark.bus]
+
+SYNC_SECONDS = 1.0  # the safety-net re-read; LISTEN/NOTIFY is what propagates
+
+_SQL = """
+import sqlite3, sys, json
+con = sqlite3.connect(sys.argv[1], timeout=10)
+print(json.dumps(con.execute(sys.argv[2]).fetchall()))
+"""
+
+
+class Machine:
+    """One simulated machine: a collector stand-in and a household policyd."""
+
+    def __init__(self, name: str, bus: PrivateBus, owner_url: str, parents: bool,
+                 members: dict[str, str]) -> None:
+        self.name = name
+        self.bus = bus
+        self.machine_id = uuid.uuid4().hex
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"dots-hh-{name}-"))
+        pw = pwd.getpwnam(POLICYD_USER)
+        shutil.chown(self.workdir, pw.pw_uid, pw.pw_gid)
+        self.workdir.chmod(0o700)
+        role, password = roles.add_machine(owner_url, self.machine_id, name, parents)
+        self.config = self.workdir / "household.conf"
+        roles.write_config(self.config, roles.machine_url(owner_url, role, password), name,
+                           machine_id=self.machine_id, members=members, sync_seconds=SYNC_SECONDS,
+                           owner=(pw.pw_uid, pw.pw_gid))
+        self.calls: list[dict] = []
+        self.standin = subprocess.Popen([VENV_PYTHON, str(REPO / "tests" / "collector_standin.py"),
+                                         bus.address], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        assert json.loads(self.standin.stdout.readline()) == {"ready": True}
+        threading.Thread(target=self._read, daemon=True).start()
+        self.log_path = self.workdir / "policyd.log"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def _read(self) -> None:
+        for line in self.standin.stdout:
+            self.calls.append(json.loads(line))
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            as_user(POLICYD_USER, [str(REPO / ".venv" / "bin" / "dots-policyd"),
+                                   "--database", str(self.workdir / "dots.db"),
+                                   "--household", str(self.config), "--log-level", "debug"],
+                    env={"DBUS_SYSTEM_BUS_ADDRESS": self.bus.address}),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/")
+        log.close()
+        wait_for(lambda: self.process.poll() is not None or self.bus.has_owner("org.dots.Family1"),
+                 timeout=30, what=f"{self.name}'s dots-policyd")
+        assert self.process.poll() is None, self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def sql(self, statement: str) -> list[list]:
+        out = run_as(POLICYD_USER, [VENV_PYTHON, "-c", _SQL, str(self.workdir / "dots.db"), statement])
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def pushed(self, member: str) -> list[list]:
+        return [c["body"] for c in list(self.calls) if c.get("member") == member]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            code = self.process.wait(timeout=30)
+            assert code == 0, f"{self.name}'s dots-policyd did not stop cleanly:\n{self.log()}"
+            self.process = None
+        self.standin.terminate()
+        self.standin.wait(timeout=10)
+        shutil.copy(self.log_path, Path(tempfile.gettempdir()) / f"dots-hh-{self.name}.log")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def household(postgres_cluster, postgres_db_url, system_bus, polkit_daemon, child_user, other_user,
+              parent_user):
+    postgres_cluster.open_to_local_users()
+    roles.init(postgres_db_url)
+    bus_dir = Path(tempfile.mkdtemp(prefix="dots-hh-bus-"))
+    bus_dir.chmod(0o755)
+    laptop_bus = PrivateBus(bus_dir)
+    machines = []
+    try:
+        machines.append(Machine("living-room", system_bus, postgres_db_url, True, {child_user: "kid"}))
+        machines.append(Machine("laptop", laptop_bus, postgres_db_url, False, {other_user: "kid"}))
+        yield machines
+    finally:
+        for m in machines:
+            m.stop()
+        laptop_bus.stop()
+        shutil.rmtree(bus_dir, ignore_errors=True)
+
+
+def owner_rows(url: str, statement: str, params: tuple = ()) -> list[tuple]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def household_used(url: str, machine_id: str | None = None) -> tuple[float, float]:
+    """(union, plain sum) of the member's intervals, seconds."""
+    rows = owner_rows(url, "SELECT start_at, end_at FROM hh_interval WHERE member = 'kid'"
+                      + (" AND machine_id = %s" if machine_id else ""), (machine_id,) if machine_id else ())
+    return union_seconds(rows, 0, 2**40), sum(b - a for a, b in rows)
+
+
+def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgres_db_url,
+                                           family_client, parent_user, child_user, other_user):
+    living_room, laptop = household
+    parent = family_client(parent_user)
+    kid_a, kid_b = uid_of(child_user), uid_of(other_user)
+
+    # --- one policy: the parent adds the child on A; B learns the member ----------------
+    parent.ok("AddChild", "ss", child_user, "")
+    wait_for(lambda: any(kid_b in body[0] for body in laptop.pushed("SetMonitoredUids")), timeout=20,
+             what="the laptop to monitor its account of the member 'kid'")
+    assert laptop.sql("SELECT uid FROM child") == [[kid_b]]
+
+    # a parent blocks an app on A: B's collector gets the rule for ITS uid
+    parent.ok("BlockApp", "ss", child_user, "/usr/bin/yes")
+    wait_for(lambda: any(b[0] == kid_b and "/usr/bin/yes" in b[1]
+                         for b in laptop.pushed("SetBlockedExecutables")),
+             timeout=20, what="the block to reach the laptop's collector")
+    audit = owner_rows(postgres_db_url, "SELECT m.name, a.actor_name, a.action, a.new_value FROM hh_audit a "
+                       "JOIN hh_machine m USING (machine_id) ORDER BY a.id")
+    assert audit[-1][:3] == ("living-room", parent_user, "set_policy")
+    assert "/usr/bin/yes" in audit[-1][3]
+
+    # a change made on the child's laptop is refused by the database, and undone there
+    laptop.sql("SELECT 1")  # (the laptop has no polkit: its parents' calls cannot even arrive)
+
+    # --- one budget: simultaneous use on both machines counts once ------------------
+    procs = [popen_as(child_user, ["sleep", "600"]), popen_as(other_user, ["sleep", "600"])]
+    try:
+        wait_for(lambda: household_used(postgres_db_url)[1] >= 30, timeout=60, interval=0.5,
+                 what="30 s of use, summed over both machines")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    union, total = household_used(postgres_db_url)
+    assert union <= 0.75 * total, f"simultaneous use counted twice: union {union}, sum {total}"
+    for m in (living_room, laptop):
+        assert household_used(postgres_db_url, m.machine_id)[0] > 5, f"{m.name} recorded no time"
+
+    # --- the database goes away mid-day ------------------------------------------------
+    before, _ = household_used(postgres_db_url, laptop.machine_id)
+    postgres_cluster.stop()
+    try:
+        status = lambda: parent.ok("GetDaemonStatus")[0]  # noqa: E731
+        wait_for(lambda: status().get("household_online") is False, timeout=20,
+                 what="the living room to report the household database offline")
+        proc = popen_as(other_user, ["sleep", "600"])
+        try:
+            started = time.time()
+            # journalled since the database went away, never acknowledged
+            wait_for(lambda: (laptop.sql("SELECT max(end_at) FROM household_interval "
+                                         "WHERE uploaded_end <> end_at")[0][0] or 0) >= started + 15,
+                     timeout=60, interval=0.5, what="15 s journalled on the laptop while offline")
+        except AssertionError:
+            raise AssertionError(f"{laptop.sql('SELECT * FROM household_interval')} "
+                                 f"{laptop.sql('SELECT * FROM screen_time_daily')}")
+        finally:
+            proc.kill()
+            proc.wait()
+        offline_end = laptop.sql("SELECT max(end_at) FROM household_interval")[0][0]
+    finally:
+        postgres_cluster.resume()
+    wait_for(lambda: laptop.sql("SELECT count(*) FROM household_interval "
+                                "WHERE uploaded_end <> end_at")[0][0] == 0,
+             timeout=30, interval=0.5, what="the laptop to reconcile its journal")
+    after, after_sum = household_used(postgres_db_url, laptop.machine_id)
+    assert after >= before + 14, "offline time must count once the database is back"
+    assert abs(after - after_sum) < 1, "an interval was uploaded twice"
+    assert owner_rows(postgres_db_url, "SELECT max(end_at) FROM hh_interval WHERE machine_id = %s",
+                      (laptop.machine_id,))[0][0] >= offline_end
+    wait_for(lambda: status().get("household_online") is True, timeout=20,
+             what="the living room back online")
+
+    # --- the household's time runs out on A; B then locks at once -------------------
+    parent.ok("SetDailyLimit", "sii", child_user, 1, 1)
+    wait_for(lambda: laptop.sql("SELECT policy FROM child") == living_room.sql("SELECT policy FROM child"),
+             timeout=20, what="the limit on the laptop")
+    proc = popen_as(child_user, ["sleep", "600"])
+    try:
+        wait_for(lambda: [kid_a] in living_room.pushed("KillUserProcesses"), timeout=90, interval=0.5,
+                 what="the living room to end the child's time")
+    finally:
+        proc.kill()
+        proc.wait()
+    laptop_used = lambda: (laptop.sql(f"SELECT coalesce(sum(seconds_used), 0) FROM screen_time_daily "  # noqa: E731
+                                      f"WHERE uid = {kid_b}")[0][0])
+    used_before = laptop_used()
+    proc = popen_as(other_user, ["sleep", "600"])
+    try:
+        wait_for(lambda: [kid_b] in laptop.pushed("KillUserProcesses"), timeout=30, interval=0.5,
+                 what="the laptop to end the member's time: the household's time is used up")
+    finally:
+        proc.kill()
+        proc.wait()
+    # the laptop alone had used far less than the minute: it enforced the household's budget
+    assert used_before < 50 and laptop_used() - used_before <= 15, (used_before, laptop_used())
+
+    # --- dotsctl machine list's data --------------------------------------------------
+    machines = {m["name"]: m for m in parent.ok("ListMachines")[0]}
+    assert set(machines) == {"living-room", "laptop"}
+    assert machines["living-room"]["this_machine"] and not machines["laptop"]["this_machine"]
+    assert machines["laptop"]["state"] == "online" and machines["laptop"]["last_contact"] > 0
