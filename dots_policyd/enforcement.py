@@ -55,7 +55,7 @@ class Enforcement:
         self.clock = clock or SystemClock()
         self._policies: dict[int, Policy] = {}
         self.reload()
-        self.app_time = AppTime(db, self.policies)
+        self.app_time = AppTime(db, self.policies, getattr(usage, "remote_app_seconds", None))
         self.screen = ScreenTime(db, self.clock, self.policies, usage)
         self.timekeeper = Timekeeper(self.screen, Logind(bus), self._emit, self.kill_user, self.tamper)
         self.link = CollectorLink(bus, db, self.child_uids, on_records=self._on_records,

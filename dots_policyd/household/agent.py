@@ -60,6 +60,7 @@ class Snapshot:
     policies: dict[str, tuple[int, str]]
     remote: dict[str, list[tuple[float, float]]]
     granted: dict[tuple[str, dt.date], int]
+    apps: dict[tuple[str, dt.date], dict[str, int]]
     machines: list[dict[str, Any]]
     refused: list[str] = field(default_factory=list)
 
@@ -208,7 +209,10 @@ class HouseholdAgent:
         low, high = day_bounds(monday, today, self.tz)
         remote = s.other_intervals(members, low, high)
         granted = {(m, d): v for (m, d, _k), v in s.other_daily(members, "granted", monday, today).items()}
-        return Snapshot(policies, remote, granted, s.machines(), refused)
+        apps: dict[tuple[str, dt.date], dict[str, int]] = {}
+        for (m, d, app), seconds in s.other_daily(members, "app", today, today).items():
+            apps.setdefault((m, d), {})[app] = seconds
+        return Snapshot(policies, remote, granted, apps, s.machines(), refused)
 
     def _push(self, member: str, policies: dict[str, tuple[int, str]]) -> bool:
         """Push the local policy of ``member`` as a new household version."""
@@ -304,6 +308,7 @@ class HouseholdAgent:
         self.journal.set_state("applied", json.dumps(self.applied))
         self.usage.remote = snapshot.remote
         self.usage.remote_granted = snapshot.granted
+        self.usage.remote_apps = snapshot.apps
         self.machines = snapshot.machines
 
     def _apply_policy(self, member: str, text: str) -> None:

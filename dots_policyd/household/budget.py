@@ -61,6 +61,15 @@ class HouseholdUsage:
         self.remote: dict[str, list[Span]] = {}
         #: other machines' granted seconds per (member, day)
         self.remote_granted: dict[tuple[str, dt.date], int] = {}
+        #: other machines' seconds per app, per (member, day)
+        self.remote_apps: dict[tuple[str, dt.date], dict[str, int]] = {}
+
+    def remote_app_seconds(self, uid: int, day: dt.date) -> dict[str, int]:
+        """Seconds per app the member of ``uid`` ran on the other machines
+        (summed: per-app time has no intervals, so an app running on two
+        machines at once counts twice)."""
+        member = self.member_of_uid(uid)
+        return {} if member is None else self.remote_apps.get((member, day), {})
 
     def add_use(self, uid: int, start: dt.datetime, end: dt.datetime) -> None:
         member = self.member_of_uid(uid)

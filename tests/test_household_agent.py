@@ -1,0 +1,96 @@
+"""The household agent in process, against the throwaway PostgreSQL: the
+household file is refused when others can read it or when a remote server
+is reached without TLS; a child's machine applies the household policy,
+and a change made locally on it (which its role may not push) is refused
+by the database and undone locally."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from dots_policyd.db import open_database
+from dots_policyd.family import Family
+from dots_policyd.household import roles
+from dots_policyd.household.agent import HouseholdAgent
+from dots_policyd.household.identity import HouseholdConfigError, load_config
+from dots_policyd.household.store import HouseholdStore
+from dots_policyd.migrations import migrate
+from dots_policyd.schema import Child
+
+A, B = "a1" * 16, "b2" * 16
+
+
+def write(path, data, mode=0o600):
+    path.write_text(json.dumps(data))
+    path.chmod(mode)
+    return path
+
+
+def test_household_file_must_be_private_and_remote_needs_tls(tmp_path):
+    url = "postgresql://dots_m_x:secret@/dots?host=/run/postgresql"
+    assert load_config(write(tmp_path / "ok.conf", {"url": url, "machine_id": A})).machine_id == A
+    with pytest.raises(HouseholdConfigError, match="readable by others"):
+        load_config(write(tmp_path / "open.conf", {"url": url, "machine_id": A}, 0o640))
+    with pytest.raises(HouseholdConfigError, match="sslmode"):
+        load_config(write(tmp_path / "plain.conf", {"url": "postgresql://u:p@db.example/dots",
+                                                   "machine_id": A}))
+    with pytest.raises(HouseholdConfigError, match="sslmode"):
+        load_config(write(tmp_path / "weak.conf", {"url": "postgresql://u:p@db.example/dots?sslmode=prefer",
+                                                  "machine_id": A}))
+    remote = "postgresql://u:p@db.example/dots?sslmode=verify-full"
+    assert load_config(write(tmp_path / "tls.conf", {"url": remote, "machine_id": A})).url == remote
+    with pytest.raises(HouseholdConfigError, match="not 32 hex digits"):
+        load_config(write(tmp_path / "id.conf", {"url": url, "machine_id": "../../etc"}))
+
+
+async def until(condition, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def test_childs_machine_cannot_change_the_policy(postgres_db_url, tmp_path, child_user, parent_user):
+    roles.init(postgres_db_url)
+    urls = {}
+    for mid, name, parents in ((A, "living-room", True), (B, "laptop", False)):
+        role, password = roles.add_machine(postgres_db_url, mid, name, parents)
+        urls[mid] = roles.machine_url(postgres_db_url, role, password)
+    living_room = HouseholdStore(urls[A], A)
+    living_room.open()
+    household_policy = '{"blocked_apps": ["/usr/bin/yes"]}'
+    living_room.push_policy("kid", household_policy, 0, 0, "mum", "set_policy", None)
+
+    db = open_database(tmp_path / "laptop.db")
+    migrate(db)
+    family = Family(db)
+    config = write(tmp_path / "household.conf", {"url": urls[B], "machine_id": B, "machine_name": "laptop",
+                                                 "members": {child_user: "kid"}, "sync_seconds": 0.5})
+    agent = HouseholdAgent(load_config(config), db, family)
+
+    def local_policy():
+        row = Child.get_or_none(Child.name == child_user)
+        return None if row is None else json.loads(row.policy)
+
+    async def scenario():
+        await agent.start()
+        try:
+            await until(lambda: local_policy() is not None and local_policy()["blocked_apps"] == ["/usr/bin/yes"],
+                        what="the laptop to apply the household policy to its account")
+            # someone with the laptop's parent rights (or root on it) unblocks the app locally
+            family.unblock_app(0, child_user, "/usr/bin/yes")
+            assert local_policy()["blocked_apps"] == []
+            await until(lambda: local_policy()["blocked_apps"] == ["/usr/bin/yes"],
+                        what="the refused change to be undone on the laptop")
+            assert living_room.policies()["kid"][0] == 1, "the household policy must not change"
+            assert agent.online
+        finally:
+            await agent.stop()
+
+    asyncio.run(scenario())
+    db.close()
