@@ -63,6 +63,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(limit_app, name="limit")
 app.add_typer(app_app, name="app")
 app.add_typer(site_app, name="site")
+app.add_typer(__import__("dots_cli.commands.machine", fromlist=["machine_app"]).machine_app, name="machine")
 
 completion_init()  # typer's completion classes (we add our own completion options)
 
