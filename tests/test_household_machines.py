@@ -127,6 +127,12 @@ def household(postgres_cluster, postgres_db_url, system_bus, polkit_daemon, chil
         shutil.rmtree(bus_dir, ignore_errors=True)
 
 
+def dotsctl(user: str, *args: str) -> subprocess.CompletedProcess:
+    """dotsctl as ``user`` on the session's bus (machine A)."""
+    return run_as(user, [str(REPO / ".venv" / "bin" / "dotsctl"), *args], timeout=120,
+                  env={"COLUMNS": "200"})
+
+
 def owner_rows(url: str, statement: str, params: tuple = ()) -> list[tuple]:
     conn = psycopg2.connect(url)
     try:
@@ -190,6 +196,9 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
         status = lambda: parent.ok("GetDaemonStatus")[0]  # noqa: E731
         wait_for(lambda: status().get("household_online") is False, timeout=20,
                  what="the living room to report the household database offline")
+        doctor = json.loads(dotsctl(parent_user, "doctor", "--json").stdout)
+        [line] = [c for c in doctor if c["name"] == "household database"]
+        assert line["state"] == "warning" and "unreachable" in line["detail"], line
         proc = popen_as(other_user, ["sleep", "600"])
         try:
             started = time.time()
@@ -241,8 +250,11 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
     # the laptop alone had used far less than the minute: it enforced the household's budget
     assert used_before < 50 and laptop_used() - used_before <= 15, (used_before, laptop_used())
 
-    # --- dotsctl machine list's data --------------------------------------------------
-    machines = {m["name"]: m for m in parent.ok("ListMachines")[0]}
+    # --- dotsctl machine list -------------------------------------------------------------
+    listing = dotsctl(parent_user, "machine", "list")
+    assert listing.returncode == 0 and "living-room (this one)" in listing.stdout, listing
+    assert "laptop" in listing.stdout
+    machines = {m["name"]: m for m in json.loads(dotsctl(parent_user, "machine", "list", "--json").stdout)}
     assert set(machines) == {"living-room", "laptop"}
     assert machines["living-room"]["this_machine"] and not machines["laptop"]["this_machine"]
     assert machines["laptop"]["state"] == "online" and machines["laptop"]["last_contact"] > 0
