@@ -41,8 +41,9 @@ from dots_common.limits import MIN_CHILD_UID, NOBODY_UID
 
 from ..db import StorageError
 from ..family import ChildAdded, Family, PolicyChanged
-from ..schema import RAW_MODELS, AppUsageDaily, Child, PolicyVersion, ScreenTimeDaily
+from ..schema import AppUsageDaily, Child, PolicyVersion, ScreenTimeDaily
 from .budget import HouseholdUsage, day_bounds
+from .forward import forward_events
 from .identity import HouseholdConfig
 from .journal import Journal
 from .store import HouseholdStore, Offline, PolicyListener, Refused, Stale
@@ -51,8 +52,6 @@ log = logging.getLogger("dots.policyd.household")
 
 #: the family core's actor for changes the household made (the system)
 HOUSEHOLD_ACTOR = 0
-FORWARD_BATCH = 5000
-_EVENT_SKIP = {"id", "uid", "time", "ts_ns", "batch_id"}
 
 
 @dataclass
@@ -204,7 +203,7 @@ class HouseholdAgent:
         today = dt.datetime.now(self.tz).date()
         monday = today - dt.timedelta(days=today.weekday())
         s.upload_daily(self._daily_rows(monday, today))
-        self._forward_events()
+        forward_events(self.store, self._forward_marks)
         members = sorted(set(self._members.values()))
         low, high = day_bounds(monday, today, self.tz)
         remote = s.other_intervals(members, low, high)
@@ -276,22 +275,6 @@ class HouseholdAgent:
                 key = (member, day, "app", app)
                 totals[key] = totals.get(key, 0) + seconds
         return [(*k, v) for k, v in totals.items() if v]
-
-    def _forward_events(self) -> None:
-        """Copy stored events the household does not have yet (by local id)."""
-        for monitor, model in RAW_MODELS.items():
-            if monitor not in self._forward_marks:
-                self._forward_marks[monitor] = self.store.last_forwarded(monitor)
-            mark = self._forward_marks[monitor]
-            rows = list(model.select().where(model.id > mark).order_by(model.id)
-                        .limit(FORWARD_BATCH).dicts())
-            if not rows:
-                continue
-            self.store.forward_events(monitor, [
-                (r["id"], r["uid"], r["time"],
-                 json.dumps({k: v for k, v in r.items() if k not in _EVENT_SKIP}, default=str))
-                for r in rows])
-            self._forward_marks[monitor] = rows[-1]["id"]
 
     # --- event loop: apply what the household says --------------------------------
     def _apply(self, snapshot: Snapshot) -> None:
