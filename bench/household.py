@@ -216,7 +216,7 @@ def main() -> None:
         print("ingest …", file=sys.stderr)
         ing = ingest(owner, urls, args.events, workdir)
         result = {"date": dt.date.today().isoformat(), "cpus": os.cpu_count(),
-                  "load_before": os.getloadavg(), "propagation": prop, "ingest": ing}
+                  "load_at_end": os.getloadavg(), "propagation": prop, "ingest": ing}
         args.out.mkdir(parents=True, exist_ok=True)
         out = args.out / f"household-{result['date']}.json"
         out.write_text(json.dumps(result, indent=2) + "\n")

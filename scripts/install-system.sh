@@ -191,6 +191,7 @@ link_program bin dotsctl
 link_program bin dots-agent
 link_program sbin dots-collector
 link_program libexec dots-policyd
+link_program sbin dots-household
 for p in dotsctl dots-collector dots-policyd; do
     [ -e "$target/bin/$p" ] || die "the venv has no $p program"
 done
