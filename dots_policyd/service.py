@@ -82,17 +82,15 @@ class FamilyService:
         self.authority = authority
         #: set by the enforcement once it runs (GetDaemonStatus)
         self.daemon_status: Callable[[], Awaitable[dict[str, Variant]]] | None = None
-        #: set in household mode (ListMachines)
-        self.list_machines: Callable[[], Awaitable[list[dict[str, Variant]]]] | None = None
-        self.dispatcher = Dispatcher(bus, build_routes(family, self._daemon_status, self._machines), authority,
+        #: set in household mode (dots_policyd.household.service.HouseholdCalls)
+        self.household: Any = None
+        self.dispatcher = Dispatcher(bus, build_routes(family, self._daemon_status, lambda: self.household),
+                                     authority,
                                      CallerIdentity(bus), self.contract)
         self.signals = Signals(bus, self.contract)
 
     async def _daemon_status(self) -> dict[str, Variant]:
         return await self.daemon_status() if self.daemon_status else {}
-
-    async def _machines(self) -> list[dict[str, Variant]]:
-        return await self.list_machines() if self.list_machines else []
 
     async def start(self) -> None:
         """Route first, then own the name: no call can arrive unrouted."""

@@ -11,6 +11,7 @@ on B (different uids), as on two real computers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pwd
 import shutil
@@ -27,7 +28,9 @@ import pytest
 from dots_common.names import POLICYD_USER
 from dots_policyd.household import roles
 from dots_policyd.household.budget import union_seconds
-from tests.fixtures.bus import PrivateBus
+from tests.fixtures.bus import BusClient, PrivateBus
+from tests.fixtures.policyd import FamilyClient
+from tests.fixtures.polkit import Polkit
 from tests.helpers import REPO, VENV_PYTHON, as_user, popen_as, run_as, uid_of, wait_for
 
 pytestmark = [pytest.mark.bus]
@@ -115,6 +118,8 @@ def household(postgres_cluster, postgres_db_url, system_bus, polkit_daemon, chil
     bus_dir = Path(tempfile.mkdtemp(prefix="dots-hh-bus-"))
     bus_dir.chmod(0o755)
     laptop_bus = PrivateBus(bus_dir)
+    laptop_polkit = Polkit(laptop_bus)  # the repo's polkit files are installed by polkit_daemon
+    laptop_polkit.start()
     machines = []
     try:
         machines.append(Machine("living-room", system_bus, postgres_db_url, True, {child_user: "kid"}))
@@ -123,8 +128,21 @@ def household(postgres_cluster, postgres_db_url, system_bus, polkit_daemon, chil
     finally:
         for m in machines:
             m.stop()
+        laptop_polkit.stop()
         laptop_bus.stop()
         shutil.rmtree(bus_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def using(*users: str):
+    """The users are 'at their machines' (a process each: no logind here)."""
+    procs = [popen_as(user, ["sleep", "600"]) for user in users]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def dotsctl(user: str, *args: str) -> subprocess.CompletedProcess:
@@ -172,18 +190,17 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
     assert audit[-1][:3] == ("living-room", parent_user, "set_policy")
     assert "/usr/bin/yes" in audit[-1][3]
 
-    # a change made on the child's laptop is refused by the database, and undone there
-    laptop.sql("SELECT 1")  # (the laptop has no polkit: its parents' calls cannot even arrive)
+    # a parent's change on the child's laptop (no --parents) is refused by the database and undone
+    laptop_parent = FamilyClient(laptop.bus, parent_user)
+    laptop_parent.ok("UnblockApp", "ss", other_user, "/usr/bin/yes")
+    wait_for(lambda: "/usr/bin/yes" in laptop.sql("SELECT policy FROM child")[0][0], timeout=20,
+             what="the laptop to undo the change it may not make")
+    assert len(owner_rows(postgres_db_url, "SELECT 1 FROM hh_policy")) == 2, "the household policy changed"
 
     # --- one budget: simultaneous use on both machines counts once ------------------
-    procs = [popen_as(child_user, ["sleep", "600"]), popen_as(other_user, ["sleep", "600"])]
-    try:
+    with using(child_user, other_user):
         wait_for(lambda: household_used(postgres_db_url)[1] >= 30, timeout=60, interval=0.5,
                  what="30 s of use, summed over both machines")
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
     union, total = household_used(postgres_db_url)
     assert union <= 0.75 * total, f"simultaneous use counted twice: union {union}, sum {total}"
     for m in (living_room, laptop):
@@ -199,19 +216,12 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
         doctor = json.loads(dotsctl(parent_user, "doctor", "--json").stdout)
         [line] = [c for c in doctor if c["name"] == "household database"]
         assert line["state"] == "warning" and "unreachable" in line["detail"], line
-        proc = popen_as(other_user, ["sleep", "600"])
-        try:
+        with using(other_user):
             started = time.time()
             # journalled since the database went away, never acknowledged
             wait_for(lambda: (laptop.sql("SELECT max(end_at) FROM household_interval "
                                          "WHERE uploaded_end <> end_at")[0][0] or 0) >= started + 15,
                      timeout=60, interval=0.5, what="15 s journalled on the laptop while offline")
-        except AssertionError:
-            raise AssertionError(f"{laptop.sql('SELECT * FROM household_interval')} "
-                                 f"{laptop.sql('SELECT * FROM screen_time_daily')}")
-        finally:
-            proc.kill()
-            proc.wait()
         offline_end = laptop.sql("SELECT max(end_at) FROM household_interval")[0][0]
     finally:
         postgres_cluster.resume()
@@ -230,25 +240,37 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
     parent.ok("SetDailyLimit", "sii", child_user, 1, 1)
     wait_for(lambda: laptop.sql("SELECT policy FROM child") == living_room.sql("SELECT policy FROM child"),
              timeout=20, what="the limit on the laptop")
-    proc = popen_as(child_user, ["sleep", "600"])
-    try:
+    with using(child_user):
         wait_for(lambda: [kid_a] in living_room.pushed("KillUserProcesses"), timeout=90, interval=0.5,
                  what="the living room to end the child's time")
-    finally:
-        proc.kill()
-        proc.wait()
     laptop_used = lambda: (laptop.sql(f"SELECT coalesce(sum(seconds_used), 0) FROM screen_time_daily "  # noqa: E731
                                       f"WHERE uid = {kid_b}")[0][0])
     used_before = laptop_used()
-    proc = popen_as(other_user, ["sleep", "600"])
-    try:
+    with using(other_user):
         wait_for(lambda: [kid_b] in laptop.pushed("KillUserProcesses"), timeout=30, interval=0.5,
                  what="the laptop to end the member's time: the household's time is used up")
-    finally:
-        proc.kill()
-        proc.wait()
     # the laptop alone had used far less than the minute: it enforced the household's budget
     assert used_before < 50 and laptop_used() - used_before <= 15, (used_before, laptop_used())
+
+    # --- the child asks for more time on the laptop; a parent answers on A -------------
+    child_b = FamilyClient(laptop.bus, other_user)
+    heard = BusClient(laptop.bus, other_user).listen("org.dots.Family1", "org.dots.Family1")
+    request_id = child_b.ok("RequestTime", "us", 10, "homework")[0]
+    pending = wait_for(lambda: [r for r in parent.ok("ListHouseholdRequests")[0]
+                                if r["machine"] == "laptop" and r["id"] == request_id], timeout=20,
+                       what="the laptop's request to be listed on the living room")
+    assert pending[0]["state"] == "pending" and pending[0]["member"] == "kid"
+    assert parent.ok("AnswerHouseholdRequest", "subu", laptop.machine_id, request_id, True, 5) == [5]
+    again = parent.call("AnswerHouseholdRequest", "subu", laptop.machine_id, request_id, False, 0)
+    assert again.get("error", "").endswith("AlreadyAnswered"), again
+    heard.wait_until(lambda l: any(s["member"] == "RequestAnswered" and s["body"][:4] == [request_id, kid_b, True, 5]
+                                   for s in l.signals), timeout=20,
+                     what="the child to hear the answer on the laptop, where it asked")
+    heard.finish()
+    assert laptop.sql(f"SELECT state, granted_minutes FROM time_request WHERE id = {request_id}") == [["approved", 5]]
+    # the laptop's parents may not answer the household's requests
+    refused = laptop_parent.call("AnswerHouseholdRequest", "subu", laptop.machine_id, request_id, True, 5)
+    assert refused.get("error", "").endswith("NotAuthorized"), refused
 
     # --- dotsctl machine list -------------------------------------------------------------
     listing = dotsctl(parent_user, "machine", "list")

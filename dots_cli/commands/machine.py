@@ -7,27 +7,14 @@ unreachable): name, state, last contact and the health it reported.
 
 from __future__ import annotations
 
-import atexit
 import json
 from typing import Annotated, Any
 
 import typer
 
-from ..client import FamilyClient
 from ..render import console, print_json, table, timestamp
 
 machine_app = typer.Typer(help="The household's machines (household mode).", no_args_is_help=True)
-
-_client: FamilyClient | None = None
-
-
-def _family() -> FamilyClient:
-    global _client
-    if _client is None:
-        _client = FamilyClient()
-        atexit.register(_client.close)
-    return _client
-
 
 def health_text(health: str) -> str:
     """The health a machine reported, in a few words."""
@@ -48,7 +35,9 @@ def machine_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON (machine-readable) on stdout")] = False,
 ) -> None:
     """The household's machines, their last contact and health."""
-    machines = _family().call("ListMachines")[0]
+    from ..app import client  # the one shared client (app imports this module)
+
+    machines = client().call("ListMachines")[0]
     if as_json:
         print_json(machines)
         return

@@ -22,7 +22,6 @@ event loop (the family core and the enforcers live there).
 from __future__ import annotations
 
 import asyncio
-import calendar
 import datetime as dt
 import json
 import logging
@@ -35,13 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
-from dbus_fast import Variant
 
 from dots_common.limits import MIN_CHILD_UID, NOBODY_UID
 
 from ..db import StorageError
-from ..family import ChildAdded, Family, PolicyChanged
-from ..schema import AppUsageDaily, Child, PolicyVersion, ScreenTimeDaily
+from ..errors import AlreadyAnswered, InvalidArgument, NotAuthorized, NotFound
+from ..family import ChildAdded, Family, PolicyChanged, RequestAnswered, RequestCreated
+from ..schema import AppUsageDaily, Child, PolicyVersion, TimeRequest
 from .budget import HouseholdUsage, day_bounds
 from .forward import forward_events
 from .identity import HouseholdConfig
@@ -59,13 +58,10 @@ class Snapshot:
     policies: dict[str, tuple[int, str]]
     remote: dict[str, list[tuple[float, float]]]
     granted: dict[tuple[str, dt.date], int]
+    answers: list[tuple[int, bool, int]]
     apps: dict[tuple[str, dt.date], dict[str, int]]
     machines: list[dict[str, Any]]
     refused: list[str] = field(default_factory=list)
-
-
-def _unix(naive_utc: dt.datetime | None) -> int:
-    return 0 if naive_utc is None else calendar.timegm(naive_utc.timetuple())
 
 
 class HouseholdAgent:
@@ -89,6 +85,7 @@ class HouseholdAgent:
         self._members: dict[int, str] = {}
         self._applying = False
         self._forward_marks: dict[str, int] = {}
+        self._answers_sent: set[int] = set()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
@@ -178,6 +175,9 @@ class HouseholdAgent:
     # --- the family core's changes --------------------------------------------------
     def _on_family_event(self, event: Any) -> None:
         """A local change: push it (unless it is the household's own)."""
+        if isinstance(event, (RequestCreated, RequestAnswered)):
+            self.wake()
+            return
         if self._applying or not isinstance(event, (PolicyChanged, ChildAdded)):
             return
         self.refresh_members()
@@ -206,12 +206,18 @@ class HouseholdAgent:
         forward_events(self.store, self._forward_marks)
         members = sorted(set(self._members.values()))
         low, high = day_bounds(monday, today, self.tz)
+        machines = s.machines()
+        self._sync_requests(machines, dt.datetime.fromtimestamp(low, dt.timezone.utc).replace(tzinfo=None))
         remote = s.other_intervals(members, low, high)
-        granted = {(m, d): v for (m, d, _k), v in s.other_daily(members, "granted", monday, today).items()}
+        granted: dict[tuple[str, dt.date], int] = {}
+        for member, when, minutes in s.other_grants(
+                members, dt.datetime.fromtimestamp(low, dt.timezone.utc).replace(tzinfo=None)):
+            day = when.replace(tzinfo=dt.timezone.utc).astimezone(self.tz).date()
+            granted[(member, day)] = granted.get((member, day), 0) + minutes * 60
         apps: dict[tuple[str, dt.date], dict[str, int]] = {}
         for (m, d, app), seconds in s.other_daily(members, "app", today, today).items():
             apps.setdefault((m, d), {})[app] = seconds
-        return Snapshot(policies, remote, granted, apps, s.machines(), refused)
+        return Snapshot(policies, remote, granted, s.answers_to_me(), apps, machines, refused)
 
     def _push(self, member: str, policies: dict[str, tuple[int, str]]) -> bool:
         """Push the local policy of ``member`` as a new household version."""
@@ -244,6 +250,22 @@ class HouseholdAgent:
         self._clean(member)
         return True
 
+    def _sync_requests(self, machines: list[dict[str, Any]], since: dt.datetime) -> None:
+        """Send this machine's requests for more time, and (on a parents'
+        machine) the answers given here, to the household."""
+        rows = (TimeRequest.select().where(TimeRequest.uid.in_(list(self._members)),
+                                           TimeRequest.created >= since))
+        requests = list(rows)
+        self.store.upload_requests([(r.id, self._members[r.uid], r.minutes, r.reason, r.created)
+                                    for r in requests])
+        if not any(m["machine_id"] == self.config.machine_id and m["may_edit_policy"] for m in machines):
+            return
+        for r in requests:
+            if r.state != "pending" and r.id not in self._answers_sent:
+                self.store.answer(self.config.machine_id, r.id, r.state == "approved",
+                                  r.granted_minutes or 0, r.answered_by or 0, self._user(r.answered_by or 0))
+                self._answers_sent.add(r.id)
+
     def _clean(self, member: str) -> None:
         self.dirty.discard(member)
         self.journal.set_state("dirty", json.dumps(sorted(self.dirty)))
@@ -263,11 +285,6 @@ class HouseholdAgent:
     def _daily_rows(self, first: dt.date, last: dt.date) -> list[tuple[str, dt.date, str, str, int]]:
         totals: dict[tuple[str, dt.date, str, str], int] = {}
         for uid, member in self._members.items():
-            for day, granted in (ScreenTimeDaily.select(ScreenTimeDaily.day, ScreenTimeDaily.seconds_granted)
-                                 .where(ScreenTimeDaily.uid == uid, ScreenTimeDaily.day.between(first, last))
-                                 .tuples()):
-                key = (member, day, "granted", "")
-                totals[key] = totals.get(key, 0) + granted
             for day, app, seconds in (AppUsageDaily.select(AppUsageDaily.day, AppUsageDaily.app,
                                                            AppUsageDaily.active_seconds)
                                       .where(AppUsageDaily.uid == uid, AppUsageDaily.day.between(first, last))
@@ -291,8 +308,22 @@ class HouseholdAgent:
         self.journal.set_state("applied", json.dumps(self.applied))
         self.usage.remote = snapshot.remote
         self.usage.remote_granted = snapshot.granted
+        self._apply_answers(snapshot.answers)
         self.usage.remote_apps = snapshot.apps
         self.machines = snapshot.machines
+
+    def _apply_answers(self, answers: list[tuple[int, bool, int]]) -> None:
+        """Answers given anywhere to requests made here: the child hears
+        them here (the family core's RequestAnswered signal)."""
+        for request_id, approved, minutes in answers:
+            row = TimeRequest.get_or_none(TimeRequest.id == request_id)
+            if row is None or row.state != "pending":
+                continue
+            try:
+                self.family.answer_request(HOUSEHOLD_ACTOR, request_id, approved, minutes if approved else 0)
+                self._answers_sent.add(request_id)
+            except (AlreadyAnswered, NotFound):
+                continue
 
     def _apply_policy(self, member: str, text: str) -> None:
         for pw in self._candidates(member):
@@ -304,32 +335,39 @@ class HouseholdAgent:
                 continue
             self.family.set_policy(HOUSEHOLD_ACTOR, str(pw.pw_uid), text)
 
-    # --- for the bus ------------------------------------------------------------------
-    async def daemon_status(self) -> dict[str, Variant]:
-        """Keys for GetDaemonStatus (dotsctl doctor)."""
-        return {
-            "household": Variant("b", True),
-            "household_machine": Variant("s", self.config.machine_name),
-            "household_online": Variant("b", self.online),
-            "household_last_contact": Variant("x", int(self.last_contact)),
-            "household_pending_intervals": Variant("u", self.journal.count_pending()),
-            "household_error": Variant("s", self.last_error[:500]),
-        }
+    # --- for the bus (see .service for the D-Bus shapes) ---------------------
+    async def household_requests(self) -> list[dict[str, Any]]:
+        """Every machine's requests for more time, with their answers."""
+        return await self._io(lambda: self.store.requests())
 
-    async def list_machines(self) -> list[dict[str, Variant]]:
-        """The household's machines as last seen (also while offline)."""
-        now = time.time()
-        out = []
-        for m in self.machines:
-            contact = _unix(m["last_contact"])
-            fresh = contact and now - contact < max(3 * self.config.sync_seconds, 60)
-            out.append({
-                "machine_id": Variant("s", m["machine_id"]),
-                "name": Variant("s", m["name"]),
-                "this_machine": Variant("b", m["machine_id"] == self.config.machine_id),
-                "last_contact": Variant("x", contact),
-                "state": Variant("s", "removed" if m["removed"] else "online" if fresh else "offline"),
-                "may_edit_policy": Variant("b", bool(m["may_edit_policy"])),
-                "health": Variant("s", m["health"] or "{}"),
-            })
-        return out
+    async def answer_request(self, actor: int, machine_id: str, request_id: int, approve: bool,
+                             minutes: int) -> int:
+        """A parent here answers a request made on any machine (AnswerHouseholdRequest);
+        returns the minutes granted."""
+        if not (isinstance(machine_id, str) and len(machine_id) == 32
+                and all(c in "0123456789abcdef" for c in machine_id)):
+            raise InvalidArgument("machine id must be 32 hex digits")
+        if not 1 <= request_id < 2**63 or not 0 <= minutes <= 1440:
+            raise InvalidArgument("request id must be positive and minutes 0 to 1440")
+        try:
+            done, granted = await self._io(lambda: self.store.answer(
+                machine_id, request_id, approve, minutes, actor, self._user(actor)))
+        except Refused:
+            raise NotAuthorized("only a parents' machine (added with --parents) answers "
+                                "the household's requests") from None
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
+        if not done:
+            raise AlreadyAnswered(f"request {request_id} of that machine was already answered")
+        self.wake()
+        return granted
+
+    async def _io(self, work: Any) -> Any:
+        """``work()`` in the database thread; unreachable -> StorageError."""
+        def run() -> Any:
+            self.store.open()
+            return work()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        except Offline as exc:
+            raise StorageError(f"the household database is unreachable: {exc}") from None

@@ -6,7 +6,9 @@ machine, every machine's screen-time intervals, daily per-app and granted
 seconds, and forwarded events. Row-level security lets a machine's role
 read the household and write only rows carrying its own machine id; only
 machines flagged ``may_edit_policy`` may add policy versions or members.
-A trigger NOTIFYs ``dots_household`` on every new policy version.
+A trigger NOTIFYs ``dots_household`` on every new policy version, time
+request and answer. Requests for more time are answered once, from a
+parents' machine, whichever machine the child asked on.
 
 SQLite (each machine's local database) gets only the local, crash-safe
 journal of screen-time intervals not yet known to be in the household
@@ -72,10 +74,10 @@ _POSTGRES_TABLES = [
     " CHECK (end_at >= start_at AND end_at - start_at <= 86400),"
     " PRIMARY KEY (machine_id, local_id))",
     "CREATE INDEX hh_interval_member ON hh_interval (member, start_at)",
-    # kind 'app': key = the program; kind 'granted': key = ''
+    # kind 'app': key = the program (granted time comes from hh_answer)
     "CREATE TABLE hh_daily ("
     " machine_id TEXT NOT NULL REFERENCES hh_machine, member TEXT NOT NULL, day DATE NOT NULL,"
-    " kind TEXT NOT NULL CHECK (kind IN ('app', 'granted')), key TEXT NOT NULL,"
+    " kind TEXT NOT NULL CHECK (kind IN ('app')), key TEXT NOT NULL,"
     " seconds BIGINT NOT NULL CHECK (seconds >= 0),"
     " PRIMARY KEY (machine_id, member, day, kind, key))",
     "CREATE TABLE hh_event ("
@@ -83,6 +85,21 @@ _POSTGRES_TABLES = [
     " local_id BIGINT NOT NULL, uid BIGINT NOT NULL, time TIMESTAMP NOT NULL, data JSONB NOT NULL,"
     " PRIMARY KEY (machine_id, monitor, local_id))",
     "CREATE INDEX hh_event_time ON hh_event (time)",
+    # a child's request for more time, made on machine_id (its local id there)
+    "CREATE TABLE hh_request ("
+    " machine_id TEXT NOT NULL REFERENCES hh_machine, local_id BIGINT NOT NULL,"
+    " member TEXT NOT NULL, minutes INTEGER NOT NULL CHECK (minutes BETWEEN 1 AND 1440),"
+    " reason TEXT NOT NULL CHECK (length(reason) <= 500), created TIMESTAMP NOT NULL,"
+    " PRIMARY KEY (machine_id, local_id))",
+    # its one answer (the first wins), given on machine_id
+    "CREATE TABLE hh_answer ("
+    " request_machine TEXT NOT NULL, request_id BIGINT NOT NULL,"
+    " machine_id TEXT NOT NULL REFERENCES hh_machine, approved BOOLEAN NOT NULL,"
+    " granted_minutes INTEGER NOT NULL CHECK (granted_minutes BETWEEN 0 AND 1440),"
+    " actor_uid BIGINT NOT NULL, actor_name TEXT NOT NULL,"
+    " time TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),"
+    " PRIMARY KEY (request_machine, request_id),"
+    " FOREIGN KEY (request_machine, request_id) REFERENCES hh_request (machine_id, local_id))",
 ]
 
 _POSTGRES_FUNCTIONS = [
@@ -100,8 +117,15 @@ _POSTGRES_FUNCTIONS = [
     "RETURN NULL; END $$",
     "CREATE TRIGGER hh_policy_notify AFTER INSERT ON hh_policy "
     "FOR EACH ROW EXECUTE FUNCTION hh_notify()",
-    "CREATE TRIGGER hh_daily_notify AFTER INSERT OR UPDATE ON hh_daily "
-    "FOR EACH ROW WHEN (NEW.kind = 'granted') EXECUTE FUNCTION hh_notify()",
+    "CREATE FUNCTION hh_notify_answer() RETURNS trigger LANGUAGE plpgsql AS "
+    f"$$ BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', 'hh_answer:' || NEW.request_machine); "
+    "RETURN NULL; END $$",
+    "CREATE TRIGGER hh_request_notify AFTER INSERT ON hh_request "
+    "FOR EACH ROW EXECUTE FUNCTION hh_notify()",
+    "CREATE TRIGGER hh_answer_notify AFTER INSERT ON hh_answer "
+    "FOR EACH ROW EXECUTE FUNCTION hh_notify_answer()",
+    "CREATE TRIGGER hh_answer_no_change BEFORE UPDATE OR DELETE ON hh_answer "
+    "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change()",
     # the household audit is append-only, like the local one
     "CREATE TRIGGER hh_audit_no_change BEFORE UPDATE OR DELETE ON hh_audit "
     "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change()",
@@ -133,6 +157,11 @@ _RLS: list[tuple[str, str, str, str | None, str | None]] = [
     ("hh_daily", "own", "UPDATE", _OWN, _OWN),
     ("hh_event", "read", "SELECT", "true", None),
     ("hh_event", "add", "INSERT", None, _OWN),
+    ("hh_request", "read", "SELECT", "true", None),
+    ("hh_request", "add", "INSERT", None, _OWN),
+    # only a parents' machine answers (a child's own laptop cannot grant itself time)
+    ("hh_answer", "read", "SELECT", "true", None),
+    ("hh_answer", "add", "INSERT", None, f"{_OWN} AND dots_machine_may_edit()"),
 ]
 
 
@@ -160,9 +189,9 @@ def statements(dialect: str) -> list[str]:
 GRANTS = [
     "GRANT USAGE ON SCHEMA public TO {group}",
     "GRANT SELECT ON hh_machine, hh_member, hh_member_account, hh_policy, hh_audit, "
-    "hh_interval, hh_daily, hh_event, schema_version TO {group}",
+    "hh_interval, hh_daily, hh_event, hh_request, hh_answer, schema_version TO {group}",
     "GRANT INSERT ON hh_member, hh_member_account, hh_policy, hh_audit, hh_interval, hh_daily, "
-    "hh_event TO {group}",
+    "hh_event, hh_request, hh_answer TO {group}",
     "GRANT UPDATE (last_contact, health) ON hh_machine TO {group}",
     "GRANT UPDATE (user_name, member) ON hh_member_account TO {group}",
     "GRANT DELETE ON hh_member_account TO {group}",

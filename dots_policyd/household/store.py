@@ -199,6 +199,74 @@ class HouseholdStore:
                 "SET seconds = GREATEST(hh_daily.seconds, EXCLUDED.seconds)",
                 [(self.machine_id, *row) for row in rows])
 
+    # --- requests for more time ----------------------------------------------------
+    def upload_requests(self, rows: Sequence[tuple[int, str, int, str, dt.datetime]]) -> None:
+        """This machine's requests: (local id, member, minutes, reason, created)."""
+        if not rows:
+            return
+        with self.tx("upload time requests") as cur:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO hh_request (machine_id, local_id, member, minutes, reason, created) "
+                "VALUES %s ON CONFLICT DO NOTHING", [(self.machine_id, *row) for row in rows])
+
+    def answer(self, request_machine: str, request_id: int, approved: bool, minutes: int,
+               actor_uid: int, actor_name: str) -> tuple[bool, int]:
+        """Record the answer (Refused unless this is a parents' machine);
+        ``minutes`` 0 = as asked. Returns (False, _) when the request was
+        answered already (the first answer wins) and the minutes granted;
+        LookupError when there is no such request."""
+        with self.tx("answer a time request") as cur:
+            cur.execute("SELECT minutes FROM hh_request WHERE machine_id = %s AND local_id = %s",
+                        (request_machine, request_id))
+            row = cur.fetchone()
+            if row is None:
+                raise LookupError(f"no time request {request_id} from machine {request_machine}")
+            granted_minutes = (minutes or int(row[0])) if approved else 0
+            cur.execute("INSERT INTO hh_answer (request_machine, request_id, machine_id, approved, "
+                        "granted_minutes, actor_uid, actor_name) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT DO NOTHING",
+                        (request_machine, request_id, self.machine_id, approved, granted_minutes,
+                         actor_uid, actor_name))
+            done = cur.rowcount == 1
+            if done:
+                cur.execute("INSERT INTO hh_audit (machine_id, actor_uid, actor_name, action, target, "
+                            "new_value) VALUES (%s, %s, %s, 'answer_request', %s, %s)",
+                            (self.machine_id, actor_uid, actor_name, f"request:{request_machine}:{request_id}",
+                             json.dumps({"approved": approved, "granted_minutes": granted_minutes})))
+            return done, granted_minutes
+
+    def answers_to_me(self) -> list[tuple[int, bool, int]]:
+        """Answers to this machine's requests: (local id, approved, granted minutes)."""
+        with self.tx("read answers to this machine's requests") as cur:
+            cur.execute("SELECT request_id, approved, granted_minutes FROM hh_answer "
+                        "WHERE request_machine = %s", (self.machine_id,))
+            return [(int(i), bool(a), int(g)) for i, a, g in cur.fetchall()]
+
+    def other_grants(self, members: Sequence[str], since: dt.datetime) -> list[tuple[str, dt.datetime, int]]:
+        """Minutes granted since ``since`` (naive UTC) to requests made on OTHER
+        machines: (member, answer time, minutes)."""
+        if not members:
+            return []
+        with self.tx("read the household's granted time") as cur:
+            cur.execute("SELECT r.member, a.time, a.granted_minutes FROM hh_answer a JOIN hh_request r "
+                        "ON r.machine_id = a.request_machine AND r.local_id = a.request_id "
+                        "WHERE a.approved AND r.member = ANY(%s) AND a.request_machine <> %s "
+                        "AND a.time >= %s", (list(members), self.machine_id, since))
+            return [(m, t, int(g)) for m, t, g in cur.fetchall()]
+
+    def requests(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The household's newest requests with their answers."""
+        with self.tx("list the household's time requests") as cur:
+            cur.execute("SELECT r.machine_id, m.name, r.local_id, r.member, r.minutes, r.reason, r.created, "
+                        "a.approved, a.granted_minutes, a.actor_name, am.name FROM hh_request r "
+                        "JOIN hh_machine m ON m.machine_id = r.machine_id "
+                        "LEFT JOIN hh_answer a ON a.request_machine = r.machine_id AND a.request_id = r.local_id "
+                        "LEFT JOIN hh_machine am ON am.machine_id = a.machine_id "
+                        "ORDER BY r.created DESC LIMIT %s", (limit,))
+            keys = ("machine_id", "machine", "id", "member", "minutes", "reason", "created", "approved",
+                    "granted_minutes", "answered_by", "answered_on")
+            return [dict(zip(keys, row)) for row in cur.fetchall()]
+
     def other_daily(self, members: Sequence[str], kind: str, first: dt.date,
                     last: dt.date) -> dict[tuple[str, dt.date, str], int]:
         if not members:
