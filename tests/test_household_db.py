@@ -119,3 +119,48 @@ def test_offline_journal_reconciles_without_double_counting(household, tmp_path)
     usage.remote = b.other_intervals(["kid"], t0 - 3600, t0 + 7200)
     assert usage.member_used("kid", day, day) == 30 * 60  # 10:00-10:30, overlap counted once
     local.close()
+
+
+def test_only_a_parents_machine_answers_requests(household):
+    _, urls = household
+    a, b = store(urls, A), store(urls, B)
+    now = dt.datetime(2026, 3, 2, 15)
+    b.upload_requests([(7, "kid", 30, "homework", now)])
+    b.upload_requests([(7, "kid", 30, "homework", now)])  # sent twice: one request
+    with pytest.raises(Refused):  # the child's laptop cannot grant itself time
+        b.answer(B, 7, True, 0, 1001, "kid")
+    assert a.answer(B, 7, True, 0, 1000, "mum") == (True, 30)  # 0 = as asked
+    assert a.answer(B, 7, False, 0, 1000, "dad")[0] is False  # the first answer wins
+    assert b.answers_to_me() == [(7, True, 30)]
+    # the other machines count the grant; the asking machine counts it locally
+    assert [(m, g) for m, _t, g in a.other_grants(["kid"], now - dt.timedelta(days=1))] == [("kid", 30)]
+    assert b.other_grants(["kid"], now - dt.timedelta(days=1)) == []
+    [row] = a.requests()
+    assert (row["machine"], row["approved"], row["answered_by"], row["answered_on"]) == \
+        ("laptop", True, "mum", "living-room")
+
+
+def test_events_are_forwarded_once_with_their_machine(household, tmp_path):
+    from dots_common.records import ProcessEvent
+    from dots_policyd import history
+    from dots_policyd.household.forward import forward_events
+
+    _, urls = household
+    local = open_database(tmp_path / "local.db")
+    migrate(local)
+    offset = 1_700_000_000 * 10**9
+    for batch in range(3):
+        history.store_batch(local, "process", f"i:{batch:020d}",
+                            [ProcessEvent("exec", 100 + i, 1, 1001, 1001, "yes", "/usr/bin/yes", 0, i)
+                             for i in range(batch * 10, batch * 10 + 10)], offset)
+    b = store(urls, B)
+    assert forward_events(b, {}, batch=20) == 20
+    assert forward_events(b, {}, batch=20) == 10  # resumes from what the household holds
+    assert forward_events(b, {}, batch=20) == 0
+    b.forward_events("process", [(1, 1001, dt.datetime(2026, 3, 2), "{}")])  # sent again: ignored
+    conn = psycopg2.connect(household[0])
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT machine_id, count(*), count(DISTINCT local_id) FROM hh_event GROUP BY machine_id")
+        assert cur.fetchall() == [(B, 30, 30)]
+    conn.close()
+    local.close()

@@ -260,7 +260,10 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
                                 if r["machine"] == "laptop" and r["id"] == request_id], timeout=20,
                        what="the laptop's request to be listed on the living room")
     assert pending[0]["state"] == "pending" and pending[0]["member"] == "kid"
-    assert parent.ok("AnswerHouseholdRequest", "subu", laptop.machine_id, request_id, True, 5) == [5]
+    listed = dotsctl(parent_user, "machine", "requests")
+    assert listed.returncode == 0 and "homework" in listed.stdout and "pending" in listed.stdout, listed
+    approved = dotsctl(parent_user, "machine", "approve", "laptop", str(request_id), "5")
+    assert approved.returncode == 0 and "approved: 5 more minutes" in approved.stdout, approved
     again = parent.call("AnswerHouseholdRequest", "subu", laptop.machine_id, request_id, False, 0)
     assert again.get("error", "").endswith("AlreadyAnswered"), again
     heard.wait_until(lambda l: any(s["member"] == "RequestAnswered" and s["body"][:4] == [request_id, kid_b, True, 5]

@@ -3,6 +3,9 @@
 ``dotsctl machine list`` shows every machine of the household as this
 machine's policy daemon last saw it (also while the household database is
 unreachable): name, state, last contact and the health it reported.
+``dotsctl machine requests`` lists the children's requests for more time
+made on any machine; ``dotsctl machine approve|deny MACHINE ID`` answers
+one from here (a parents' machine); the child hears it where it asked.
 """
 
 from __future__ import annotations
@@ -68,3 +71,64 @@ def household_checks(health: dict[str, Any]) -> list[tuple[str, str, str, str]]:
              f"unreachable {since}: enforcing the last known policy and remaining time; "
              f"{pending} intervals kept locally until it is back ({health.get('household_error', '')})",
              "check the network and the PostgreSQL server; nothing is lost meanwhile")]
+
+
+def _machine_id(name_or_id: str) -> str:
+    """A machine's id from its name (or id, or the start of its id)."""
+    from ..app import client, usage_error
+
+    machines = client().call("ListMachines")[0]
+    found = [m["machine_id"] for m in machines
+             if m["name"] == name_or_id or m["machine_id"].startswith(name_or_id.lower())]
+    if len(found) != 1:
+        raise usage_error(f"no single machine called {name_or_id!r} (see: dotsctl machine list)")
+    return found[0]
+
+
+@machine_app.command("requests")
+def machine_requests(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON (machine-readable) on stdout")] = False,
+) -> None:
+    """Requests for more time made on any of the household's machines."""
+    from ..app import client
+
+    items = client().call("ListHouseholdRequests")[0]
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        console.print("No household requests.", markup=False, highlight=False)
+        return
+    rows = [[r["machine"], r["id"], r["member"], r["minutes"], r["reason"], timestamp(r["created"]),
+             r["state"] + (f" {r['granted_minutes']} min" if r["state"] == "approved" else ""),
+             r["answered_by"]] for r in items]
+    console.print(table(None, ["MACHINE", "#", "CHILD", "MINUTES", "REASON", "ASKED", "STATE", "BY"],
+                        rows, right=(1, 3)))
+
+
+def _answer(machine: str, request_id: int, approve: bool, minutes: int) -> None:
+    from ..app import client
+
+    granted = client().call("AnswerHouseholdRequest", "subu", _machine_id(machine), request_id,
+                            approve, minutes)[0]
+    console.print(f"Request #{request_id} on {machine} " + (f"approved: {granted} more minutes today."
+                                                          if approve else "denied."),
+                  markup=False, highlight=False)
+
+
+MachineArg = Annotated[str, typer.Argument(help="the machine the child asked on (name or id)")]
+IdArg = Annotated[int, typer.Argument(help="the request's number on that machine", metavar="ID", min=1)]
+
+
+@machine_app.command("approve")
+def machine_approve(machine: MachineArg, request_id: IdArg,
+                    minutes: Annotated[int, typer.Argument(help="minutes to give (default: as asked)",
+                                                           min=0, max=1440)] = 0) -> None:
+    """Give a child the time it asked for on another machine."""
+    _answer(machine, request_id, True, minutes)
+
+
+@machine_app.command("deny")
+def machine_deny(machine: MachineArg, request_id: IdArg) -> None:
+    """Refuse a child's request made on another machine."""
+    _answer(machine, request_id, False, 0)
