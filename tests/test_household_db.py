@@ -163,4 +163,7 @@ def test_events_are_forwarded_once_with_their_machine(household, tmp_path):
         cur.execute("SELECT machine_id, count(*), count(DISTINCT local_id) FROM hh_event GROUP BY machine_id")
         assert cur.fetchall() == [(B, 30, 30)]
     conn.close()
+    with store(urls, A).tx("read another machine's events") as cur:  # private to their machine
+        cur.execute("SELECT count(*) FROM hh_event")
+        assert cur.fetchone()[0] == 0
     local.close()

@@ -51,6 +51,8 @@ log = logging.getLogger("dots.policyd.household")
 
 #: the family core's actor for changes the household made (the system)
 HOUSEHOLD_ACTOR = 0
+#: acknowledged intervals are kept locally this long (a week's budget needs 7 days)
+JOURNAL_KEEP_SECONDS = 8 * 86400
 
 
 @dataclass
@@ -200,6 +202,7 @@ class HouseholdAgent:
         if pending:
             s.upload_intervals(pending)
             self.journal.acknowledge(pending)
+        self.journal.prune(time.time() - JOURNAL_KEEP_SECONDS)
         today = dt.datetime.now(self.tz).date()
         monday = today - dt.timedelta(days=today.weekday())
         s.upload_daily(self._daily_rows(monday, today))
@@ -279,7 +282,6 @@ class HouseholdAgent:
 
     def _health(self) -> dict[str, Any]:
         return {"children": len(self._members), "pending_intervals": self.journal.count_pending(),
-                "offline_since": 0 if self.online else int(self.last_contact),
                 "last_error": self.last_error[:200]}
 
     def _daily_rows(self, first: dt.date, last: dt.date) -> list[tuple[str, dt.date, str, str, int]]:

@@ -5,6 +5,7 @@ e.g. sudo -u postgres dots-household ...).
   dots-household add-machine OWNER_URL MACHINE_ID NAME [--parents] [--host H --sslmode verify-full]
                              [--write FILE] [--member ACCOUNT=MEMBER ...]
   dots-household remove-machine OWNER_URL MACHINE_ID
+  dots-household prune OWNER_URL [--days 30]
 
 OWNER_URL e.g. postgresql:///dots?host=/var/run/postgresql
 """
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--sslmode", help="verify-full for a remote server")
     a.add_argument("--write", metavar="FILE", help="write the machine's household file here")
     a.add_argument("--member", action="append", default=[], metavar="ACCOUNT=MEMBER")
+    pr = sub.add_parser("prune", help="delete forwarded events older than --days (daily from cron)")
+    pr.add_argument("owner_url")
+    pr.add_argument("--days", type=int, default=30)
     r = sub.add_parser("remove-machine")
     r.add_argument("owner_url")
     r.add_argument("machine_id")
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"machine {args.name} added as role {role}; household file {args.write}")
         else:
             print(f"machine {args.name} added as role {role}; its URL (keep it secret):\n{url}")
+    elif args.command == "prune":
+        print(f"{roles.prune_events(args.owner_url, args.days)} events older than {args.days} days deleted")
     else:
         roles.remove_machine(args.owner_url, args.machine_id)
         print(f"machine {args.machine_id} removed (it can no longer log in; its history stays)")

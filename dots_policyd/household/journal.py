@@ -75,6 +75,12 @@ class Journal:
             for row_id, _member, _start, end in rows:
                 self._sql("UPDATE household_interval SET uploaded_end = ? WHERE id = ?", (end, row_id))
 
+    @storage_errors("cannot prune the screen-time journal")
+    def prune(self, before: float) -> None:
+        """Forget intervals that ended before ``before`` and that the household holds."""
+        with self.db.atomic():
+            self._sql("DELETE FROM household_interval WHERE end_at < ? AND uploaded_end = end_at", (before,))
+
     @storage_errors("cannot read the screen-time journal")
     def count_pending(self) -> int:
         return int(self._sql("SELECT count(*) FROM household_interval "

@@ -99,6 +99,22 @@ def remove_machine(owner_url: str, machine_id: str) -> None:
         conn.close()
 
 
+def prune_events(owner_url: str, retention_days: int) -> int:
+    """Delete forwarded events older than ``retention_days`` (the machines
+    cannot: their roles may not delete); intervals, policies, requests and
+    the audit are kept. Returns how many were deleted."""
+    if retention_days < 1:
+        raise ValueError("keep at least one day of events")
+    conn = _owner(owner_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM hh_event WHERE time < (now() AT TIME ZONE 'utc') - %s * interval '1 day'",
+                        (retention_days,))
+            return cur.rowcount
+    finally:
+        conn.close()
+
+
 def machine_url(owner_url: str, role: str, password: str, host: str | None = None,
                 sslmode: str | None = None) -> str:
     """The URL a machine connects with: the owner's server and database,

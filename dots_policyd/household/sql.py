@@ -155,7 +155,7 @@ _RLS: list[tuple[str, str, str, str | None, str | None]] = [
     ("hh_daily", "read", "SELECT", "true", None),
     ("hh_daily", "add", "INSERT", None, _OWN),
     ("hh_daily", "own", "UPDATE", _OWN, _OWN),
-    ("hh_event", "read", "SELECT", "true", None),
+    ("hh_event", "read", "SELECT", _OWN, None),  # a machine needs only its own forwarding mark
     ("hh_event", "add", "INSERT", None, _OWN),
     ("hh_request", "read", "SELECT", "true", None),
     ("hh_request", "add", "INSERT", None, _OWN),
