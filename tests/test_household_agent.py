@@ -7,6 +7,7 @@ by the database and undone locally."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 
@@ -93,4 +94,44 @@ def test_childs_machine_cannot_change_the_policy(postgres_db_url, tmp_path, chil
             await agent.stop()
 
     asyncio.run(scenario())
+    db.close()
+
+
+def test_restart_while_offline_keeps_the_other_machines_time(postgres_db_url, tmp_path, child_user):
+    """Pulling the cable and rebooting must not give the child time back:
+    the other machines' time, as last known, is kept locally."""
+    roles.init(postgres_db_url)
+    urls = {}
+    for mid, name, parents in ((A, "living-room", True), (B, "laptop", False)):
+        role, password = roles.add_machine(postgres_db_url, mid, name, parents)
+        urls[mid] = roles.machine_url(postgres_db_url, role, password)
+    living_room = HouseholdStore(urls[A], A)
+    living_room.open()
+    living_room.push_policy("kid", '{"daily_limit_minutes": 60}', 0, 0, "mum", "set_policy", None)
+    midnight = dt.datetime.combine(dt.date.today(), dt.time()).astimezone().timestamp()
+    living_room.upload_intervals([(1, "kid", midnight + 60, midnight + 1260)])  # 20 min today
+
+    db = open_database(tmp_path / "laptop.db")
+    migrate(db)
+    family = Family(db)
+    online = write(tmp_path / "online.conf", {"url": urls[B], "machine_id": B, "sync_seconds": 0.5,
+                                              "members": {child_user: "kid"}})
+    offline = write(tmp_path / "offline.conf", {"url": urls[B].replace("?host=", "?host=/nonexistent"),
+                                                "machine_id": B, "sync_seconds": 0.5,
+                                                "members": {child_user: "kid"}})
+    today = dt.date.today()
+
+    async def run(config, condition, what):
+        agent = HouseholdAgent(load_config(config), db, family)
+        await agent.start()
+        try:
+            await until(lambda: condition(agent), what=what)
+            return agent.usage.member_used("kid", today, today)
+        finally:
+            await agent.stop()
+
+    assert asyncio.run(run(online, lambda a: a.online and a.usage.remote.get("kid"),
+                           "the laptop to learn the living room's time")) >= 1199
+    # "rebooted" without the network: the living room's 20 minutes still count
+    assert asyncio.run(run(offline, lambda a: a.last_error, "the laptop to find the database away")) >= 1199
     db.close()

@@ -75,6 +75,7 @@ class HouseholdAgent:
         self.tz = tz
         self.journal = Journal(db)
         self.usage = HouseholdUsage(db, self.journal, self.member_of_uid, tz)
+        self.usage.load_json(self.journal.get_state("remote"))  # until the first sync
         self.store = HouseholdStore(config.url, config.machine_id)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dots-household")
         self.online = False
@@ -312,6 +313,7 @@ class HouseholdAgent:
         self.usage.remote_granted = snapshot.granted
         self._apply_answers(snapshot.answers)
         self.usage.remote_apps = snapshot.apps
+        self.journal.set_state("remote", self.usage.to_json())
         self.machines = snapshot.machines
 
     def _apply_answers(self, answers: list[tuple[int, bool, int]]) -> None:

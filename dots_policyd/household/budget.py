@@ -14,6 +14,7 @@ its local rollup when the daemon runs in household mode.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable
 
 import peewee
@@ -63,6 +64,23 @@ class HouseholdUsage:
         self.remote_granted: dict[tuple[str, dt.date], int] = {}
         #: other machines' seconds per app, per (member, day)
         self.remote_apps: dict[tuple[str, dt.date], dict[str, int]] = {}
+
+    def to_json(self) -> str:
+        """The other machines' time as last known: kept locally, so that a
+        restart while the database is away does not forget it (a child
+        must not gain time by pulling the cable and rebooting)."""
+        return json.dumps({
+            "remote": self.remote,
+            "granted": [[m, d.isoformat(), s] for (m, d), s in self.remote_granted.items()],
+            "apps": [[m, d.isoformat(), apps] for (m, d), apps in self.remote_apps.items()]})
+
+    def load_json(self, text: str | None) -> None:
+        if not text:
+            return
+        data = json.loads(text)
+        self.remote = {m: [(float(a), float(b)) for a, b in spans] for m, spans in data["remote"].items()}
+        self.remote_granted = {(m, dt.date.fromisoformat(d)): int(s) for m, d, s in data["granted"]}
+        self.remote_apps = {(m, dt.date.fromisoformat(d)): dict(apps) for m, d, apps in data["apps"]}
 
     def remote_app_seconds(self, uid: int, day: dt.date) -> dict[str, int]:
         """Seconds per app the member of ``uid`` ran on the other machines
