@@ -101,8 +101,9 @@ class HouseholdAgent:
         return self._members.get(uid)
 
     def refresh_members(self) -> None:
-        self._members = {uid: self.config.member_of(name)
-                         for uid, name in Child.select(Child.uid, Child.name).tuples()}
+        members = {uid: self.config.member_of(name)
+                   for uid, name in Child.select(Child.uid, Child.name).tuples()}
+        self._members = {uid: member for uid, member in members.items() if member is not None}
 
     def _candidates(self, member: str) -> list[pwd.struct_passwd]:
         """Local accounts mapped to ``member`` that could be children."""

@@ -37,13 +37,14 @@ class HouseholdConfig:
     url: str
     machine_id: str
     machine_name: str
-    #: local account name -> member name (default: the same name)
+    #: local account name -> member name (default: the same name; "" = not a member)
     members: dict[str, str]
     #: seconds between full syncs (the safety net under LISTEN/NOTIFY)
     sync_seconds: float = DEFAULT_SYNC_SECONDS
 
-    def member_of(self, user_name: str) -> str:
-        return self.members.get(user_name, user_name)
+    def member_of(self, user_name: str) -> str | None:
+        """The member a local account is; None for an account kept out of the household."""
+        return self.members.get(user_name, user_name) or None
 
 
 def read_machine_id(path: str | os.PathLike[str] = MACHINE_ID_FILE) -> str:
@@ -98,9 +99,10 @@ def load_config(path: str | os.PathLike[str] = DEFAULT_CONFIG) -> HouseholdConfi
         raise HouseholdConfigError(f"machine_id {machine_id!r} is not 32 hex digits")
     members = data.get("members", {})
     if not isinstance(members, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and _MEMBER.fullmatch(v) for k, v in members.items()):
+            isinstance(k, str) and isinstance(v, str) and (v == "" or _MEMBER.fullmatch(v))
+            for k, v in members.items()):
         raise HouseholdConfigError("\"members\" must map local account names to member names "
-                                   "(letters, digits, . _ -)")
+                                   "(letters, digits, . _ -; \"\" keeps an account out)")
     sync = float(data.get("sync_seconds", DEFAULT_SYNC_SECONDS))
     if not 0.2 <= sync <= 3600:
         raise HouseholdConfigError("sync_seconds must be 0.2 to 3600")
