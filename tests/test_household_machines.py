@@ -29,6 +29,7 @@ from dots_common.names import POLICYD_USER
 from dots_policyd.household import roles
 from dots_policyd.household.budget import union_seconds
 from tests.fixtures.bus import BusClient, PrivateBus
+from tests.fixtures.collector import CollectorDaemon
 from tests.fixtures.policyd import FamilyClient
 from tests.fixtures.polkit import Polkit
 from tests.helpers import REPO, VENV_PYTHON, as_user, popen_as, run_as, uid_of, wait_for
@@ -48,7 +49,7 @@ class Machine:
     """One simulated machine: a collector stand-in and a household policyd."""
 
     def __init__(self, name: str, bus: PrivateBus, owner_url: str, parents: bool,
-                 members: dict[str, str]) -> None:
+                 members: dict[str, str], real_collector: bool = False) -> None:
         self.name = name
         self.bus = bus
         self.machine_id = uuid.uuid4().hex
@@ -62,10 +63,15 @@ class Machine:
                            machine_id=self.machine_id, members=members, sync_seconds=SYNC_SECONDS,
                            owner=(pw.pw_uid, pw.pw_gid))
         self.calls: list[dict] = []
-        self.standin = subprocess.Popen([VENV_PYTHON, str(REPO / "tests" / "collector_standin.py"),
-                                         bus.address], cwd=REPO, stdout=subprocess.PIPE, text=True)
-        assert json.loads(self.standin.stdout.readline()) == {"ready": True}
-        threading.Thread(target=self._read, daemon=True).start()
+        self.collector: CollectorDaemon | None = None
+        self.standin: subprocess.Popen | None = None
+        if real_collector:  # the real dots-collector (eBPF) on this machine's bus
+            self.collector = CollectorDaemon(bus)
+        else:
+            self.standin = subprocess.Popen([VENV_PYTHON, str(REPO / "tests" / "collector_standin.py"),
+                                             bus.address], cwd=REPO, stdout=subprocess.PIPE, text=True)
+            assert json.loads(self.standin.stdout.readline()) == {"ready": True}
+            threading.Thread(target=self._read, daemon=True).start()
         self.log_path = self.workdir / "policyd.log"
         self.process: subprocess.Popen | None = None
         self.start()
@@ -104,15 +110,19 @@ class Machine:
             code = self.process.wait(timeout=30)
             assert code == 0, f"{self.name}'s dots-policyd did not stop cleanly:\n{self.log()}"
             self.process = None
-        self.standin.terminate()
-        self.standin.wait(timeout=10)
+        if self.standin is not None:
+            self.standin.terminate()
+            self.standin.wait(timeout=10)
+        if self.collector is not None:
+            self.collector.stop()
         shutil.copy(self.log_path, Path(tempfile.gettempdir()) / f"dots-hh-{self.name}.log")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-@pytest.fixture
-def household(postgres_cluster, postgres_db_url, system_bus, polkit_daemon, child_user, other_user,
-              parent_user):
+@contextlib.contextmanager
+def two_machines(postgres_cluster, postgres_db_url, system_bus, child_user, other_user,
+                 laptop_collector: bool = False):
+    """The living room (session bus, parents) and the laptop (its own bus)."""
     postgres_cluster.open_to_local_users()
     roles.init(postgres_db_url)
     bus_dir = Path(tempfile.mkdtemp(prefix="dots-hh-bus-"))
@@ -123,7 +133,8 @@ def household(postgres_cluster, postgres_db_url, system_bus, polkit_daemon, chil
     machines = []
     try:
         machines.append(Machine("living-room", system_bus, postgres_db_url, True, {child_user: "kid"}))
-        machines.append(Machine("laptop", laptop_bus, postgres_db_url, False, {other_user: "kid"}))
+        machines.append(Machine("laptop", laptop_bus, postgres_db_url, False, {other_user: "kid"},
+                                real_collector=laptop_collector))
         yield machines
     finally:
         for m in machines:
@@ -131,6 +142,13 @@ def household(postgres_cluster, postgres_db_url, system_bus, polkit_daemon, chil
         laptop_polkit.stop()
         laptop_bus.stop()
         shutil.rmtree(bus_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def household(postgres_cluster, postgres_db_url, system_bus, polkit_daemon, child_user, other_user,
+              parent_user):
+    with two_machines(postgres_cluster, postgres_db_url, system_bus, child_user, other_user) as machines:
+        yield machines
 
 
 @contextlib.contextmanager
@@ -283,3 +301,26 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
     assert set(machines) == {"living-room", "laptop"}
     assert machines["living-room"]["this_machine"] and not machines["laptop"]["this_machine"]
     assert machines["laptop"]["state"] == "online" and machines["laptop"]["last_contact"] > 0
+
+
+@pytest.mark.bpf
+def test_an_app_blocked_on_one_machine_is_killed_on_the_other(postgres_cluster, postgres_db_url, system_bus,
+                                                              polkit_daemon, family_client, parent_user,
+                                                              child_user, other_user):
+    """The laptop runs the real collector: the parent blocks an app on the
+    living room, and the laptop's kernel refuses it to the child's account
+    there (another uid, the same member)."""
+    with two_machines(postgres_cluster, postgres_db_url, system_bus, child_user, other_user,
+                      laptop_collector=True) as (living_room, laptop):
+        parent = family_client(parent_user)
+        parent.ok("AddChild", "ss", child_user, "")
+        wait_for(lambda: laptop.sql("SELECT uid FROM child") == [[uid_of(other_user)]], timeout=20,
+                 what="the laptop to make its account of 'kid' a child")
+        assert run_as(other_user, ["/usr/bin/yes", "--version"]).returncode == 0
+        parent.ok("BlockApp", "ss", child_user, "/usr/bin/yes")
+        blocked = wait_for(lambda: (lambda r: r if r.returncode != 0 else None)(
+                               run_as(other_user, ["/usr/bin/yes", "--version"])),
+                           timeout=30, interval=0.2, what="the laptop's kernel to refuse the blocked app")
+        assert blocked.stdout == "", "the blocked program must not run at all"
+        assert run_as(child_user, ["/usr/bin/yes", "--version"]).returncode == 0, \
+            "the living room has no collector here: nothing else may be blocked"
