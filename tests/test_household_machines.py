@@ -269,9 +269,13 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
                  what="the laptop to end the member's time: the household's time is used up")
     # the laptop alone had used far less than the minute: it enforced the household's budget
     assert used_before < 50 and laptop_used() - used_before <= 15, (used_before, laptop_used())
+    # and the child's status there says so (the household's time, not the laptop's)
+    child_b = FamilyClient(laptop.bus, other_user)
+    status_b = child_b.ok("GetStatus", "s", "")[0]
+    assert status_b["left_seconds"] == 0 and status_b["blocked_reason"] == "daily", status_b
+    assert status_b["used_seconds"] >= 60 > laptop_used(), status_b
 
     # --- the child asks for more time on the laptop; a parent answers on A -------------
-    child_b = FamilyClient(laptop.bus, other_user)
     heard = BusClient(laptop.bus, other_user).listen("org.dots.Family1", "org.dots.Family1")
     request_id = child_b.ok("RequestTime", "us", 10, "homework")[0]
     pending = wait_for(lambda: [r for r in parent.ok("ListHouseholdRequests")[0]

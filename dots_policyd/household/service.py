@@ -28,7 +28,9 @@ def household_agent(path: str | None, db: peewee.Database, family: Family) -> Ho
     when the file is unsafe or broken: the daemon refuses to start."""
     if not path:
         return None
-    return HouseholdAgent(load_config(path), db, family, tz=family.tz)
+    agent = HouseholdAgent(load_config(path), db, family, tz=family.tz)
+    family.usage = agent.usage  # GetStatus: the household's time
+    return agent
 
 
 def status_variants(agent: HouseholdAgent) -> dict[str, Variant]:
