@@ -135,3 +135,39 @@ def test_restart_while_offline_keeps_the_other_machines_time(postgres_db_url, tm
     # "rebooted" without the network: the living room's 20 minutes still count
     assert asyncio.run(run(offline, lambda a: a.last_error, "the laptop to find the database away")) >= 1199
     db.close()
+
+
+def test_a_bad_household_policy_is_not_applied(postgres_db_url, tmp_path, child_user):
+    """A policy this machine cannot read (a newer program's, or a forged
+    one) leaves the last good one in force and the sync running."""
+    roles.init(postgres_db_url)
+    urls = {}
+    for mid, name, parents in ((A, "living-room", True), (B, "laptop", False)):
+        role, password = roles.add_machine(postgres_db_url, mid, name, parents)
+        urls[mid] = roles.machine_url(postgres_db_url, role, password)
+    living_room = HouseholdStore(urls[A], A)
+    living_room.open()
+    living_room.push_policy("kid", '{"daily_limit_minutes": 60}', 0, 0, "mum", "set_policy", None)
+    db = open_database(tmp_path / "laptop.db")
+    migrate(db)
+    family = Family(db)
+    config = write(tmp_path / "household.conf", {"url": urls[B], "machine_id": B, "sync_seconds": 0.3,
+                                                 "members": {child_user: "kid"}})
+    agent = HouseholdAgent(load_config(config), db, family)
+
+    async def scenario():
+        await agent.start()
+        try:
+            await until(lambda: agent.applied.get("kid", (0,))[0] == 1, what="version 1 applied")
+            living_room.push_policy("kid", '{"daily_limit_minutes": "lots"}', 1, 0, "mum", "set_policy", None)
+            pushed = time.time()
+            await until(lambda: agent.last_contact > pushed, what="a sync after the bad version")
+            after = agent.last_contact
+            await until(lambda: agent.last_contact > after, what="a second one: the sync goes on")
+            assert agent.applied["kid"][0] == 1 and agent.online
+            assert json.loads(Child.get(Child.name == child_user).policy)["daily_limit_minutes"] == 60
+        finally:
+            await agent.stop()
+
+    asyncio.run(scenario())
+    db.close()

@@ -38,7 +38,7 @@ import peewee
 from dots_common.limits import MIN_CHILD_UID, NOBODY_UID
 
 from ..db import StorageError
-from ..errors import AlreadyAnswered, InvalidArgument, NotAuthorized, NotFound
+from ..errors import AlreadyAnswered, FamilyError, InvalidArgument, NotAuthorized, NotFound
 from ..family import ChildAdded, Family, PolicyChanged, RequestAnswered, RequestCreated
 from ..schema import AppUsageDaily, Child, PolicyVersion, TimeRequest
 from .budget import HouseholdUsage, day_bounds
@@ -304,7 +304,11 @@ class HouseholdAgent:
             for member, (version, text) in snapshot.policies.items():
                 if member in self.dirty:
                     continue  # a local change not pushed yet wins until it is
-                self._apply_policy(member, text)
+                try:
+                    self._apply_policy(member, text)
+                except FamilyError as exc:  # e.g. a policy this program cannot read
+                    log.error("cannot apply %s's household policy version %d: %s", member, version, exc)
+                    continue
                 self.applied[member] = (version, text)
         finally:
             self._applying = False
