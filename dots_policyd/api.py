@@ -20,7 +20,7 @@ from dbus_fast.signature import get_signature_tree
 from dots_common.names import ACTION_MANAGE, ACTION_REQUEST, ACTION_VIEW
 
 from .dispatch import Call, Route
-from .errors import NotAuthorized, NotFound, UnknownChild
+from .errors import InvalidArgument, NotAuthorized, NotFound, UnknownChild
 from .family import ChildStatus, Family, RequestInfo
 from .history import EPOCH, StoredEvent
 
@@ -183,6 +183,12 @@ def build_routes(family: Family,
         calls = _household()
         return [await calls.requests() if calls else []]
 
+    async def get_household_audit(call: Call, limit: int) -> list[Any]:
+        if not 1 <= limit <= 10000:
+            raise InvalidArgument("limit must be 1 to 10000")
+        calls = _household()
+        return [await calls.audit(limit) if calls else []]
+
     async def answer_household_request(call: Call, machine_id: str, request_id: int, approve: bool,
                                        minutes: int) -> list[Any]:
         calls = _household()
@@ -223,4 +229,5 @@ def build_routes(family: Family,
         "ListMachines": Route(V, "", "aa{sv}", list_machines),
         "ListHouseholdRequests": Route(V, "", "aa{sv}", list_household_requests),
         "AnswerHouseholdRequest": Route(M, "subu", "u", answer_household_request),
+        "GetHouseholdAudit": Route(V, "u", "aa{sv}", get_household_audit),
     }

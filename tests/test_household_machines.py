@@ -204,7 +204,7 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
                          for b in laptop.pushed("SetBlockedExecutables")),
              timeout=20, what="the block to reach the laptop's collector")
     audit = owner_rows(postgres_db_url, "SELECT m.name, a.actor_name, a.action, a.new_value FROM hh_audit a "
-                       "JOIN hh_machine m USING (machine_id) ORDER BY a.id")
+                       "JOIN hh_machine m USING (machine_id) WHERE a.local_id IS NULL ORDER BY a.id")  # versions
     assert audit[-1][:3] == ("living-room", parent_user, "set_policy")
     assert "/usr/bin/yes" in audit[-1][3]
 
@@ -296,6 +296,14 @@ def test_two_machines_one_policy_one_budget(household, postgres_cluster, postgre
     # the laptop's parents may not answer the household's requests
     refused = laptop_parent.call("AnswerHouseholdRequest", "subu", laptop.machine_id, request_id, True, 5)
     assert refused.get("error", "").endswith("NotAuthorized"), refused
+
+    # --- the household's audit: who did what, from which machine ---------------------------
+    audit = json.loads(dotsctl(parent_user, "machine", "audit", "--json", "-n", "500").stdout)
+    seen = {(e["machine"], e["actor"], e["action"]) for e in audit}
+    assert ("living-room", parent_user, "set_policy") in seen  # the household version
+    assert ("living-room", parent_user, "block_app") in seen  # the living room's own audit, forwarded
+    assert ("laptop", parent_user, "unblock_app") in seen  # the refused attempt on the laptop is on record
+    assert ("living-room", parent_user, "answer_request") in seen
 
     # --- dotsctl machine list -------------------------------------------------------------
     listing = dotsctl(parent_user, "machine", "list")

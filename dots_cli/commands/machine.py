@@ -132,3 +132,23 @@ def machine_approve(machine: MachineArg, request_id: IdArg,
 def machine_deny(machine: MachineArg, request_id: IdArg) -> None:
     """Refuse a child's request made on another machine."""
     _answer(machine, request_id, False, 0)
+
+
+@machine_app.command("audit")
+def machine_audit(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="how many entries", min=1, max=10000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON (machine-readable) on stdout")] = False,
+) -> None:
+    """Who changed what, from which machine (the whole household), newest first."""
+    from ..app import client
+
+    entries = client().call("GetHouseholdAudit", "u", limit)[0]
+    if as_json:
+        print_json(entries)
+        return
+    if not entries:
+        console.print("The household's audit is empty.", markup=False, highlight=False)
+        return
+    rows = [[timestamp(e["time"]), e["machine"], e["actor"], e["action"], e["target"],
+             (e["new_value"][:60] + "…") if len(e["new_value"]) > 60 else e["new_value"]] for e in entries]
+    console.print(table(None, ["TIME", "MACHINE", "WHO", "ACTION", "TARGET", "NEW VALUE"], rows))

@@ -42,7 +42,7 @@ from ..errors import AlreadyAnswered, FamilyError, InvalidArgument, NotAuthorize
 from ..family import ChildAdded, Family, PolicyChanged, RequestAnswered, RequestCreated
 from ..schema import AppUsageDaily, Child, PolicyVersion, TimeRequest
 from .budget import HouseholdUsage, day_bounds
-from .forward import forward_events
+from .forward import forward_audit, forward_events
 from .identity import HouseholdConfig
 from .journal import Journal
 from .store import HouseholdStore, Offline, PolicyListener, Refused, Stale
@@ -209,6 +209,7 @@ class HouseholdAgent:
         monday = today - dt.timedelta(days=today.weekday())
         s.upload_daily(self._daily_rows(monday, today))
         forward_events(self.store, self._forward_marks)
+        forward_audit(self.store, self._forward_marks)
         members = sorted(set(self._members.values()))
         low, high = day_bounds(monday, today, self.tz)
         machines = s.machines()
@@ -345,6 +346,10 @@ class HouseholdAgent:
             self.family.set_policy(HOUSEHOLD_ACTOR, str(pw.pw_uid), text)
 
     # --- for the bus (see .service for the D-Bus shapes) ---------------------
+    async def household_audit(self, limit: int) -> list[dict[str, Any]]:
+        """The household's audit, newest first: who did what on which machine."""
+        return await self._io(lambda: self.store.audit(limit))
+
     async def household_requests(self) -> list[dict[str, Any]]:
         """Every machine's requests for more time, with their answers."""
         return await self._io(lambda: self.store.requests())

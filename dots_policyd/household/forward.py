@@ -11,8 +11,9 @@ stopped, and a batch sent twice is stored once (ON CONFLICT DO NOTHING on
 from __future__ import annotations
 
 import json
+import pwd
 
-from ..schema import RAW_MODELS
+from ..schema import RAW_MODELS, AuditLog
 from .store import HouseholdStore
 
 FORWARD_BATCH = 5000
@@ -37,3 +38,23 @@ def forward_events(store: HouseholdStore, marks: dict[str, int], batch: int = FO
         marks[monitor] = rows[-1]["id"]
         sent += len(rows)
     return sent
+
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def forward_audit(store: HouseholdStore, marks: dict[str, int], batch: int = FORWARD_BATCH) -> int:
+    """This machine's audit log (local parents' actions, tamper reports) into
+    the household audit, marked with the machine; resumes like the events."""
+    if "audit" not in marks:
+        marks["audit"] = store.last_forwarded_audit()
+    rows = list(AuditLog.select().where(AuditLog.id > marks["audit"]).order_by(AuditLog.id).limit(batch))
+    if rows:
+        store.forward_audit([(r.id, r.time, r.actor_uid, _name(r.actor_uid), r.action, r.target,
+                              r.old_value, r.new_value) for r in rows])
+        marks["audit"] = rows[-1].id
+    return len(rows)

@@ -77,6 +77,16 @@ def request_variants(rows: list[dict[str, Any]]) -> list[dict[str, Variant]]:
     } for r in rows]
 
 
+def audit_variants(rows: list[dict[str, Any]]) -> list[dict[str, Variant]]:
+    return [{
+        "id": Variant("t", r["id"]), "time": Variant("x", _unix(r["time"])),
+        "machine": Variant("s", r["machine"]), "machine_id": Variant("s", r["machine_id"]),
+        "actor_uid": Variant("x", r["actor_uid"]), "actor": Variant("s", r["actor_name"]),
+        "action": Variant("s", r["action"]), "target": Variant("s", r["target"]),
+        "old_value": Variant("s", r["old_value"] or ""), "new_value": Variant("s", r["new_value"] or ""),
+    } for r in rows]
+
+
 class HouseholdCalls:
     """What the Family1 routes call in household mode."""
 
@@ -88,6 +98,9 @@ class HouseholdCalls:
 
     async def requests(self) -> list[dict[str, Variant]]:
         return request_variants(await self.agent.household_requests())
+
+    async def audit(self, limit: int) -> list[dict[str, Variant]]:
+        return audit_variants(await self.agent.household_audit(limit))
 
     async def answer(self, actor: int, machine_id: str, request_id: int, approve: bool,
                      minutes: int) -> int:

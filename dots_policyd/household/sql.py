@@ -67,7 +67,8 @@ _POSTGRES_TABLES = [
     " id BIGSERIAL PRIMARY KEY, time TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),"
     " machine_id TEXT NOT NULL REFERENCES hh_machine, actor_uid BIGINT NOT NULL,"
     " actor_name TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL,"
-    " old_value TEXT, new_value TEXT)",
+    " old_value TEXT, new_value TEXT,"
+    " local_id BIGINT, UNIQUE (machine_id, local_id))",  # a forwarded local audit row's id
     "CREATE TABLE hh_interval ("
     " machine_id TEXT NOT NULL REFERENCES hh_machine, local_id BIGINT NOT NULL,"
     " member TEXT NOT NULL, start_at DOUBLE PRECISION NOT NULL, end_at DOUBLE PRECISION NOT NULL,"

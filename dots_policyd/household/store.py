@@ -155,11 +155,28 @@ class HouseholdStore:
                         (self.machine_id, author_uid, author_name, action, f"member:{member}", old, policy))
         return version
 
+    def last_forwarded_audit(self) -> int:
+        with self.tx("read the audit forwarding mark") as cur:
+            cur.execute("SELECT coalesce(max(local_id), 0) FROM hh_audit WHERE machine_id = %s",
+                        (self.machine_id,))
+            return int(cur.fetchone()[0])
+
+    def forward_audit(self, rows: Sequence[tuple[int, dt.datetime, int, str, str, str, str | None, str | None]]) -> None:
+        """This machine's own audit rows: (local id, time, actor uid, actor name,
+        action, target, old, new); a row sent twice is stored once."""
+        if not rows:
+            return
+        with self.tx("forward the audit log") as cur:
+            psycopg2.extras.execute_values(
+                cur, "INSERT INTO hh_audit (machine_id, local_id, time, actor_uid, actor_name, action, "
+                "target, old_value, new_value) VALUES %s ON CONFLICT DO NOTHING",
+                [(self.machine_id, *row) for row in rows])
+
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.tx("read the household audit") as cur:
             cur.execute("SELECT a.id, a.time, a.machine_id, m.name, a.actor_uid, a.actor_name, a.action, "
                         "a.target, a.old_value, a.new_value FROM hh_audit a JOIN hh_machine m "
-                        "USING (machine_id) ORDER BY a.id DESC LIMIT %s", (limit,))
+                        "USING (machine_id) ORDER BY a.time DESC, a.id DESC LIMIT %s", (limit,))
             keys = ("id", "time", "machine_id", "machine", "actor_uid", "actor_name", "action",
                     "target", "old_value", "new_value")
             return [dict(zip(keys, row)) for row in cur.fetchall()]
