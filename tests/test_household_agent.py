@@ -48,6 +48,20 @@ def test_household_file_must_be_private_and_remote_needs_tls(tmp_path):
         load_config(write(tmp_path / "id.conf", {"url": url, "machine_id": "../../etc"}))
 
 
+@pytest.fixture
+def household(postgres_db_url):
+    """Machine A (parents) and B (a child's laptop); A's store, open."""
+    roles.init(postgres_db_url)
+    urls = {}
+    for mid, name, parents in ((A, "living-room", True), (B, "laptop", False)):
+        role, password = roles.add_machine(postgres_db_url, mid, name, parents)
+        urls[mid] = roles.machine_url(postgres_db_url, role, password)
+    living_room = HouseholdStore(urls[A], A)
+    living_room.open()
+    yield urls, living_room
+    living_room.close()
+
+
 async def until(condition, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -56,14 +70,8 @@ async def until(condition, timeout=20.0, what="condition"):
         await asyncio.sleep(0.05)
 
 
-def test_childs_machine_cannot_change_the_policy(postgres_db_url, tmp_path, child_user, parent_user):
-    roles.init(postgres_db_url)
-    urls = {}
-    for mid, name, parents in ((A, "living-room", True), (B, "laptop", False)):
-        role, password = roles.add_machine(postgres_db_url, mid, name, parents)
-        urls[mid] = roles.machine_url(postgres_db_url, role, password)
-    living_room = HouseholdStore(urls[A], A)
-    living_room.open()
+def test_childs_machine_cannot_change_the_policy(household, tmp_path, child_user, parent_user):
+    urls, living_room = household
     household_policy = '{"blocked_apps": ["/usr/bin/yes"]}'
     living_room.push_policy("kid", household_policy, 0, 0, "mum", "set_policy", None)
 
@@ -97,16 +105,10 @@ def test_childs_machine_cannot_change_the_policy(postgres_db_url, tmp_path, chil
     db.close()
 
 
-def test_restart_while_offline_keeps_the_other_machines_time(postgres_db_url, tmp_path, child_user):
+def test_restart_while_offline_keeps_the_other_machines_time(household, tmp_path, child_user):
     """Pulling the cable and rebooting must not give the child time back:
     the other machines' time, as last known, is kept locally."""
-    roles.init(postgres_db_url)
-    urls = {}
-    for mid, name, parents in ((A, "living-room", True), (B, "laptop", False)):
-        role, password = roles.add_machine(postgres_db_url, mid, name, parents)
-        urls[mid] = roles.machine_url(postgres_db_url, role, password)
-    living_room = HouseholdStore(urls[A], A)
-    living_room.open()
+    urls, living_room = household
     living_room.push_policy("kid", '{"daily_limit_minutes": 60}', 0, 0, "mum", "set_policy", None)
     midnight = dt.datetime.combine(dt.date.today(), dt.time()).astimezone().timestamp()
     living_room.upload_intervals([(1, "kid", midnight + 60, midnight + 1260)])  # 20 min today
@@ -137,16 +139,10 @@ def test_restart_while_offline_keeps_the_other_machines_time(postgres_db_url, tm
     db.close()
 
 
-def test_a_bad_household_policy_is_not_applied(postgres_db_url, tmp_path, child_user):
+def test_a_bad_household_policy_is_not_applied(household, tmp_path, child_user):
     """A policy this machine cannot read (a newer program's, or a forged
     one) leaves the last good one in force and the sync running."""
-    roles.init(postgres_db_url)
-    urls = {}
-    for mid, name, parents in ((A, "living-room", True), (B, "laptop", False)):
-        role, password = roles.add_machine(postgres_db_url, mid, name, parents)
-        urls[mid] = roles.machine_url(postgres_db_url, role, password)
-    living_room = HouseholdStore(urls[A], A)
-    living_room.open()
+    urls, living_room = household
     living_room.push_policy("kid", '{"daily_limit_minutes": 60}', 0, 0, "mum", "set_policy", None)
     db = open_database(tmp_path / "laptop.db")
     migrate(db)

@@ -108,6 +108,15 @@ class HouseholdStore:
             self.close()
             raise
 
+    def _insert_many(self, action: str, statement: str, rows: Sequence[tuple]) -> None:
+        """One multi-row INSERT (``VALUES %s``) of rows prefixed with this
+        machine's id, in one transaction; nothing to do for no rows."""
+        if not rows:
+            return
+        with self.tx(action) as cur:
+            psycopg2.extras.execute_values(cur, statement, [(self.machine_id, *row) for row in rows],
+                                           page_size=1000)
+
     # --- machines ------------------------------------------------------------------
     def heartbeat(self, health: dict[str, Any]) -> None:
         with self.tx("report this machine's health") as cur:
@@ -164,13 +173,9 @@ class HouseholdStore:
     def forward_audit(self, rows: Sequence[tuple[int, dt.datetime, int, str, str, str, str | None, str | None]]) -> None:
         """This machine's own audit rows: (local id, time, actor uid, actor name,
         action, target, old, new); a row sent twice is stored once."""
-        if not rows:
-            return
-        with self.tx("forward the audit log") as cur:
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO hh_audit (machine_id, local_id, time, actor_uid, actor_name, action, "
-                "target, old_value, new_value) VALUES %s ON CONFLICT DO NOTHING",
-                [(self.machine_id, *row) for row in rows])
+        self._insert_many("forward the audit log",
+                          "INSERT INTO hh_audit (machine_id, local_id, time, actor_uid, actor_name, action, "
+                          "target, old_value, new_value) VALUES %s ON CONFLICT DO NOTHING", rows)
 
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.tx("read the household audit") as cur:
@@ -184,12 +189,10 @@ class HouseholdStore:
     # --- time ----------------------------------------------------------------------
     def upload_intervals(self, rows: Sequence[Row]) -> None:
         """Idempotent: a row sent again never counts twice nor shrinks."""
-        with self.tx("upload screen-time intervals") as cur:
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO hh_interval (machine_id, local_id, member, start_at, end_at) VALUES %s "
-                "ON CONFLICT (machine_id, local_id) DO UPDATE "
-                "SET end_at = GREATEST(hh_interval.end_at, EXCLUDED.end_at)",
-                [(self.machine_id, i, m, a, b) for i, m, a, b in rows])
+        self._insert_many("upload screen-time intervals",
+                          "INSERT INTO hh_interval (machine_id, local_id, member, start_at, end_at) VALUES %s "
+                          "ON CONFLICT (machine_id, local_id) DO UPDATE "
+                          "SET end_at = GREATEST(hh_interval.end_at, EXCLUDED.end_at)", rows)
 
     def other_intervals(self, members: Sequence[str], low: float, high: float) -> dict[str, list[tuple[float, float]]]:
         """Every other machine's intervals of ``members`` overlapping [low, high)."""
@@ -207,24 +210,17 @@ class HouseholdStore:
     def upload_daily(self, rows: Sequence[tuple[str, dt.date, str, str, int]]) -> None:
         """(member, day, kind, key, seconds) of this machine: totals, so an
         upsert (never lowering) is idempotent."""
-        if not rows:
-            return
-        with self.tx("upload daily totals") as cur:
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO hh_daily (machine_id, member, day, kind, key, seconds) VALUES %s "
-                "ON CONFLICT (machine_id, member, day, kind, key) DO UPDATE "
-                "SET seconds = GREATEST(hh_daily.seconds, EXCLUDED.seconds)",
-                [(self.machine_id, *row) for row in rows])
+        self._insert_many("upload daily totals",
+                          "INSERT INTO hh_daily (machine_id, member, day, kind, key, seconds) VALUES %s "
+                          "ON CONFLICT (machine_id, member, day, kind, key) DO UPDATE "
+                          "SET seconds = GREATEST(hh_daily.seconds, EXCLUDED.seconds)", rows)
 
     # --- requests for more time ----------------------------------------------------
     def upload_requests(self, rows: Sequence[tuple[int, str, int, str, dt.datetime]]) -> None:
         """This machine's requests: (local id, member, minutes, reason, created)."""
-        if not rows:
-            return
-        with self.tx("upload time requests") as cur:
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO hh_request (machine_id, local_id, member, minutes, reason, created) "
-                "VALUES %s ON CONFLICT DO NOTHING", [(self.machine_id, *row) for row in rows])
+        self._insert_many("upload time requests",
+                          "INSERT INTO hh_request (machine_id, local_id, member, minutes, reason, created) "
+                          "VALUES %s ON CONFLICT DO NOTHING", rows)
 
     def answer(self, request_machine: str, request_id: int, approved: bool, minutes: int,
                actor_uid: int, actor_name: str) -> tuple[bool, int]:
@@ -303,13 +299,9 @@ class HouseholdStore:
 
     def forward_events(self, monitor: str, rows: Sequence[tuple[int, int, dt.datetime, str]]) -> None:
         """(local id, uid, time, JSON of the fields); a row sent twice is stored once."""
-        if not rows:
-            return
-        with self.tx("forward events") as cur:
-            psycopg2.extras.execute_values(
-                cur, "INSERT INTO hh_event (machine_id, monitor, local_id, uid, time, data) VALUES %s "
-                "ON CONFLICT DO NOTHING",
-                [(self.machine_id, monitor, i, u, t, d) for i, u, t, d in rows], page_size=1000)
+        self._insert_many("forward events",
+                          "INSERT INTO hh_event (machine_id, monitor, local_id, uid, time, data) VALUES %s "
+                          "ON CONFLICT DO NOTHING", [(monitor, *row) for row in rows])
 
 
 class PolicyListener:
