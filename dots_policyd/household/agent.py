@@ -30,7 +30,7 @@ import select
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
@@ -57,13 +57,13 @@ JOURNAL_KEEP_SECONDS = 8 * 86400
 
 @dataclass
 class Snapshot:
-    policies: dict[str, tuple[int, str]]
+    """What one sync learnt about the other machines' time and answers."""
+
     remote: dict[str, list[tuple[float, float]]]
     granted: dict[tuple[str, dt.date], int]
     answers: list[tuple[int, bool, int]]
     apps: dict[tuple[str, dt.date], dict[str, int]]
     machines: list[dict[str, Any]]
-    refused: list[str] = field(default_factory=list)
 
 
 class HouseholdAgent:
@@ -139,8 +139,9 @@ class HouseholdAgent:
         while True:
             self._wake.clear()
             try:
-                snapshot = await loop.run_in_executor(self.executor, self._sync_io)
-                self._apply(snapshot)
+                # the policy first: what a NOTIFY woke us for reaches the enforcers at once
+                self._apply_policies(await loop.run_in_executor(self.executor, self._policy_io))
+                self._apply(await loop.run_in_executor(self.executor, self._sync_io))
                 if not self.online:
                     log.info("household database reachable again: reconciled")
                 self.online, self.last_contact, self.last_error = True, time.time(), ""
@@ -193,11 +194,16 @@ class HouseholdAgent:
         self.wake()
 
     # --- worker thread -------------------------------------------------------------
+    def _policy_io(self) -> dict[str, tuple[int, str]]:
+        """Push local changes, then read every member's newest policy."""
+        self.store.open()
+        policies = self.store.policies()
+        for member in sorted(self.dirty):
+            self._push(member, policies)
+        return policies
+
     def _sync_io(self) -> Snapshot:
         s = self.store
-        s.open()
-        policies = s.policies()
-        refused = [m for m in sorted(self.dirty) if not self._push(m, policies)]
         s.heartbeat(self._health())
         s.map_accounts([(uid, self._user(uid), m) for uid, m in self._members.items()])
         pending = self.journal.pending()
@@ -223,7 +229,7 @@ class HouseholdAgent:
         apps: dict[tuple[str, dt.date], dict[str, int]] = {}
         for (m, d, app), seconds in s.other_daily(members, "app", today, today).items():
             apps.setdefault((m, d), {})[app] = seconds
-        return Snapshot(policies, remote, granted, s.answers_to_me(), apps, machines, refused)
+        return Snapshot(remote, granted, s.answers_to_me(), apps, machines)
 
     def _push(self, member: str, policies: dict[str, tuple[int, str]]) -> bool:
         """Push the local policy of ``member`` as a new household version."""
@@ -299,10 +305,10 @@ class HouseholdAgent:
         return [(*k, v) for k, v in totals.items() if v]
 
     # --- event loop: apply what the household says --------------------------------
-    def _apply(self, snapshot: Snapshot) -> None:
+    def _apply_policies(self, policies: dict[str, tuple[int, str]]) -> None:
         self._applying = True
         try:
-            for member, (version, text) in snapshot.policies.items():
+            for member, (version, text) in policies.items():
                 if member in self.dirty:
                     continue  # a local change not pushed yet wins until it is
                 try:
@@ -315,6 +321,8 @@ class HouseholdAgent:
             self._applying = False
             self.refresh_members()
         self.journal.set_state("applied", json.dumps(self.applied))
+
+    def _apply(self, snapshot: Snapshot) -> None:
         self.usage.remote = snapshot.remote
         self.usage.remote_granted = snapshot.granted
         self._apply_answers(snapshot.answers)
