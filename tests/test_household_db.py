@@ -167,3 +167,11 @@ def test_events_are_forwarded_once_with_their_machine(household, tmp_path):
         cur.execute("SELECT count(*) FROM hh_event")
         assert cur.fetchone()[0] == 0
     local.close()
+
+
+def test_a_database_without_household_tables_is_refused(postgres_db_url):
+    db = open_database(postgres_db_url)
+    migrate(db, target=3)  # a single machine's database of before household mode
+    db.close()
+    with pytest.raises(Refused, match="dots-household init"):
+        HouseholdStore(postgres_db_url, A).open()

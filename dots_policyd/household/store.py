@@ -23,7 +23,6 @@ from .sql import NOTIFY_CHANNEL
 
 log = logging.getLogger("dots.policyd.household")
 
-HOUSEHOLD_SCHEMA = 4
 CONNECT_TIMEOUT = 3  # seconds
 
 
@@ -74,11 +73,12 @@ class HouseholdStore:
         self.conn = connect(self.url)
         try:
             with self.tx("check the household database") as cur:
-                cur.execute("SELECT max(version) FROM schema_version")
-                version = cur.fetchone()[0] or 0
-                if version < HOUSEHOLD_SCHEMA:
-                    raise Refused(f"the household database is at schema version {version}; "
-                                  f"run dots-household init on it first")
+                # (by its tables, not a version number: migrations may be renumbered)
+                cur.execute("SELECT to_regclass('public.hh_answer') IS NOT NULL "
+                            "AND to_regprocedure('public.dots_machine()') IS NOT NULL")
+                if not cur.fetchone()[0]:
+                    raise Refused("the database has no household tables: "
+                                  "run dots-household init on it first")
                 cur.execute("SELECT dots_machine()")
                 mine = cur.fetchone()[0]
             if mine != self.machine_id:
