@@ -91,6 +91,10 @@ def test_childs_machine_cannot_change_the_policy(household, tmp_path, child_user
         try:
             await until(lambda: local_policy() is not None and local_policy()["blocked_apps"] == ["/usr/bin/yes"],
                         what="the laptop to apply the household policy to its account")
+            # a parent's account is never made a child, whatever the household calls its members
+            living_room.push_policy(parent_user, '{}', 0, 0, "mum", "set_policy", None)
+            await until(lambda: parent_user in agent.applied, what="the laptop to see that member")
+            assert Child.get_or_none(Child.name == parent_user) is None
             # someone with the laptop's parent rights (or root on it) unblocks the app locally
             family.unblock_app(0, child_user, "/usr/bin/yes")
             assert local_policy()["blocked_apps"] == []

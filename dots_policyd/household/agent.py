@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import grp
 import json
 import logging
 import pwd
@@ -36,6 +37,7 @@ from typing import Any
 import peewee
 
 from dots_common.limits import MIN_CHILD_UID, NOBODY_UID
+from dots_common.names import PARENTS_GROUP
 
 from ..db import StorageError
 from ..errors import AlreadyAnswered, FamilyError, InvalidArgument, NotAuthorized, NotFound
@@ -106,9 +108,17 @@ class HouseholdAgent:
         self._members = {uid: member for uid, member in members.items() if member is not None}
 
     def _candidates(self, member: str) -> list[pwd.struct_passwd]:
-        """Local accounts mapped to ``member`` that could be children."""
+        """Local accounts mapped to ``member`` that could be children: never
+        a system account nor a parent (a member of dots-parents), whatever
+        name the household gives its members."""
+        try:
+            group = grp.getgrnam(PARENTS_GROUP)
+            parents, parents_gid = set(group.gr_mem), group.gr_gid
+        except KeyError:
+            parents, parents_gid = set(), -1
         return [pw for pw in pwd.getpwall()
                 if pw.pw_uid >= MIN_CHILD_UID and pw.pw_uid != NOBODY_UID
+                and pw.pw_name not in parents and pw.pw_gid != parents_gid
                 and self.config.member_of(pw.pw_name) == member]
 
     # --- lifecycle ------------------------------------------------------------------
