@@ -171,3 +171,32 @@ def test_a_bad_household_policy_is_not_applied(household, tmp_path, child_user):
 
     asyncio.run(scenario())
     db.close()
+
+
+def test_daemon_refuses_a_household_file_others_can_read():
+    """dots-policyd does not start with credentials readable by others
+    (and says so before it touches anything)."""
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from dots_common.names import POLICYD_USER
+    from tests.helpers import REPO, as_user
+
+    pw = pwd.getpwnam(POLICYD_USER)
+    workdir = Path(tempfile.mkdtemp(prefix="dots-hh-refuse-"))
+    shutil.chown(workdir, pw.pw_uid, pw.pw_gid)
+    config = write(workdir / "household.conf", {"url": "postgresql://x:y@/dots?host=/nonexistent",
+                                                "machine_id": A}, 0o644)
+    shutil.chown(config, pw.pw_uid, pw.pw_gid)
+    done = subprocess.run(as_user(POLICYD_USER, [str(REPO / ".venv" / "bin" / "dots-policyd"),
+                                                 "--database", str(workdir / "dots.db"),
+                                                 "--household", str(config)]),
+                          capture_output=True, text=True, timeout=60)
+    try:
+        assert done.returncode != 0 and "readable by others" in done.stderr, done
+        assert not (workdir / "dots.db").exists(), "nothing is touched before the check"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -16,19 +16,25 @@ from dbus_fast import Variant
 
 from ..family import Family
 from .agent import HouseholdAgent
-from .identity import load_config
+from .identity import HouseholdConfig, load_config
 
 
 def _unix(naive_utc: dt.datetime | None) -> int:
     return 0 if naive_utc is None else calendar.timegm(naive_utc.timetuple())
 
 
-def household_agent(path: str | None, db: peewee.Database, family: Family) -> HouseholdAgent | None:
+def household_config(path: str | None) -> HouseholdConfig | None:
     """None without a household file; HouseholdConfigError (a ValueError)
-    when the file is unsafe or broken: the daemon refuses to start."""
-    if not path:
+    when the file is unsafe or broken: the daemon refuses to start (read
+    first, before anything else is touched)."""
+    return load_config(path) if path else None
+
+
+def household_agent(config: HouseholdConfig | None, db: peewee.Database,
+                    family: Family) -> HouseholdAgent | None:
+    if config is None:
         return None
-    agent = HouseholdAgent(load_config(path), db, family, tz=family.tz)
+    agent = HouseholdAgent(config, db, family, tz=family.tz)
     family.usage = agent.usage  # GetStatus: the household's time
     return agent
 
