@@ -46,6 +46,8 @@ def _errors(action: str) -> Iterator[None]:
         raise Refused(f"{action}: {exc.diag.message_primary or exc}") from exc
     except psycopg2.errors.UniqueViolation as exc:
         raise Stale(f"{action}: {exc.diag.message_primary or exc}") from exc
+    except (psycopg2.IntegrityError, psycopg2.DataError) as exc:  # a row the database will not take
+        raise Refused(f"{action}: {exc.diag.message_primary or exc}") from exc
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
         raise Offline(f"{action}: {' '.join(str(exc).split())}") from exc
 
