@@ -25,7 +25,6 @@ from .authority import DEFAULT_TIMEOUT, Authority
 from .db import DEFAULT_PATH, StorageError, display_name, open_database
 from .enforcement import start_enforcement
 from .family import Family
-from .household.service import attach_household, household_agent, household_config
 from .migrations import migrate
 from .seal import Seal, key_path, load_key
 from .service import FamilyService
@@ -78,13 +77,17 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    household = household_config(args.household)
+    household = None
+    if args.household:  # imported only then: household mode needs psycopg2
+        from .household.service import attach_household, household_agent, household_config
+
+        household = household_config(args.household)
     db = open_database(args.database)
     version = migrate(db)
     log.info("database %s at schema version %d", display_name(args.database), version)
     seal = Seal(db, load_key(key_path(args.database)))
     family = Family(db, seal=seal)
-    agent = household_agent(household, db, family)
+    agent = household_agent(household, db, family) if household else None
     pruner = asyncio.create_task(prune_daily(db, args.retention_days))
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     service = FamilyService(bus, family, Authority(bus, timeout=args.polkit_timeout))

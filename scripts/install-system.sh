@@ -120,7 +120,7 @@ log "creating the venv (final path $final) on $python"
 "$python" -m venv "$stage"
 log "installing the project and its dependencies into it"
 "$stage/bin/python" -m pip install --quiet --no-compile --disable-pip-version-check \
-    "$work/src" >&2 || die "pip install failed"
+    "$work/src[postgres]" >&2 || die "pip install failed"  # [postgres]: database URLs, household mode
 
 log "relocating the venv from $stage to $final"
 "$python" - "$stage" "$final" <<'EOF'
