@@ -115,7 +115,6 @@ class Machine:
             self.standin.wait(timeout=10)
         if self.collector is not None:
             self.collector.stop()
-        shutil.copy(self.log_path, Path(tempfile.gettempdir()) / f"dots-hh-{self.name}.log")
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
