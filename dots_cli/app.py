@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 import typer
 from typer._completion_classes import completion_init
 
-from .commands import (apps, apps_by_identity, audit, child, doctor, hours, limit, policy, report,
-                       requests, sites, status, web)
+from .commands import (apps, apps_by_identity, audit, child, doctor, hours, limit, machine,
+                       policy, report, requests, sites, status, web)
 from .commands.common import PROG, Shell, install_completion, show_completion
 
 __all__ = ["PROG", "app"]
@@ -33,7 +33,7 @@ Examples: dotsctl child add alice --preset 8-12 · dotsctl limit daily alice 1h3
 #: the command modules, in the order of `dotsctl --help` (top-level commands
 #: are listed before command groups, whatever their place here)
 COMMANDS = (status, hours, report, requests, audit, doctor,
-            child, policy, limit, apps, apps_by_identity, sites, web)
+            child, policy, limit, apps, apps_by_identity, sites, web, machine)
 
 app = typer.Typer(name=PROG, help=HELP, epilog=EPILOG, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False, rich_markup_mode="rich",

@@ -20,6 +20,7 @@ from dots_common.names import COLLECTOR_BUS_NAME as COLLECTOR
 from dots_common.names import POLICYD_USER
 
 from .client import BUS_NAME, CliError, FamilyClient
+from .commands.machine import household_checks
 
 OK, PROBLEM, WARNING, UNKNOWN = "ok", "problem", "warning", "unknown"
 
@@ -235,6 +236,7 @@ def check_events(client: FamilyClient) -> list[Check]:
         out.append(Check("events lost", WARNING if lost else OK,
                          f"{lost} events lost (the ring buffers overflowed)" if lost else "none lost",
                          "raise the ring buffer size of the collector" if lost else ""))
+    out += [Check(*line) for line in household_checks(health)]
     return out
 
 

@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--integrity-interval", type=float, default=30.0,
                    help="seconds between checks that nobody edited the database by hand; "
                         "default %(default)s")
+    p.add_argument("--household", default=os.environ.get("DOTS_HOUSEHOLD") or None, metavar="FILE",
+                   help="household mode: the household file (database URL with this machine's "
+                        "role; see the README), e.g. /etc/dots/household.conf")
     p.add_argument("--allow-root", action="store_true",
                    help="run even as root (it should run as the user dots-policyd)")
     p.add_argument("--dns-upstream", default=os.environ.get("DOTS_DNS_UPSTREAM", ""),
@@ -90,12 +93,19 @@ async def serve(args: argparse.Namespace) -> None:
 
     if args.dns_upstream:  # read by dots_policyd.web
         os.environ["DOTS_DNS_UPSTREAM"] = args.dns_upstream
+    household = None
+    if args.household:  # imported only then: household mode needs psycopg2
+        from .household.service import (HouseholdCalls, household_agent, household_config,
+                                        with_household_status)
+
+        household = household_config(args.household)
     db = open_database(args.database)
     version = migrate(db)
     log.info("database %s at schema version %d", display_name(args.database), version)
     seal = Seal(db, load_key(key_path(args.database)))
     timeline = Timeline()  # the daemon's one clock: grants and enforcement read the same day
     family = Family(db, clock=timeline.now, seal=seal)
+    agent = household_agent(household, db, family) if household else None
     pruner = asyncio.create_task(prune_daily(db, args.retention_days))
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     # wired explicitly, each part handed what it works with
@@ -105,14 +115,23 @@ async def serve(args: argparse.Namespace) -> None:
     contract = load_contract()
     signals = Signals(bus, contract, Audience(bus, identity, authority))
     enforcement = Enforcement(bus, db, family, signals, seal, args.integrity_interval,
-                              timeline=timeline, rejections=rejections)
+                              timeline=timeline, rejections=rejections,
+                              usage=agent.usage if agent else None)
+    daemon_status = enforcement.daemon_status
+    calls = None
+    if agent is not None:
+        daemon_status = with_household_status(daemon_status, agent)
+        calls = HouseholdCalls(agent)
     service = FamilyService(bus, family, authority, identity, signals, contract,
-                            daemon_status=enforcement.daemon_status)
+                            daemon_status=daemon_status,
+                            household=(lambda: calls) if calls is not None else None)
     started = False
     try:
         await service.start()
         await enforcement.start()
         started = True
+        if agent is not None:
+            await agent.start()
         log.info("ready")
         disconnected = asyncio.create_task(bus.wait_for_disconnect())
         stopping = asyncio.create_task(stop.wait())
@@ -128,6 +147,8 @@ async def serve(args: argparse.Namespace) -> None:
             await pruner
         if started:
             await enforcement.stop()
+        if agent is not None:
+            await agent.stop()
         await service.stop()
         bus.disconnect()
         db.close()
@@ -143,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
                  "(or pass --allow-root)")
     try:
         asyncio.run(serve(args))
-    except (StorageError, RuntimeError, DBusError, OSError) as exc:
+    except (StorageError, RuntimeError, DBusError, OSError, ValueError) as exc:
         sys.exit(f"dots-policyd: {exc}")
 
 

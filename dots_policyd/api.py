@@ -20,7 +20,7 @@ from dbus_fast.signature import get_signature_tree
 from dots_common.names import ACTION_MANAGE, ACTION_REQUEST, ACTION_VIEW
 
 from .dispatch import Call, Route
-from .errors import NotAuthorized, UnknownChild
+from .errors import InvalidArgument, NotAuthorized, NotFound, UnknownChild
 from .family import ChildStatus, Family, RequestInfo
 from .history import EPOCH, StoredEvent
 
@@ -76,6 +76,7 @@ def request_struct(r: RequestInfo) -> list[Any]:
 
 def build_routes(family: Family,
                  daemon_status: Callable[[], Awaitable[dict[str, Variant]]] | None = None,
+                 household: Callable[[], Any] | None = None,
                  ) -> dict[str, Route]:
     """Every method of the contract, bound to ``family``."""
 
@@ -170,6 +171,31 @@ def build_routes(family: Family,
     async def get_daemon_status(call: Call) -> list[Any]:
         return [await daemon_status() if daemon_status else {}]
 
+    def _household() -> Any:
+        """The household calls (dots_policyd.household.service), or None."""
+        return household() if household else None
+
+    async def list_machines(call: Call) -> list[Any]:
+        calls = _household()
+        return [await calls.machines() if calls else []]
+
+    async def list_household_requests(call: Call) -> list[Any]:
+        calls = _household()
+        return [await calls.requests() if calls else []]
+
+    async def get_household_audit(call: Call, limit: int) -> list[Any]:
+        if not 1 <= limit <= 10000:
+            raise InvalidArgument("limit must be 1 to 10000")
+        calls = _household()
+        return [await calls.audit(limit) if calls else []]
+
+    async def answer_household_request(call: Call, machine_id: str, request_id: int, approve: bool,
+                                       minutes: int) -> list[Any]:
+        calls = _household()
+        if calls is None:
+            raise NotFound("this machine is not in a household")
+        return [await calls.answer(call.uid, machine_id, request_id, approve, minutes)]
+
     from .web_api import web_routes  # the web filter's methods (issue 15)
 
     M, V, R = ACTION_MANAGE, ACTION_VIEW, ACTION_REQUEST
@@ -202,4 +228,8 @@ def build_routes(family: Family,
         "GetAuditLog": Route(V, "u", "a(txussss)", get_audit_log),
         "GetPolicySchema": Route(V, "", "s", get_policy_schema),
         "GetDaemonStatus": Route(V, "", "a{sv}", get_daemon_status),
+        "ListMachines": Route(V, "", "aa{sv}", list_machines),
+        "ListHouseholdRequests": Route(V, "", "aa{sv}", list_household_requests),
+        "AnswerHouseholdRequest": Route(M, "subu", "u", answer_household_request),
+        "GetHouseholdAudit": Route(V, "u", "aa{sv}", get_household_audit),
     }

@@ -53,10 +53,14 @@ def timed_apps(policy: Policy) -> list[str]:
 
 class AppTime:
     def __init__(self, db: peewee.Database, policies: Callable[[], dict[int, Policy]],
-                 apps: Apps | None = None) -> None:
+                 apps: Apps | None = None,
+                 remote_apps: Callable[[int, dt.date], dict[str, int]] | None = None) -> None:
+        """``remote_apps(uid, day)``: seconds per app the same child ran on
+        the household's other machines (household mode), added to the limits."""
         self.db = db
         self.policies = policies
         self.apps = apps or Apps()
+        self.remote_apps = remote_apps
         self._app_of: dict[int, tuple[int, str]] = {}  # pid -> (uid, path)
         self._running: dict[tuple[int, str], set[int]] = {}  # (uid, path) -> pids
         self._since: dict[tuple[int, str], int] = {}  # when the app last got counted up to
@@ -125,9 +129,11 @@ class AppTime:
             if not policy.app_limits_minutes:
                 continue
             usage = app_usage(self.db, uid, today, today)
+            remote = self.remote_apps(uid, today) if self.remote_apps else {}
             for rule, minutes in policy.app_limits_minutes.items():
                 paths = tuple(u.app for u in usage if self.apps.is_app(rule, u.app))
                 used = sum(u.active_seconds for u in usage if u.app in paths)
+                used += sum(s for app, s in remote.items() if self.apps.is_app(rule, app))
                 left = minutes * 60 - used
                 if left <= 0:
                     if (uid, rule, today) not in self._reached:

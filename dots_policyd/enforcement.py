@@ -28,7 +28,7 @@ from .policy import Policy, PolicyError
 from .rules import Rules, rules_for
 from .schema import Child
 from .sites import SiteResolver, dns_lookup
-from .screentime import ScreenTime
+from .screentime import ScreenTime, UsageSource
 from .seal import Seal
 from .service import Signals
 from .sessions import Logind
@@ -53,7 +53,8 @@ class Enforcement:
     def __init__(self, bus: MessageBus, db: peewee.Database, family: Family, signals: Signals,
                  seal: Seal | None = None, integrity_interval: float = 30.0,
                  timeline: Timeline | None = None, collector: CollectorClient | None = None,
-                 rejections: Rejections | None = None) -> None:
+                 rejections: Rejections | None = None, usage: UsageSource | None = None) -> None:
+        """``usage``: the household's accounting (household mode)."""
         self.bus = bus
         self.seal = seal
         self.integrity_interval = integrity_interval
@@ -65,9 +66,10 @@ class Enforcement:
         self.rejections = rejections or Rejections()
         self._policies: dict[int, Policy] = {}
         self.reload()
-        self.app_time = AppTime(db, self.policies)
+        self.app_time = AppTime(db, self.policies,
+                                remote_apps=getattr(usage, "remote_app_seconds", None))
         self.activity = Activity()
-        self.screen = ScreenTime(db, self.timeline, self.policies)
+        self.screen = ScreenTime(db, self.timeline, self.policies, usage)
         self.timekeeper = Timekeeper(self.screen, Logind(bus), self._emit, self.kill_user, self.tamper,
                                      self.activity)
         self.link = CollectorLink(bus, db, self.child_uids, on_records=self._on_records,

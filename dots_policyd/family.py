@@ -235,6 +235,8 @@ class Family:
         self.tz = tz
         self.seal = seal
         self._listeners: list[Listener] = []
+        #: household mode: where used/granted seconds come from (all machines)
+        self.usage = None
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -533,6 +535,9 @@ class Family:
         used, granted = days[-1].seconds_used, days[-1].seconds_granted
         week_used = sum(d.seconds_used for d in days)
         week_granted = sum(d.seconds_granted for d in days)
+        if self.usage is not None:  # household mode: the household's time, all machines
+            used, granted = self.usage.used_and_granted(uid, today, today)
+            week_used, week_granted = self.usage.used_and_granted(uid, monday, today)
 
         limit = policy.daily_limit_for(today)
         weekly = policy.weekly_limit_minutes

@@ -270,12 +270,22 @@ def _migration_4(db: peewee.Database, migrator: SchemaMigrator) -> None:
     db.create_tables([SiteLookupV4], safe=False)
 
 
+def _migration_5(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """Household mode: the local interval journal everywhere; on PostgreSQL
+    the household tables, row-level security and NOTIFY triggers."""
+    from .household.sql import statements
+
+    for statement in statements(dialect(db)):
+        db.execute_sql(statement)
+
+
 #: version -> the step that brings version - 1 to it
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _migration_1,
     2: _migration_2,
     3: _migration_3,
     4: _migration_4,
+    5: _migration_5,
 }
 LATEST = max(MIGRATIONS)
 

@@ -29,6 +29,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import peewee
 
@@ -99,11 +100,22 @@ class StorageFailing:
 Action = TimeWarning | LimitReached | EndSessions | WallClockJump | StorageFailing
 
 
+class UsageSource(Protocol):
+    """Where used and granted seconds come from instead of this machine's
+    rollup (household mode: the household's time across machines, with
+    simultaneous use counted once), and where counted spans go."""
+
+    def used_and_granted(self, uid: int, first: dt.date, last: dt.date) -> tuple[int, int]: ...
+    def add_use(self, uid: int, start: dt.datetime, end: dt.datetime) -> None: ...
+
+
 class ScreenTime:
     def __init__(self, db: peewee.Database, clock: Clock | Timeline,
-                 policies: Callable[[], dict[int, Policy]]) -> None:
-        """``clock``: the daemon's Timeline (a bare clock gets its own)."""
+                 policies: Callable[[], dict[int, Policy]], usage: UsageSource | None = None) -> None:
+        """``clock``: the daemon's Timeline (a bare clock gets its own);
+        ``usage``: the household's accounting, in household mode."""
         self.db = db
+        self.usage = usage
         self.timeline = clock if isinstance(clock, Timeline) else Timeline(clock)
         self.policies = policies
         self._last_boot: float | None = None
@@ -143,6 +155,9 @@ class ScreenTime:
         # the interval that ends now counts if the child was there at its start
         counted = self._counting | (active & self._present)
         actions += self._account(elapsed, now.date(), counted & policies.keys())
+        if self.usage is not None and elapsed > 0:
+            for uid in counted & policies.keys():
+                self.usage.add_use(uid, now - dt.timedelta(seconds=elapsed), now)
 
         by_uid: dict[int, list[SessionState]] = {}
         for s in sessions:
@@ -195,6 +210,11 @@ class ScreenTime:
         """Stored usage plus what is not stored yet; while the database
         cannot be read, what it said last."""
         key = (uid, day)
+        if self.usage is not None:  # the household's sums already hold what was counted here
+            monday = day - dt.timedelta(days=day.weekday())
+            used, granted = self.usage.used_and_granted(uid, day, day)
+            week_used, week_granted = self.usage.used_and_granted(uid, monday, day)
+            return Usage(used, granted, week_used, week_granted)
         try:
             stored = usage(self.db, uid, day)
             self._usage[key] = stored

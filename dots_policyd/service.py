@@ -110,14 +110,16 @@ class FamilyService:
 
     def __init__(self, bus: MessageBus, family: Family, authority: Authority,
                  identity: CallerIdentity, signals: Signals, contract: Contract,
-                 daemon_status: DaemonStatus | None = None) -> None:
+                 daemon_status: DaemonStatus | None = None,
+                 household: Callable[[], Any] | None = None) -> None:
         """Everything it works with is handed in (see build_service);
-        ``daemon_status`` is what GetDaemonStatus answers."""
+        ``daemon_status`` is what GetDaemonStatus answers; ``household``
+        gives the household calls in household mode (None alone)."""
         self.bus = bus
         self.family = family
         self.contract = contract
         self.authority = authority
-        self.dispatcher = Dispatcher(bus, build_routes(family, daemon_status), authority,
+        self.dispatcher = Dispatcher(bus, build_routes(family, daemon_status, household), authority,
                                      identity, self.contract)
         self.signals = signals
 

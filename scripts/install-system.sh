@@ -120,7 +120,7 @@ log "creating the venv (final path $final) on $python"
 "$python" -m venv "$stage"
 log "installing the project and its dependencies into it"
 "$stage/bin/python" -m pip install --quiet --no-compile --disable-pip-version-check \
-    "$work/src" >&2 || die "pip install failed"
+    "$work/src[postgres]" >&2 || die "pip install failed"  # [postgres]: database URLs, household mode
 
 log "relocating the venv from $stage to $final"
 "$python" - "$stage" "$final" <<'EOF'
@@ -191,6 +191,7 @@ link_program bin dotsctl
 link_program bin dots-agent
 link_program sbin dots-collector
 link_program libexec dots-policyd
+link_program sbin dots-household
 for p in dotsctl dots-collector dots-policyd; do
     [ -e "$target/bin/$p" ] || die "the venv has no $p program"
 done

@@ -72,7 +72,7 @@ done
 
 # Program symlinks, only when they point into our venv (never someone else's
 # program of the same name).
-for p in bin/dotsctl bin/dots-agent sbin/dots-collector libexec/dots-policyd; do
+for p in bin/dotsctl bin/dots-agent sbin/dots-collector sbin/dots-household libexec/dots-policyd; do
     link="$DESTDIR$PREFIX/$p"
     if [ -L "$link" ]; then
         case $(readlink "$link") in

@@ -48,7 +48,7 @@ def test_new_database_gets_the_latest_schema_matching_the_models(db: peewee.Data
     assert schema_version(db) == 0
     from dots_policyd.site_history import SiteLookupRow
 
-    assert migrate(db) == LATEST == 4
+    assert migrate(db) == LATEST == 5
     for model in (*ALL_MODELS, SiteLookupRow):
         table = model._meta.table_name
         assert columns(db, table) == {f.column_name for f in model._meta.sorted_fields}, table
