@@ -25,7 +25,7 @@ from .collector_client import CollectorCallError, CollectorClient
 from .collector_link import CollectorLink
 from .family import Family
 from .policy import Policy, PolicyError
-from .rules import Rules, rules_for
+from .rules import Rules, only_always_allowed_at_end, rules_for
 from .schema import Child
 from .sites import SiteResolver, dns_lookup
 from .screentime import ScreenTime, UsageSource
@@ -202,8 +202,10 @@ class Enforcement:
             wanted: dict[int, Rules] = {}
             for uid, policy in self._policies.items():
                 addresses = await self.sites.addresses(policy.blocked_domains())
+                time_is_up = (only_always_allowed_at_end(policy)
+                              and self.screen.left(uid, policy, self.timeline.now()).blocked)
                 wanted[uid] = rules_for(policy, addresses, self.app_time.blocked_today(uid, today),
-                                        self.web.doh_networks())
+                                        self.web.doh_networks(), time_is_up=time_is_up)
             for uid in set(self._pushed) - set(wanted):
                 wanted[uid] = Rules.clear()
             for uid, rules in wanted.items():
@@ -227,6 +229,9 @@ class Enforcement:
     # --- acting through the collector and the bus -------------------------------
     def _emit(self, member: str, *args: Any) -> None:
         self.signals.emit(member, *args)
+        if member == "LimitReached" and self._loop is not None:
+            # time up: a policy may switch to "only always-allowed apps" now
+            self._loop.create_task(self.push_rules())
 
     async def kill_user(self, uid: int) -> None:
         try:

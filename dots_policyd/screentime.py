@@ -36,6 +36,7 @@ import peewee
 from .clock import Clock, Timeline
 from .history import add_screen_time
 from .policy import Policy
+from .rules import only_always_allowed_at_end
 from .timeleft import Left, Usage, time_left, usage, used_and_granted  # noqa: F401 (re-exported)
 
 log = logging.getLogger("dots.policyd.screentime")
@@ -243,6 +244,10 @@ class ScreenTime:
             self._reached.add((uid, today, left.reason))
             actions.append(LimitReached(uid, left.reason))
             log.info("uid %d: %s limit reached", uid, left.reason)
+        if only_always_allowed_at_end(policy):
+            # no lock: the rules switch to "only the always-allowed apps run"
+            # (enforcement pushes rules_for(..., time_is_up=True))
+            return actions
         known = self._known_sessions or set()
         new = tuple(s.session_id for s in sessions if s.session_id not in known)
         if left.reason == "hours" and new:

@@ -107,3 +107,20 @@ def test_setting_the_wall_clock_neither_resets_nor_doubles(db):
     clock.set_wall(WEDNESDAY_2PM - dt.timedelta(hours=5))
     run(engine, clock, 600, [SessionState("s", UID)])
     assert used_today(db) == 1800
+
+
+def test_time_up_switches_to_always_allowed_apps_instead_of_locking(db):
+    """A policy with always-allowed apps at the end: the limit is reached
+    and said, no session is locked (the rules let only those apps run)."""
+    from dots_policyd.rules import rules_for
+
+    clock = FakeClock(WEDNESDAY_2PM)
+    policy = Policy(daily_limit_minutes=1, always_allowed_apps=["/usr/bin/true"],
+                    at_end_only_always_allowed=True)
+    engine = ScreenTime(db, clock, lambda: {UID: policy})
+    actions = run(engine, clock, 90, [SessionState("c3", UID)])
+    assert [a for a in actions if isinstance(a, LimitReached)] == [LimitReached(UID, "daily")]
+    assert not [a for a in actions if isinstance(a, EndSessions)]
+    assert engine.left(UID, policy, clock.now()).blocked
+    rules = rules_for(policy, {}, time_is_up=True)
+    assert rules.allow_list and rules.allowed_paths == ["/usr/bin/true"]
