@@ -1,0 +1,184 @@
+"""Drive a GTK app through the accessibility tree, as a screen reader would.
+
+Run INSIDE a desktop session of its own (``xvfb-run -a dbus-run-session``)
+as the user the app should run as: it starts the AT-SPI bus
+(``/usr/libexec/at-spi-bus-launcher --launch-immediately``), then the app
+(the argv after ``--``, with GTK_A11Y=atspi), then answers one JSON request
+per stdin line with one JSON line ({"ok": ...} or {"error": ...}):
+
+  {"op": "find", "name": N, "role": R?, "timeout": s?}   -> {"role", "name", "states"}
+  {"op": "click", "name": N, "role": R?}                  (the accessible's first action)
+  {"op": "value", "name": N, "set": v?}                   (the Value interface)
+  {"op": "text", "name": N}                               (the Text interface, else the name)
+  {"op": "texts", "name": N}                              (the labels inside it: a row's text)
+  {"op": "names"}                                         (every showing (role, name))
+  {"op": "screenshot", "path": P}                         (the app's window as a PNG)
+
+Controls are found by accessible name only: what the tests can find, a
+screen reader user can reach.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import gi
+
+gi.require_version("Atspi", "2.0")
+from gi.repository import Gio, GLib  # noqa: E402
+
+LAUNCHER = "/usr/libexec/at-spi-bus-launcher"
+
+
+def wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def session_has(name: str) -> bool:
+    bus = Gio.bus_get_sync(Gio.BusType.SESSION)
+    reply = bus.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                          "NameHasOwner", GLib.Variant("(s)", (name,)), None, 0, 5000, None)
+    return reply.unpack()[0]
+
+
+class Driver:
+    def __init__(self, app_argv: list[str], app_id: str) -> None:
+        self.launcher = subprocess.Popen([LAUNCHER, "--launch-immediately"], stdout=subprocess.DEVNULL)
+        wait(lambda: session_has("org.a11y.Bus"), 30, "the AT-SPI bus")
+        import pyatspi  # after the bus exists
+
+        self.pyatspi = pyatspi
+        self.app_id = app_id
+        self.app = subprocess.Popen(app_argv, env={**os.environ, "GTK_A11Y": "atspi"})
+        wait(lambda: self.app.poll() is not None or self._apps(), 60, "the app on the AT-SPI bus")
+        if self.app.poll() is not None:
+            raise RuntimeError(f"the app exited with {self.app.returncode}")
+
+    def _apps(self) -> list:
+        desktop = self.pyatspi.Registry.getDesktop(0)
+        return [desktop[i] for i in range(desktop.childCount) if desktop[i] is not None]
+
+    def _walk(self, acc, out: list, depth: int = 0) -> None:
+        if acc is None or depth > 60:
+            return
+        try:
+            states = acc.getState()
+            if depth > 1 and not states.contains(self.pyatspi.STATE_VISIBLE):
+                return
+            out.append(acc)
+            for i in range(acc.childCount):
+                self._walk(acc.getChildAtIndex(i), out, depth + 1)
+        except Exception:  # the tree changed under us: skip that branch
+            return
+
+    def all(self) -> list:
+        out: list = []
+        for app in self._apps():
+            self._walk(app, out)
+        return out
+
+    def lookup(self, name: str, role: str | None = None, timeout: float = 20):
+        def find():
+            for acc in self.all():
+                try:
+                    if acc.name == name and (role is None or acc.getRoleName() == role):
+                        return acc
+                except Exception:
+                    continue
+            return None
+        return wait(find, timeout, f"an accessible named {name!r}" + (f" ({role})" if role else ""))
+
+    def describe(self, acc) -> dict:
+        states = [self.pyatspi.stateToString(s) for s in acc.getState().getStates()]
+        return {"role": acc.getRoleName(), "name": acc.name, "states": states}
+
+    def handle(self, req: dict):
+        op = req["op"]
+        if op == "find":
+            return self.describe(self.lookup(req["name"], req.get("role"), req.get("timeout", 20)))
+        if op == "click":
+            acc = self.lookup(req["name"], req.get("role"))
+            action = acc.queryAction() if "Action" in acc.get_interfaces() else None
+            if action is not None and action.nActions > 0:
+                action.doAction(0)
+            else:  # a list row: select it, as arrow keys would
+                acc.parent.querySelection().selectChild(acc.getIndexInParent())
+            return self.describe(acc)
+        if op == "value":
+            value = self.lookup(req["name"], req.get("role")).queryValue()
+            if "set" in req:
+                value.currentValue = float(req["set"])
+            return value.currentValue
+        if op == "text":
+            acc = self.lookup(req["name"], req.get("role"))
+            try:
+                return acc.queryText().getText(0, -1)
+            except NotImplementedError:
+                return acc.name
+        if op == "texts":  # the labels inside a named accessible (a row), in order
+            out: list = []
+            self._walk(self.lookup(req["name"], req.get("role")), out, 2)
+            return [a.name for a in out if a.getRoleName() == "label"]
+        if op == "names":
+            return [[a.getRoleName(), a.name] for a in self.all() if a.name]
+        if op == "tree":
+            out = []
+            def rec(acc, depth):
+                if acc is None or depth > 12:
+                    return
+                out.append("  " * depth + f"{acc.getRoleName()} {acc.name!r} {acc.childCount} "
+                           + ",".join(self.pyatspi.stateToString(s) for s in acc.getState().getStates()))
+                for i in range(acc.childCount):
+                    rec(acc.getChildAtIndex(i), depth + 1)
+            for app in self._apps():
+                rec(app, 0)
+            return out
+        if op == "screenshot":  # the app's window (its frame's extents) from the X server
+            from PIL import ImageGrab
+
+            frame = next(a for a in self.all() if a.getRoleName() == "frame")
+            box = frame.queryComponent().getExtents(self.pyatspi.DESKTOP_COORDS)
+            image = ImageGrab.grab()
+            if box.width > 0 and box.height > 0:
+                image = image.crop((box.x, box.y, box.x + box.width, box.y + box.height))
+            image.save(req["path"])
+            return [image.width, image.height]
+        raise ValueError(f"unknown op {op!r}")
+
+    def close(self) -> None:
+        for p in (self.app, self.launcher):
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=10)
+
+
+def main() -> None:
+    app_id, sep, *app_argv = sys.argv[1:]
+    assert sep == "--", "usage: desktop_driver.py APP_ID -- ARGV..."
+    driver = Driver(app_argv, app_id)
+    print(json.dumps({"ready": True}), flush=True)
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                print(json.dumps({"ok": driver.handle(json.loads(line))}), flush=True)
+            except Exception as exc:  # the test reads it and fails with the message
+                print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+    finally:
+        driver.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The parents' app (dots-family) under Xvfb, driven through the
+accessibility tree by accessible names, against the real policy daemon and
+polkitd on the private bus, run as a real parent (member of dots-parents):
+it shows the child, changes a limit that the daemon then reports, and
+approves the child's request. Screenshots go to docs/screenshots/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from tests.desktop_session import DesktopSession
+from tests.helpers import VENV_PYTHON, wait_for
+
+pytestmark = [pytest.mark.bus]
+
+
+@pytest.fixture
+def child(policyd_daemon, family_client, parent_user, child_user):
+    parent = family_client(parent_user)
+    parent.ok("AddChild", "ss", child_user, "8-12")
+    yield parent
+    parent.ok("RemoveChild", "s", child_user)
+
+
+@pytest.fixture
+def app(child, parent_user):
+    session = DesktopSession(parent_user, "org.dots.Family", [VENV_PYTHON, "-m", "dots_desktop.parent_app"])
+    yield session
+    session.close()
+
+
+def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_client, child_user):
+    parent = child
+    app.find(child_user, role="list item", timeout=60)
+    app.click(child_user, role="list item")
+    # the daemon's status for today, as the 8-12 preset has it (nothing used yet)
+    limit = "2 h 30 min" if dt.date.today().weekday() >= 5 else "1 h 30 min"
+    wait_for(lambda: app.texts("Time left", role="list item") == ["Time left", limit], timeout=20,
+             what="today's time left")
+    app.find("Screen time this week")
+    app.screenshot("family-today")
+
+    # Limits: school days 45 minutes, saved with one click; the daemon reports it
+    app.click("Limits", role="page tab")
+    assert app.value("Minutes School days (Monday to Friday)") == 90  # the 8-12 preset
+    app.value("Minutes School days (Monday to Friday)", set=45)
+    assert app.value("Minutes School days (Monday to Friday)") == 45
+    app.click("Save limits")
+    wait_for(lambda: json.loads(parent.ok("GetPolicy", "s", child_user)[0])["daily_limit_minutes"] == 45,
+             timeout=20, what="the daemon to report the new limit")
+    # the app shows what the daemon says after its PolicyChanged signal
+    parent.ok("SetDailyLimit", "sii", child_user, 50, 150)
+    wait_for(lambda: app.value("Minutes School days (Monday to Friday)") == 50, timeout=20,
+             what="the app to follow PolicyChanged")
+    app.screenshot("family-limits")
+    app.click("Hours", role="page tab")
+    app.find("Saturday 08:00 to 09:00")
+    app.screenshot("family-hours")
+
+    # the child asks; the request shows up live; the parent approves it
+    request_id = family_client(child_user).ok("RequestTime", "us", 20, "homework project")[0]
+    app.click("Requests", role="page tab")
+    app.find(f"Approve request {request_id}", timeout=20)
+    app.screenshot("family-requests")
+    app.click(f"Approve request {request_id}")
+    wait_for(lambda: [r for r in parent.ok("ListRequests", "s", "approved")[0] if r[0] == request_id],
+             timeout=20, what="the daemon to record the approval")
+    wait_for(lambda: not any(n == f"Approve request {request_id}" for _, n in app.names()),
+             timeout=20, what="the approve button to go once answered")
