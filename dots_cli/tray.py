@@ -125,6 +125,8 @@ class Tray:
         self.service = f"org.kde.StatusNotifierItem-{os.getpid()}-1"
         self.window: subprocess.Popen | None = None
         self.task: asyncio.Task | None = None
+        self.asked = 0  # refreshes started; only the newest one's answer is shown
+        self.pending: set[asyncio.Task] = set()  # asyncio keeps only weak references
 
     async def start(self) -> None:
         self.session_bus.export(ITEM_PATH, self.item)
@@ -146,7 +148,7 @@ class Tray:
     def _watcher_appeared(self, msg: Message) -> None:
         if (msg.message_type == MessageType.SIGNAL and msg.member == "NameOwnerChanged"
                 and msg.sender == names.DBUS_BUS_NAME and msg.body[0] == WATCHER[0] and msg.body[2]):
-            asyncio.get_running_loop().create_task(self.register())
+            self._spawn(self.register())
 
     @staticmethod
     async def _call(bus: MessageBus, dest: tuple, member: str, signature: str, body: list) -> Any:
@@ -160,15 +162,22 @@ class Tray:
     async def refresh(self) -> None:
         """Ask the daemon for this child's status; show it."""
         family = (names.FAMILY_BUS_NAME, names.FAMILY_PATH, names.FAMILY_INTERFACE)
+        self.asked += 1
+        mine = self.asked
         reply = await self._call(self.system_bus, family, "GetStatus", "s", [""])
-        if reply is None or reply.message_type == MessageType.ERROR:
+        if reply is None or reply.message_type == MessageType.ERROR or mine != self.asked:
             return
         status = {k: v.value for k, v in reply.body[0].items()}
         self.item.show(*tray_text(status))
 
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
     def poke(self) -> None:
         """A signal about this child arrived: refresh now."""
-        asyncio.get_running_loop().create_task(self.refresh())
+        self._spawn(self.refresh())
 
     async def _loop(self) -> None:
         while True:

@@ -45,7 +45,7 @@ class ChildWindow(Adw.ApplicationWindow):
         today.add(self.hours)
         page.add(today)
 
-        ask = Adw.PreferencesGroup(title="Ask for more time")
+        ask = Adw.PreferencesGroup(title="Need more time?")
         self.minutes = minutes_spin("Minutes to ask for", 15, upper=720, step=5)
         ask.add(row("Minutes", suffixes=[self.minutes]))
         self.reason = named(Gtk.Entry(placeholder_text="Why? (for example: homework)", hexpand=True,

@@ -10,6 +10,7 @@ per stdin line with one JSON line ({"ok": ...} or {"error": ...}):
   {"op": "click", "name": N, "role": R?}                  (the accessible's first action)
   {"op": "value", "name": N, "set": v?}                   (the Value interface)
   {"op": "text", "name": N}                               (the Text interface, else the name)
+  {"op": "type", "name": N, "text": T}                    (an entry's text)
   {"op": "texts", "name": N}                              (the labels inside it: a row's text)
   {"op": "names"}                                         (every showing (role, name))
   {"op": "screenshot", "path": P}                         (the app's window as a PNG)
@@ -126,6 +127,24 @@ class Driver:
                 return acc.queryText().getText(0, -1)
             except NotImplementedError:
                 return acc.name
+        if op == "type":  # replace an entry's text, as typing would
+            acc = self.lookup(req["name"], req.get("role"))
+            try:
+                if acc.queryEditableText().setTextContents(req["text"]):
+                    return "editable text"
+            except Exception:  # GTK 4.8 has no EditableText: focus it and type on the keyboard
+                pass
+            try:
+                focused = acc.queryComponent().grabFocus()
+            except Exception:
+                focused = False
+            if not focused:  # click into it (XTest, through the registry)
+                box = acc.queryComponent().getExtents(self.pyatspi.DESKTOP_COORDS)
+                self.pyatspi.Registry.generateMouseEvent(box.x + box.width // 2, box.y + box.height // 2,
+                                                         "b1c")
+            time.sleep(0.5)  # a GtkEntry's focus is on its inner text: nothing to wait on here
+            self.pyatspi.Registry.generateKeyboardEvent(0, req["text"], self.pyatspi.KEY_STRING)
+            return "keyboard"
         if op == "texts":  # the labels inside a named accessible (a row), in order
             out: list = []
             self._walk(self.lookup(req["name"], req.get("role")), out, 2)

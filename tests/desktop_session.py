@@ -60,6 +60,9 @@ class DesktopSession:
     def text(self, name: str) -> str:
         return self.send(op="text", name=name)
 
+    def type(self, name: str, text: str) -> None:
+        self.send(op="type", name=name, text=text)
+
     def texts(self, name: str, role: str | None = None) -> list[str]:
         return self.send(op="texts", name=name, role=role)
 
