@@ -114,3 +114,29 @@ def test_make_run_from_start_to_a_killed_blocked_app(workdir, child_user, parent
             Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", f"pid {pid} still runs"
     assert not (workdir / "system_bus_socket").exists()
     assert not (workdir / "run" / "run.pid").exists()
+
+
+# --- without a bus -------------------------------------------------------------------------
+
+def test_view_splits_programs_and_blocked_attempts():
+    from dots_cli.run_view import split_events
+
+    events = [{"type": "exec_blocked", "path": "/tmp/game", "time": 5.0},
+              {"type": "exec", "path": "/usr/bin/ls", "time": 4.0},
+              {"type": "exit", "comm": "ls", "time": 3.5},
+              {"type": "exec", "path": "/usr/bin/ls", "time": 3.0},
+              {"type": "exec", "path": "/usr/bin/id", "time": 2.0}]
+    programs, blocked = split_events(events)
+    assert programs == [(4.0, "/usr/bin/ls"), (2.0, "/usr/bin/id")]
+    assert blocked == [(5.0, "/tmp/game")]
+
+
+def test_suggestions_name_the_bus_only_when_it_is_not_the_default(monkeypatch):
+    from dots_cli.run_view import Suggestions
+
+    default = Suggestions.for_machine("unix:path=/run/dbus/system_bus_socket", "kid", "/usr/bin/id")
+    assert "DBUS_SYSTEM_BUS_ADDRESS" not in default.dotsctl
+    private = Suggestions.for_machine("unix:path=/tmp/x/bus", "kid", "/usr/bin/id")
+    assert private.dotsctl.startswith("env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/tmp/x/bus ")
+    steps = [c for _, c in private.commands()]
+    assert steps[0].endswith("child add kid --preset 8-12") and steps[3] == "runuser -u kid -- /usr/bin/id"
