@@ -156,9 +156,11 @@ class ChildPanel:
                 grid.attach(cell, h + 1, d + 1, 1, 1)
                 self.cells[day].append(cell)
         group.add(grid)
-        group.add(row("", suffixes=[button("Save hours", "Save allowed hours", self._save_hours,
-                                           style="suggested-action")]))
         page.add(group)
+        save = Adw.PreferencesGroup()  # below the grid (a group lists its rows first)
+        save.add(row("", suffixes=[button("Save hours", "Save allowed hours", self._save_hours,
+                                          style="suggested-action")]))
+        page.add(save)
 
     def _save_hours(self) -> None:
         after = {day: [c.get_active() for c in cells] for day, cells in self.cells.items()}

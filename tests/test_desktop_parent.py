@@ -60,6 +60,15 @@ def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_cl
     app.find("Saturday 08:00 to 09:00")
     app.screenshot("family-hours")
 
+    # Apps: an installed application picked by its name (here dogtail's AT-SPI
+    # Browser, /usr/bin/sniff) is blocked by its program's path
+    app.click("Apps", role="page tab")
+    app.click("Block AT-SPI Browser")
+    wait_for(lambda: "/usr/bin/sniff" in json.loads(parent.ok("GetPolicy", "s", child_user)[0])["blocked_apps"],
+             timeout=20, what="the daemon to block the app")
+    app.find("Unblock AT-SPI Browser", timeout=20)
+    app.screenshot("family-apps")
+
     # the child asks; the request shows up live; the parent approves it
     request_id = family_client(child_user).ok("RequestTime", "us", 20, "homework project")[0]
     app.click("Requests", role="page tab")
