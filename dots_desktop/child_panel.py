@@ -14,7 +14,7 @@ from gi.repository import Adw, Gtk
 from . import model
 from .family import Family
 from .installed import InstalledApp, titles
-from .widgets import RowList, WeekChart, button, minutes_spin, named, row
+from .widgets import RowList, WeekChart, button, entry_row, minutes_spin, named, row
 
 Notify = Callable[[str], None]
 
@@ -190,11 +190,8 @@ class ChildPanel:
                 button("Block", f"Block {app.name}",
                        lambda a=app: self.change("BlockApp", "ss", self.child, a.program),
                        style="destructive-action")], icon=app.icon or "application-x-executable"))
-        other = Adw.EntryRow(title="Other program (path or name)")
-        named(other, "Other program to block")
-        other.add_suffix(button("Block", "Block other program",
-                                lambda: self.change("BlockApp", "ss", self.child, other.get_text().strip())))
-        add.add(other)
+        add.add(entry_row("Other program (path or name)", "Other program to block", "Block",
+                          "Block other program", lambda app: self.change("BlockApp", "ss", self.child, app)))
         page.add(add)
 
     def _show_apps(self) -> None:
@@ -219,11 +216,8 @@ class ChildPanel:
         page = self._page("sites", "Sites", "web-browser-symbolic")
         group = Adw.PreferencesGroup(title="Blocked sites",
                                      description="Domains, addresses or address ranges (CIDR).")
-        entry = Adw.EntryRow(title="Site to block")
-        named(entry, "Site to block")
-        entry.add_suffix(button("Block", "Block site",
-                                lambda: self.change("BlockSite", "ss", self.child, entry.get_text().strip())))
-        group.add(entry)
+        group.add(entry_row("Site to block", "Site to block", "Block", "Block site",
+                            lambda site: self.change("BlockSite", "ss", self.child, site)))
         page.add(group)
         listed = Adw.PreferencesGroup()
         self.site_rows = RowList(listed, "No site is blocked")

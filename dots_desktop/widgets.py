@@ -43,6 +43,13 @@ def row(title: str, subtitle: str = "", suffixes: Iterable[Gtk.Widget] = (),
     return r
 
 
+def entry_row(title: str, name: str, action: str, action_name: str, on_text) -> Adw.EntryRow:
+    """A text field with a button that hands its (stripped) text on."""
+    entry = named(Adw.EntryRow(title=title), name)
+    entry.add_suffix(button(action, action_name, lambda: on_text(entry.get_text().strip())))
+    return entry
+
+
 def minutes_spin(name: str, value: int, upper: int = 1440, step: int = 15) -> Gtk.SpinButton:
     spin = Gtk.SpinButton.new_with_range(0, upper, step)
     spin.set_value(value)
