@@ -3,8 +3,9 @@ that replies and signals arrive in the GTK main loop.
 
 Every call carries ALLOW_INTERACTIVE_AUTHORIZATION: polkit decides, and a
 desktop polkit agent may ask the parent for a password (never a field of
-ours). Signals are taken only from the current owner of the name (GDBus
-tracks it for a well-known sender) and only with the contract's signature.
+ours). Signals are taken only from the current unique owner of the name
+(tracked here with a name watch, whatever GLib's own filtering does) and
+only with the contract's signature.
 Errors reach the caller as one sentence (dots_cli.client's words).
 """
 
@@ -49,6 +50,11 @@ class Family:
     def __init__(self, connection: Gio.DBusConnection) -> None:
         self.connection = connection
         self.subscriptions: list[int] = []
+        self.owner = ""  # the unique name owning org.dots.Family1 now
+        self.watch = Gio.bus_watch_name_on_connection(
+            connection, names.FAMILY_BUS_NAME, Gio.BusNameWatcherFlags.NONE,
+            lambda _c, _name, owner: setattr(self, "owner", owner),
+            lambda _c, _name: setattr(self, "owner", ""))
 
     def call(self, member: str, signature: str, args: list[Any], done: Done | None = None,
              timeout_ms: int = 120_000) -> None:
@@ -85,15 +91,20 @@ class Family:
     def subscribe(self, on_signal: Callable[[str, tuple], None]) -> None:
         """``on_signal(member, args)`` for every contract signal of the daemon."""
 
-        def handler(_conn, _sender, _path, _iface, member: str, params: GLib.Variant) -> None:
-            if SIGNALS.get(member) == params.get_type_string():
+        def handler(_conn, sender: str, _path, _iface, member: str, params: GLib.Variant) -> None:
+            if self.accepts(sender, member, params.get_type_string()):
                 on_signal(member, params.unpack())
 
         self.subscriptions.append(self.connection.signal_subscribe(
             names.FAMILY_BUS_NAME, names.FAMILY_INTERFACE, None, names.FAMILY_PATH, None,
             Gio.DBusSignalFlags.NONE, handler))
 
+    def accepts(self, sender: str, member: str, signature: str) -> bool:
+        """A signal of the contract, from the daemon that owns the name now."""
+        return bool(sender) and sender == self.owner and SIGNALS.get(member) == signature
+
     def close(self) -> None:
         for sid in self.subscriptions:
             self.connection.signal_unsubscribe(sid)
         self.subscriptions.clear()
+        Gio.bus_unwatch_name(self.watch)

@@ -96,3 +96,17 @@ def test_child_texts():
     assert tray_text({"left_seconds": 0, "blocked": True, "blocked_reason": "daily"})[0] == "Time is up"
     assert answer_text(True, 20) == "A parent gave you 20 more minutes."
     assert answer_text(False, 0) == "A parent said no this time."
+
+
+def test_signals_only_from_the_daemon_with_the_contract_signature():
+    from dots_desktop.family import Family
+
+    family = Family.__new__(Family)  # the check alone, without a connection
+    family.owner = ""
+    assert not family.accepts(":1.5", "PolicyChanged", "(uu)"), "no daemon: nothing is believed"
+    family.owner = ":1.5"
+    assert family.accepts(":1.5", "PolicyChanged", "(uu)")
+    assert not family.accepts(":1.9", "PolicyChanged", "(uu)"), "another connection"
+    assert not family.accepts("", "PolicyChanged", "(uu)")
+    assert not family.accepts(":1.5", "PolicyChanged", "(ss)"), "wrong signature"
+    assert not family.accepts(":1.5", "Unknown", "(uu)")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
 
 import pytest
 
 from tests.desktop_session import DesktopSession
-from tests.helpers import VENV_PYTHON, wait_for
+from tests.helpers import VENV_PYTHON, as_user, wait_for
 
 pytestmark = [pytest.mark.bus]
 
@@ -32,7 +33,8 @@ def app(child, parent_user):
     session.close()
 
 
-def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_client, child_user):
+def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_client, child_user,
+                                                           other_user):
     parent = child
     app.find(child_user, role="list item", timeout=60)
     app.click(child_user, role="list item")
@@ -51,10 +53,21 @@ def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_cl
     app.click("Save limits")
     wait_for(lambda: json.loads(parent.ok("GetPolicy", "s", child_user)[0])["daily_limit_minutes"] == 45,
              timeout=20, what="the daemon to report the new limit")
+    # toasts are read by screen readers (and this test): an error shows as one
+    app.click("Add child")
+    app.find("Type the user name of the child first", timeout=10)
+    # a signal forged by another user (any user may emit on the system bus)
+    # is ignored: sent before a real change, it is not shown when that is
+    forged = subprocess.run(as_user(other_user, [
+        "dbus-send", "--system", "--type=signal", "/org/dots/Family1",
+        "org.dots.Family1.TamperDetected", "string:forged", "string:FORGED by another user"]),
+        capture_output=True, text=True)
+    assert forged.returncode == 0, forged.stderr
     # the app shows what the daemon says after its PolicyChanged signal
     parent.ok("SetDailyLimit", "sii", child_user, 50, 150)
     wait_for(lambda: app.value("Minutes School days (Monday to Friday)") == 50, timeout=20,
              what="the app to follow PolicyChanged")
+    assert not [n for _, n in app.names() if "FORGED" in n], "a forged signal was shown"
     app.screenshot("family-limits")
     app.click("Hours", role="page tab")
     app.find("Saturday 08:00 to 09:00")
