@@ -290,7 +290,7 @@ class Runner:
             pw = pwd.getpwuid(uid)
             env = {"PATH": "/usr/bin:/bin", "HOME": pw.pw_dir, "XDG_RUNTIME_DIR": f"/run/user/{uid}",
                    "DBUS_SESSION_BUS_ADDRESS": f"unix:path={bus}",
-                   "DBUS_SYSTEM_BUS_ADDRESS": self.s.address}
+                   "DBUS_SYSTEM_BUS_ADDRESS": self.s.address, **display_of(uid)}
             self.agents[uid] = self.procs.start(
                 f"dots-agent for {pw.pw_name}",
                 ["setpriv", f"--reuid={uid}", f"--regid={pw.pw_gid}", "--init-groups", "--reset-env",
@@ -324,6 +324,23 @@ def install_file(source: Path, target: Path) -> None:
     say(f"installed {target}")
 
 
+def display_of(uid: int) -> dict[str, str]:
+    """DISPLAY / WAYLAND_DISPLAY / XAUTHORITY of the user's desktop session
+    (from one of its processes), so that the agent's child window opens there."""
+    keys = (b"DISPLAY", b"WAYLAND_DISPLAY", b"XAUTHORITY")
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or entry.stat().st_uid != uid:
+                continue
+            found = dict(v.split(b"=", 1) for v in (entry / "environ").read_bytes().split(b"\0")
+                         if b"=" in v and v.split(b"=", 1)[0] in keys)
+        except OSError:
+            continue
+        if b"DISPLAY" in found or b"WAYLAND_DISPLAY" in found:
+            return {k.decode(): v.decode(errors="replace") for k, v in found.items()}
+    return {}
+
+
 def agent_running(uid: int) -> bool:
     """A dots-agent of that user already runs (the session's autostart)."""
     for entry in Path("/proc").iterdir():
@@ -335,6 +352,11 @@ def agent_running(uid: int) -> bool:
         except OSError:
             continue
     return False
+
+
+def _interrupt(*_: object) -> None:
+    """SIGTERM stops like Ctrl-C: everything started is stopped."""
+    raise KeyboardInterrupt
 
 
 def main() -> None:
@@ -351,7 +373,7 @@ def main() -> None:
         say(str(exc))
         sys.exit(3)
     runner = Runner(settings)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     code = 0
     try:
         runner.up()

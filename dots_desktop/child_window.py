@@ -26,7 +26,7 @@ APP_ID = "org.dots.Family.Child"
 
 class ChildWindow(Adw.ApplicationWindow):
     def __init__(self, app: Adw.Application, family: Family) -> None:
-        super().__init__(application=app, title="My screen time", default_width=460, default_height=560)
+        super().__init__(application=app, title="My screen time", default_width=460, default_height=620)
         self.family = family
         self.uid = os.getuid()
         self.request_id = 0
@@ -45,7 +45,9 @@ class ChildWindow(Adw.ApplicationWindow):
         today.add(self.hours)
         page.add(today)
 
-        ask = Adw.PreferencesGroup(title="Need more time?")
+        ask = Adw.PreferencesGroup(title="Need more time?",
+                                   description="Ask a parent: say how many minutes and why.")
+        self.ask_group = ask
         self.minutes = minutes_spin("Minutes to ask for", 15, upper=720, step=5)
         ask.add(row("Minutes", suffixes=[self.minutes]))
         self.reason = named(Gtk.Entry(placeholder_text="Why? (for example: homework)", hexpand=True,
@@ -53,8 +55,6 @@ class ChildWindow(Adw.ApplicationWindow):
         ask.add(row("Reason", suffixes=[self.reason]))
         self.send = button("Ask", "Ask for more time", self._ask, style="suggested-action")
         ask.add(row("", suffixes=[self.send]))
-        self.answer = Gtk.Label(wrap=True, xalign=0)
-        ask.add(self.answer)
         page.add(ask)
 
         family.subscribe(self._signal)
@@ -77,22 +77,22 @@ class ChildWindow(Adw.ApplicationWindow):
 
     def _ask(self) -> None:
         self.send.set_sensitive(False)
-        self.answer.set_label("Asking…")
+        self.ask_group.set_description("Asking…")
 
         def done(result: Any, error: str) -> None:
             self.send.set_sensitive(True)
             if error:
-                self.answer.set_label(f"Could not ask: {error}")
+                self.ask_group.set_description(f"Could not ask: {error}")
                 return
             self.request_id = result[0]
-            self.answer.set_label("Asked. A parent will answer soon.")
+            self.ask_group.set_description("Asked. A parent will answer soon.")
             self.reload()
         self.family.call("RequestTime", "us", [int(self.minutes.get_value()), self.reason.get_text().strip()],
                          done)
 
     def _signal(self, member: str, args: tuple) -> None:
         if member == "RequestAnswered" and args[1] == self.uid:
-            self.answer.set_label(answer_text(args[2], args[3]))
+            self.ask_group.set_description(answer_text(args[2], args[3]))
             self.reload()
         elif member in ("TimeWarning", "LimitReached", "PolicyChanged") and args[0] == self.uid:
             self.reload()

@@ -37,6 +37,8 @@ def left_now(parent, child_user: str) -> int:
 def minutes_of(text: str) -> int:
     """Back from "2 h 05 min left" / "45 min" to minutes."""
     words = text.split()
+    if len(words) < 2 or not words[0].isdigit():
+        return -1  # not a time (the item's title before its first answer)
     return int(words[0]) * 60 + int(words[2]) if words[1] == "h" else int(words[0])
 
 
