@@ -95,7 +95,7 @@ class ChildPanel:
         group.add(row("Time used", suffixes=[self.used]))
         group.add(row("Time left", suffixes=[self.left]))
         self.level = named(Gtk.LevelBar(hexpand=True, valign=Gtk.Align.CENTER), "Share of today's time used")
-        self.state = row("", suffixes=[self.level])
+        self.state = row("", suffixes=[self.level], name="Today's state")
         group.add(self.state)
         page.add(group)
         week = Adw.PreferencesGroup(title="This week")
@@ -124,7 +124,7 @@ class ChildPanel:
             group.add(row(title, "minutes", [spin, switch]))
             self.limit_rows[key] = (switch, spin)
         group.add(row("", suffixes=[button("Save limits", "Save limits", self._save_limits,
-                                           style="suggested-action")]))
+                                           style="suggested-action")], name="Save the limits"))
         page.add(group)
 
     def _save_limits(self) -> None:
@@ -159,7 +159,7 @@ class ChildPanel:
         page.add(group)
         save = Adw.PreferencesGroup()  # below the grid (a group lists its rows first)
         save.add(row("", suffixes=[button("Save hours", "Save allowed hours", self._save_hours,
-                                          style="suggested-action")]))
+                                          style="suggested-action")], name="Save the allowed hours"))
         page.add(save)
 
     def _save_hours(self) -> None:

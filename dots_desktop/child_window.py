@@ -54,7 +54,7 @@ class ChildWindow(Adw.ApplicationWindow):
                                       valign=Gtk.Align.CENTER, max_length=500), "Reason")
         ask.add(row("Reason", suffixes=[self.reason]))
         self.send = button("Ask", "Ask for more time", self._ask, style="suggested-action")
-        ask.add(row("", suffixes=[self.send]))
+        ask.add(row("", suffixes=[self.send], name="Send the request"))
         page.add(ask)
 
         family.subscribe(self._signal)

@@ -80,6 +80,9 @@ class FamilyWindow(Adw.ApplicationWindow):
         self.new_child = named(Gtk.Entry(placeholder_text="User name"), "User to make a child")
         self.preset = named(Gtk.DropDown.new_from_strings(["8-12", "5-7", "13-17", "no limits"]),
                             "Starting rules")
+        inner = self.preset.get_first_child()  # GTK 4.8 leaves the drop-down's own button unnamed
+        if isinstance(inner, Gtk.ToggleButton):
+            named(inner, "Starting rules")
         add.append(Gtk.Label(label="Add a child", xalign=0, css_classes=["heading"]))
         add.append(self.new_child)
         add.append(self.preset)

@@ -33,8 +33,11 @@ def button(label: str, name: str, on_click, *, style: str = "") -> Gtk.Button:
 
 
 def row(title: str, subtitle: str = "", suffixes: Iterable[Gtk.Widget] = (),
-        icon: str = "") -> Adw.ActionRow:
+        icon: str = "", name: str = "") -> Adw.ActionRow:
+    """A list row; ``name`` names a row without a title (a row of buttons)."""
     r = Adw.ActionRow(title=title, subtitle=subtitle)
+    if name:
+        named(r, name)
     r.set_title_lines(1)
     if icon:
         r.add_prefix(Gtk.Image.new_from_icon_name(icon))

@@ -12,6 +12,7 @@ per stdin line with one JSON line ({"ok": ...} or {"error": ...}):
   {"op": "text", "name": N}                               (the Text interface, else the name)
   {"op": "type", "name": N, "text": T}                    (an entry's text)
   {"op": "texts", "name": N}                              (the labels inside it: a row's text)
+  {"op": "unnamed"}                                       (controls without an accessible name)
   {"op": "names"}                                         (every showing (role, name))
   {"op": "screenshot", "path": P}                         (the app's window as a PNG)
 
@@ -142,6 +143,12 @@ class Driver:
             out: list = []
             self._walk(self.lookup(req["name"], req.get("role")), out, 2)
             return [a.name for a in out if a.getRoleName() == "label"]
+        if op == "unnamed":  # controls a screen reader could not name
+            controls = {"push button", "toggle button", "check box", "spin button", "text", "combo box",
+                        "page tab", "list item", "slider", "level bar", "menu button", "entry",
+                        "switch", "radio button"}
+            return [[a.getRoleName(), a.name] for a in self.all() if a.getRoleName() in controls
+                    and (not a.name or a.name.startswith(("Gtk", "Adw")))]
         if op == "names":
             return [[a.getRoleName(), a.name] for a in self.all() if a.name]
         if op == "tree":

@@ -66,6 +66,9 @@ class DesktopSession:
     def texts(self, name: str, role: str | None = None) -> list[str]:
         return self.send(op="texts", name=name, role=role)
 
+    def unnamed(self) -> list[list[str]]:
+        return self.send(op="unnamed")
+
     def names(self) -> list[list[str]]:
         return self.send(op="names")
 

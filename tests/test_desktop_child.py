@@ -61,6 +61,7 @@ def test_child_window_asks_and_shows_the_answer(child, child_user):
         # the child's own processes use time meanwhile (no logind here): a minute of slack
         wait_for(lambda: abs(minutes_of(window.texts("Time left", role="list item")[1]) - left) <= 1,
                  timeout=30, what="today's time left")
+        assert window.unnamed() == [], "every control has an accessible name"
         window.value("Minutes to ask for", set=20)
         window.type("Reason", "science homework")
         window.click("Ask for more time", role="push button")

@@ -43,6 +43,7 @@ def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_cl
     wait_for(lambda: app.texts("Time left", role="list item") == ["Time left", limit], timeout=20,
              what="today's time left")
     app.find("Screen time this week")
+    assert app.unnamed() == [], "every control has an accessible name"
     app.screenshot("family-today")
 
     # Limits: school days 45 minutes, saved with one click; the daemon reports it
