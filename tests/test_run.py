@@ -140,3 +140,31 @@ def test_suggestions_name_the_bus_only_when_it_is_not_the_default(monkeypatch):
     assert private.dotsctl.startswith("env DBUS_SYSTEM_BUS_ADDRESS=unix:path=/tmp/x/bus ")
     steps = [c for _, c in private.commands()]
     assert steps[0].endswith("child add kid --preset 8-12") and steps[3] == "runuser -u kid -- /usr/bin/id"
+
+
+def test_with_systemd_as_pid1_the_installed_units_are_used(tmp_path, monkeypatch, capsys):
+    """A stand-in systemctl (on PATH) records what make run asks of systemd:
+    the units that were not active are started, said so, and stopped again
+    at Ctrl-C; an active one is left alone."""
+    from dots_cli import run
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "systemctl"
+    fake.write_text("#!/bin/sh\necho \"$*\" >> " + str(calls) + "\n"
+                    "case \"$*\" in 'is-active --quiet dots-collector.service') exit 0;; "
+                    "'is-active --quiet dots-policyd.service') exit 3;; esac\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(run, "systemd_is_init", lambda: True)
+    monkeypatch.setattr(run, "has_owner", lambda address, name: True)
+    runner = run.Runner(run.Settings(rundir=tmp_path / "run"))
+    runner.up()
+    runner.down()
+    assert calls.read_text().splitlines() == [
+        "cat dots-collector.service", "cat dots-policyd.service",
+        "is-active --quiet dots-collector.service",
+        "is-active --quiet dots-policyd.service", "start dots-policyd.service",
+        "stop dots-policyd.service"]
+    err = capsys.readouterr().err
+    assert "systemd is PID 1 and the DOTS units are installed: using them" in err
+    assert runner.procs.started == []  # nothing of its own
