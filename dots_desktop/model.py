@@ -229,10 +229,31 @@ def request_row(row: list[Any] | tuple) -> RequestRow:
     return RequestRow(rid, name, title, subtitle, state == "pending")
 
 
+def _short(value: Any, most: int = 80) -> str:
+    text = "—" if value is None else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= most else text[:most - 1] + "…"
+
+
+def change_text(old: str, new: str) -> str:
+    """What an audit entry changed: of two JSON objects (whole policies),
+    only the fields that differ; else old → new."""
+    try:
+        before, after = json.loads(old or "{}"), json.loads(new or "{}")
+    except ValueError:
+        before = after = None
+    if isinstance(before, dict) and isinstance(after, dict):
+        return "; ".join(f"{k}: {_short(before.get(k))} → {_short(after.get(k))}"
+                         for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k))
+    return f"{old or '—'} → {new or '—'}" if (old or new) else ""
+
+
 def audit_line(row: list[Any] | tuple, users: dict[int, str] | None = None) -> tuple[str, str]:
     """(title, subtitle) of a GetAuditLog entry."""
     _id, when, actor, action, target, old, new = row
-    who = (users or {}).get(actor, f"uid {actor}")
-    change = f"{old or '—'} → {new or '—'}" if (old or new) else ""
+    users = users or {}
+    who = users.get(actor, f"uid {actor}")
+    if target.startswith("uid:") and target[4:].isdigit() and int(target[4:]) in users:
+        target = users[int(target[4:])]
+    change = change_text(old, new)
     stamp = dt.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M")
     return f"{action} {target}".strip(), f"{stamp} by {who}" + (f": {change}" if change else "")

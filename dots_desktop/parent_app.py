@@ -170,8 +170,8 @@ class FamilyWindow(Adw.ApplicationWindow):
     def reload_audit(self) -> None:
         def done(result, error: str) -> None:
             if result:
-                self.audit.fill([row(*model.audit_line(e, {u: user_name(u) for u in {e[2]}}))
-                                 for e in result[0]])
+                users = {uid: user_name(uid) for uid in {e[2] for e in result[0]}} | dict(self.children)
+                self.audit.fill([row(*model.audit_line(e, users)) for e in result[0]])
         self.family.call("GetAuditLog", "u", [100], done)
 
     def on_signal(self, member: str, args: tuple) -> None:
@@ -184,6 +184,7 @@ class FamilyWindow(Adw.ApplicationWindow):
             self.reload_audit()
         elif member in ("RequestCreated", "RequestAnswered"):
             self.panel.reload_requests()
+            self.reload_audit()
             if (args[1] if len(args) > 1 else None) == selected:
                 self.panel.reload_status()
             if member == "RequestCreated":

@@ -32,13 +32,22 @@ class DesktopSession:
         self.tmp.chmod(0o755)
         session_env = {"HOME": pw.pw_dir, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                        "XDG_RUNTIME_DIR": str(runtime), "PYTHONPATH": str(REPO), "NO_AT_BRIDGE": "0", **(env or {})}
-        argv = ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "dbus-run-session", "--",
-                VENV_PYTHON, str(REPO / "tests" / "desktop_driver.py"), app_id, "--", *app_argv]
-        self.process = subprocess.Popen(as_user(user, argv, env=session_env), cwd=REPO, text=True,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        first = self.process.stdout.readline()
-        if json.loads(first or "{}").get("ready") is not True:
-            raise RuntimeError(f"the desktop session did not start: {first!r}")
+        xvfb_log = runtime / "xvfb.log"  # written by Xvfb, as the user
+        argv = ["xvfb-run", "-a", "-e", str(xvfb_log), "-s", "-screen 0 1280x900x24", "dbus-run-session",
+                "--", VENV_PYTHON, str(REPO / "tests" / "desktop_driver.py"), app_id, "--", *app_argv]
+        # xvfb-run -a picks a free display by its lock file, then starts Xvfb:
+        # two sessions starting at once may pick the same one and the loser's
+        # app finds no display. That race, and only it, gets a second try.
+        for attempt in (1, 2):
+            self.process = subprocess.Popen(as_user(user, argv, env=session_env), cwd=REPO, text=True,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            first = self.process.stdout.readline()
+            if json.loads(first or "{}").get("ready") is True:
+                return
+            self.process.wait(timeout=30)
+            log = xvfb_log.read_text(errors="replace") if xvfb_log.exists() else ""
+            if attempt == 2 or not any(w in log for w in ("already active", "Cannot establish", "EADDRINUSE")):
+                raise RuntimeError(f"the desktop session did not start: {first!r}; Xvfb: {log[-2000:]}")
 
     def send(self, **request) -> object:
         self.process.stdin.write(json.dumps(request) + "\n")

@@ -4,6 +4,7 @@ dots_desktop.installed, dots_desktop.child_model)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from dots_desktop import model
 from dots_desktop.child_model import answer_text, tray_text
@@ -80,6 +81,16 @@ def test_request_rows_and_audit_lines():
     assert approved.subtitle.startswith("Approved: 20 min given.") and not approved.pending
     title, sub = model.audit_line((1, int(created), 0, "SetDailyLimit", "alice", "90", "45"), {0: "root"})
     assert title == "SetDailyLimit alice" and sub == "2026-11-29 15:04 by root: 90 → 45"
+    # whole policies before and after: only what changed
+    before = json.dumps({"daily_limit_minutes": 90, "blocked_apps": [], "weekly_limit_minutes": 600})
+    after = json.dumps({"daily_limit_minutes": 90, "blocked_apps": ["/usr/bin/sniff"], "weekly_limit_minutes": 600})
+    title, sub = model.audit_line((2, int(created), 0, "block_app", "uid:1006", before, after),
+                                  {1006: "alice"})
+    assert title == "block_app alice"
+    assert sub.endswith('by uid 0: blocked_apps: [] → ["/usr/bin/sniff"]')
+    assert model.change_text('{"state": "pending"}', '{"state": "approved", "granted_minutes": 20}') == \
+        'granted_minutes: — → 20; state: "pending" → "approved"'
+    assert model.change_text("", "") == ""
 
 
 def test_program_of_desktop_entries():

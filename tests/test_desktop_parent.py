@@ -70,9 +70,21 @@ def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_cl
              what="the app to follow PolicyChanged")
     assert not [n for _, n in app.names() if "FORGED" in n], "a forged signal was shown"
     app.screenshot("family-limits")
+    # Hours: light Monday 20:00-21:00 in the weekly grid (the preset ends at 20:00) and save
     app.click("Hours", role="page tab")
-    app.find("Saturday 08:00 to 09:00")
+    app.click("Monday 20:00 to 21:00")
+    app.click("Save allowed hours")
+    wait_for(lambda: json.loads(parent.ok("GetPolicy", "s", child_user)[0])["allowed_hours"]["mon"]
+             == ["15:00-21:00"], timeout=20, what="the daemon to report Monday's new hours")
     app.screenshot("family-hours")
+
+    # Sites: typed, blocked
+    app.click("Sites", role="page tab")
+    app.type("Site to block", "games.example")
+    app.click("Block site")
+    wait_for(lambda: "games.example" in json.loads(parent.ok("GetPolicy", "s", child_user)[0])["blocked_sites"],
+             timeout=20, what="the daemon to block the site")
+    app.find("Unblock games.example", timeout=20)
 
     # Apps: an installed application picked by its name (here dogtail's AT-SPI
     # Browser, /usr/bin/sniff) is blocked by its program's path
@@ -93,3 +105,8 @@ def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_cl
              timeout=20, what="the daemon to record the approval")
     wait_for(lambda: not any(n == f"Approve request {request_id}" for _, n in app.names()),
              timeout=20, what="the approve button to go once answered")
+
+    # the audit log names every change, live
+    app.click("Audit log", role="page tab")
+    app.find(f"answer_request request:{request_id}", timeout=20)
+    app.screenshot("family-audit")
