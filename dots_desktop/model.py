@@ -234,6 +234,20 @@ def _short(value: Any, most: int = 80) -> str:
     return text if len(text) <= most else text[:most - 1] + "…"
 
 
+def _changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """Fields that differ; one level into objects (allowed_hours.mon)."""
+    out = []
+    for k in sorted(set(before) | set(after)):
+        a, b = before.get(k), after.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict) and not prefix:
+            out += _changes(a, b, f"{k}.")
+        else:
+            out.append(f"{prefix}{k}: {_short(a)} → {_short(b)}")
+    return out
+
+
 def change_text(old: str, new: str) -> str:
     """What an audit entry changed: of two JSON objects (whole policies),
     only the fields that differ; else old → new."""
@@ -242,8 +256,7 @@ def change_text(old: str, new: str) -> str:
     except ValueError:
         before = after = None
     if isinstance(before, dict) and isinstance(after, dict):
-        return "; ".join(f"{k}: {_short(before.get(k))} → {_short(after.get(k))}"
-                         for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k))
+        return "; ".join(_changes(before, after))
     return f"{old or '—'} → {new or '—'}" if (old or new) else ""
 
 

@@ -91,6 +91,9 @@ def test_request_rows_and_audit_lines():
     assert model.change_text('{"state": "pending"}', '{"state": "approved", "granted_minutes": 20}') == \
         'granted_minutes: — → 20; state: "pending" → "approved"'
     assert model.change_text("", "") == ""
+    assert model.change_text('{"allowed_hours": {"mon": ["15:00-20:00"], "tue": []}}',
+                             '{"allowed_hours": {"mon": ["15:00-21:00"], "tue": []}}') == \
+        'allowed_hours.mon: ["15:00-20:00"] → ["15:00-21:00"]'
 
 
 def test_program_of_desktop_entries():
