@@ -13,6 +13,9 @@ per stdin line with one JSON line ({"ok": ...} or {"error": ...}):
   {"op": "type", "name": N, "text": T}                    (an entry's text)
   {"op": "texts", "name": N}                              (the labels inside it: a row's text)
   {"op": "unnamed"}                                       (controls without an accessible name)
+  {"op": "key", "key": K}                                 (press and release a key: Tab, space…)
+  {"op": "type_focused", "text": T}                       (type on the keyboard)
+  {"op": "focused"}                                       (what has the keyboard focus)
   {"op": "names"}                                         (every showing (role, name))
   {"op": "screenshot", "path": P}                         (the app's window as a PNG)
 
@@ -76,10 +79,19 @@ class Driver:
             return
 
     def all(self) -> list:
+        """Every visible accessible of every live application on the bus."""
         out: list = []
         for app in self._apps():
             self._walk(app, out)
-        return out
+        return [a for a in out if self._alive(a)]
+
+    @staticmethod
+    def _alive(acc) -> bool:
+        try:
+            acc.getRoleName()
+            return True
+        except Exception:  # its application went away meanwhile
+            return False
 
     def lookup(self, name: str, role: str | None = None, timeout: float = 20):
         def find():
@@ -149,6 +161,17 @@ class Driver:
                         "switch", "radio button"}
             return [[a.getRoleName(), a.name] for a in self.all() if a.getRoleName() in controls
                     and (not a.name or a.name.startswith(("Gtk", "Adw")))]
+        if op == "key":  # one key on the keyboard (an X keysym name: Tab, space, Return)
+            from gi.repository import Gdk  # noqa: PLC0415  (only for the keysym table)
+            self.pyatspi.Registry.generateKeyboardEvent(Gdk.keyval_from_name(req["key"]), None,
+                                                        self.pyatspi.KEY_SYM)
+            return True
+        if op == "type_focused":  # type into whatever has the focus
+            self.pyatspi.Registry.generateKeyboardEvent(0, req["text"], self.pyatspi.KEY_STRING)
+            return True
+        if op == "focused":  # what has the keyboard focus
+            return [[a.getRoleName(), a.name] for a in self.all()
+                    if a.getState().contains(self.pyatspi.STATE_FOCUSED)]
         if op == "names":
             return [[a.getRoleName(), a.name] for a in self.all() if a.name]
         if op == "tree":

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.helpers import REPO, VENV_PYTHON, as_user
+from tests.helpers import REPO, VENV_PYTHON, as_user, wait_for
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
 
@@ -77,6 +77,22 @@ class DesktopSession:
 
     def unnamed(self) -> list[list[str]]:
         return self.send(op="unnamed")
+
+    def key(self, key: str) -> None:
+        self.send(op="key", key=key)
+
+    def focused(self) -> list[list[str]]:
+        return self.send(op="focused")
+
+    def tab_to(self, role: str, name: str, most: int = 40) -> None:
+        """Press Tab until the control has the focus, as a keyboard user would."""
+        for _ in range(most):
+            if [role, name] in self.focused():
+                return
+            before = self.focused()
+            self.key("Tab")
+            wait_for(lambda: self.focused() != before, timeout=5, interval=0.05, what="Tab to move the focus")
+        raise AssertionError(f"{most} presses of Tab never reached {role} {name!r}")
 
     def names(self) -> list[list[str]]:
         return self.send(op="names")

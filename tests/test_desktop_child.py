@@ -79,6 +79,28 @@ def test_child_window_asks_and_shows_the_answer(child, child_user):
         window.close()
 
 
+def test_child_window_with_the_keyboard_alone(child, child_user):
+    """Tab, arrow keys, typing and space: no pointer at all."""
+    parent = child
+    window = DesktopSession(child_user, "org.dots.Family.Child",
+                            [VENV_PYTHON, "-m", "dots_desktop.child_window"])
+    try:
+        window.tab_to("spin button", "Minutes to ask for")
+        start = window.value("Minutes to ask for")
+        window.key("Up")
+        window.key("Up")
+        wait_for(lambda: window.value("Minutes to ask for") == start + 10, timeout=5, what="two steps up")
+        window.tab_to("text", "Reason")
+        window.send(op="type_focused", text="asked with the keyboard")
+        window.tab_to("push button", "Ask for more time")
+        window.key("space")
+        pending = wait_for(lambda: [r for r in parent.ok("ListRequests", "s", "pending")[0]
+                                    if r[2] == child_user], timeout=20, what="the request")
+        assert (pending[0][3], pending[0][4]) == (start + 10, "asked with the keyboard")
+    finally:
+        window.close()
+
+
 class Watcher(ServiceInterface):
     """org.kde.StatusNotifierWatcher, as a desktop shell provides it."""
 

@@ -106,6 +106,18 @@ def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_cl
     wait_for(lambda: not any(n == f"Approve request {request_id}" for _, n in app.names()),
              timeout=20, what="the approve button to go once answered")
 
+    # the keyboard alone: to the Limits page, one step down for the week, save
+    app.tab_to("page tab", "Limits")
+    app.key("space")
+    app.tab_to("spin button", "Minutes Whole week")
+    weekly = app.value("Minutes Whole week")
+    app.key("Down")
+    wait_for(lambda: app.value("Minutes Whole week") == weekly - 15, timeout=5, what="one step down")
+    app.tab_to("push button", "Save limits")
+    app.key("space")
+    wait_for(lambda: json.loads(parent.ok("GetPolicy", "s", child_user)[0])["weekly_limit_minutes"]
+             == weekly - 15, timeout=20, what="the daemon to report the weekly limit")
+
     # the audit log names every change, live
     app.click("Audit log", role="page tab")
     app.find(f"answer_request request:{request_id}", timeout=20)
