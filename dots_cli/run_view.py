@@ -10,7 +10,6 @@ It also prints the exact commands to try next (:class:`Suggestions`).
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import io
 import os
@@ -219,9 +218,8 @@ def describe(member: str, body: list[Any]) -> str:
 # --- the loop --------------------------------------------------------------------------
 
 class Watcher:
-    def __init__(self, bus: MessageBus, on_children: Callable[[list[int]], None]) -> None:
+    def __init__(self, bus: MessageBus) -> None:
         self.bus = bus
-        self.on_children = on_children
         self.owner = ""
         self.log: list[tuple[float, str]] = []
         self.poke = asyncio.Event()
@@ -280,7 +278,7 @@ class Watcher:
 async def watch(address: str, tips: Suggestions, on_children: Callable[[list[int]], None]) -> None:
     """Show the view until cancelled (Ctrl-C)."""
     bus = await MessageBus(bus_address=address).connect()
-    watcher = Watcher(bus, on_children)
+    watcher = Watcher(bus)
     await watcher.start()
     tty = sys.stdout.isatty()
     console = Console()

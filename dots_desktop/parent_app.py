@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import pwd
 import sys
-from typing import Any
 
 import gi
 
