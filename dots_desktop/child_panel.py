@@ -176,10 +176,14 @@ class ChildPanel:
     def _apps(self) -> None:
         page = self._page("apps", "Apps", "view-app-grid-symbolic")
         rules = Adw.PreferencesGroup(title="Rules for apps")
+        self.only_allowed = named(Gtk.Switch(valign=Gtk.Align.CENTER), "Only allowed apps may run")
+        self.only_allowed.connect("state-set", self._allow_list)
+        rules.add(row("Only allowed apps may run", "Besides the system's own programs",
+                      [self.only_allowed]))
         self.app_rules = RowList(rules, "No app is blocked, allowed or limited")
         page.add(rules)
         add = Adw.PreferencesGroup(title="Installed applications",
-                                   description="Block an app, or give it a daily time limit.")
+                                   description="Block an app, allow it, or give it a daily time limit.")
         for app in self.apps:
             spin = minutes_spin(f"Daily minutes for {app.name}", 60)
             add.add(row(app.name, app.program, [
@@ -187,12 +191,21 @@ class ChildPanel:
                 button("Limit", f"Set daily limit for {app.name}",
                        lambda a=app, s=spin: self.change("SetAppLimit", "ssi", self.child, a.program,
                                                          int(s.get_value()))),
+                button("Allow", f"Allow {app.name}",
+                       lambda a=app: self.change("SetAllowList", "sbas", self.child,
+                                                 bool(self.policy.get("allow_list_only")), [a.program])),
                 button("Block", f"Block {app.name}",
                        lambda a=app: self.change("BlockApp", "ss", self.child, a.program),
                        style="destructive-action")], icon=app.icon or "application-x-executable"))
         add.add(entry_row("Other program (path or name)", "Other program to block", "Block",
                           "Block other program", lambda app: self.change("BlockApp", "ss", self.child, app)))
         page.add(add)
+
+    def _allow_list(self, _switch: Gtk.Switch, on: bool) -> bool:
+        """The switch asks the daemon; the policy it reports sets the switch."""
+        if on != bool(self.policy.get("allow_list_only")):
+            self.change("SetAllowList", "sbas", self.child, on, [])
+        return True  # the switch shows the daemon's state (set in _show_policy), not the click
 
     def _show_apps(self) -> None:
         rows = []
@@ -266,5 +279,7 @@ class ChildPanel:
         for day, cells in self.cells.items():
             for cell, allowed in zip(cells, self.grid[day]):
                 cell.set_active(allowed)
+        self.only_allowed.set_state(bool(policy.get("allow_list_only")))
+        self.only_allowed.set_active(bool(policy.get("allow_list_only")))
         self._show_apps()
         self._show_sites()

@@ -83,15 +83,20 @@ class Driver:
         out: list = []
         for app in self._apps():
             self._walk(app, out)
-        return [a for a in out if self._alive(a)]
+        return out
 
-    @staticmethod
-    def _alive(acc) -> bool:
-        try:
-            acc.getRoleName()
-            return True
-        except Exception:  # its application went away meanwhile
-            return False
+    def each(self, fn) -> list:
+        """fn(accessible) for every accessible that still exists when asked
+        (rows are replaced while we walk: their objects go away)."""
+        out = []
+        for acc in self.all():
+            try:
+                value = fn(acc)
+            except Exception:
+                continue
+            if value is not None:
+                out.append(value)
+        return out
 
     def lookup(self, name: str, role: str | None = None, timeout: float = 20):
         def find():
@@ -159,8 +164,8 @@ class Driver:
             controls = {"push button", "toggle button", "check box", "spin button", "text", "combo box",
                         "page tab", "list item", "slider", "level bar", "menu button", "entry",
                         "switch", "radio button"}
-            return [[a.getRoleName(), a.name] for a in self.all() if a.getRoleName() in controls
-                    and (not a.name or a.name.startswith(("Gtk", "Adw")))]
+            return self.each(lambda a: [a.getRoleName(), a.name] if a.getRoleName() in controls
+                             and (not a.name or a.name.startswith(("Gtk", "Adw"))) else None)
         if op == "key":  # one key on the keyboard (an X keysym name: Tab, space, Return)
             from gi.repository import Gdk  # noqa: PLC0415  (only for the keysym table)
             self.pyatspi.Registry.generateKeyboardEvent(Gdk.keyval_from_name(req["key"]), None,
@@ -170,10 +175,10 @@ class Driver:
             self.pyatspi.Registry.generateKeyboardEvent(0, req["text"], self.pyatspi.KEY_STRING)
             return True
         if op == "focused":  # what has the keyboard focus
-            return [[a.getRoleName(), a.name] for a in self.all()
-                    if a.getState().contains(self.pyatspi.STATE_FOCUSED)]
+            return self.each(lambda a: [a.getRoleName(), a.name]
+                             if a.getState().contains(self.pyatspi.STATE_FOCUSED) else None)
         if op == "names":
-            return [[a.getRoleName(), a.name] for a in self.all() if a.name]
+            return self.each(lambda a: [a.getRoleName(), a.name] if a.name else None)
         if op == "tree":
             out = []
             def rec(acc, depth):

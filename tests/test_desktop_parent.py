@@ -93,6 +93,15 @@ def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_cl
     wait_for(lambda: "/usr/bin/sniff" in json.loads(parent.ok("GetPolicy", "s", child_user)[0])["blocked_apps"],
              timeout=20, what="the daemon to block the app")
     app.find("Unblock AT-SPI Browser", timeout=20)
+    # allowed apps, and allow-list mode (Chromium: scripts/install.sh installs it)
+    app.click("Allow Chromium Web Browser")
+    policy = lambda: json.loads(parent.ok("GetPolicy", "s", child_user)[0])  # noqa: E731
+    wait_for(lambda: [a for a in policy()["allowed_apps"] if a.endswith("chromium")], timeout=20,
+             what="the daemon to allow the app")
+    app.click("Only allowed apps may run", role="check box")
+    wait_for(lambda: policy()["allow_list_only"], timeout=20, what="allow-list mode on")
+    wait_for(lambda: "checked" in app.find("Only allowed apps may run", role="check box")["states"], timeout=20,
+             what="the switch to show the daemon's state")
     app.screenshot("family-apps")
 
     # the child asks; the request shows up live; the parent approves it
