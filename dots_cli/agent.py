@@ -32,6 +32,8 @@ from dbus_fast.aio import MessageBus
 
 from dots_common import names
 
+from .tray import Tray
+
 log = logging.getLogger("dots.agent")
 
 FAMILY = (names.FAMILY_BUS_NAME, names.FAMILY_PATH, names.FAMILY_INTERFACE)
@@ -259,10 +261,12 @@ class Agent:
         self.notifier = Notifier(session_bus, self._ask)
         self.family = FamilySignals(system_bus, uid, self._on_signal)
         self.tasks: set[asyncio.Task] = set()
+        self.tray = Tray(session_bus, system_bus)  # time left at a glance, the child's window
 
     async def start(self) -> None:
         await self.notifier.start()
         await self.family.start()
+        await self.tray.start()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -270,6 +274,7 @@ class Agent:
         task.add_done_callback(self.tasks.discard)
 
     def _on_signal(self, member: str, args: list[Any]) -> None:
+        self.tray.poke()
         note = note_for(member, args)
         if note is not None:
             self._spawn(self.notifier.show(note))

@@ -17,6 +17,10 @@
 #   $POLKITDATADIR/actions/         polkit/*.policy
 #   $POLKITDATADIR/rules.d/         polkit/*.rules
 #   $AUTOSTARTDIR/dots-agent.desktop
+#   $PREFIX/bin/dots-family         the parents' app (GTK; Debian's gi linked in)
+#   $PREFIX/share/applications/     org.dots.Family.desktop
+#   $PREFIX/share/metainfo/         org.dots.Family.metainfo.xml (AppStream)
+#   $PREFIX/share/icons/hicolor/    scalable and symbolic org.dots.Family icons
 #   $SYSCONFDIR/dots/collector.toml (never overwritten once there)
 #   $LOCALSTATEDIR/lib/dots         state directory, dots-policyd:dots-policyd 0750
 #   users: system user dots-policyd, group dots-parents
@@ -89,8 +93,8 @@ src, dst, prefix = sys.argv[1:4]
 text = open(src, encoding="utf-8").read()
 text = re.sub(r"^((?:Exec\w*|TryExec)=[-@:+!]*)/usr/local/",
               lambda m: m.group(1) + prefix + "/", text, flags=re.M)
-text = re.sub(r"^((?:Exec|TryExec)=)dots-agent\b",
-              lambda m: m.group(1) + prefix + "/bin/dots-agent", text, flags=re.M)
+text = re.sub(r"^((?:Exec|TryExec)=)(dots-agent|dots-family)\b",
+              lambda m: m.group(1) + prefix + "/bin/" + m.group(2), text, flags=re.M)
 open(dst, "w", encoding="utf-8").write(text)
 EOF
     chmod "$mode" "$tmp"
@@ -152,6 +156,10 @@ fi
 export PYTHONDONTWRITEBYTECODE=1
 site=$("$stage/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ln -sfn "$bcc_dir" "$site/bcc"
+# Debian's GTK bindings for dots-family and the child's window (gi, cairo).
+for module in gi cairo; do
+    ln -sfn "/usr/lib/python3/dist-packages/$module" "$site/$module"
+done
 if [ -d "$bcc_dir" ]; then
     "$stage/bin/python" -c 'import bcc' || die "bcc is not importable from the new venv"
 fi
@@ -189,6 +197,7 @@ link_program() {   # link_program DIR NAME: $DIR/NAME -> the venv's bin/NAME
 }
 link_program bin dotsctl
 link_program bin dots-agent
+link_program bin dots-family
 link_program sbin dots-collector
 link_program libexec dots-policyd
 link_program sbin dots-household
@@ -216,6 +225,14 @@ for f in "${rules[@]}"; do install_file "$f" "$POLKITDATADIR/rules.d"; done
 
 # The autostart entry names the installed program by its absolute path.
 install_file "$here/dots_cli/data/dots-agent.desktop" "$AUTOSTARTDIR"
+
+# The parents' app in the application menu and in GNOME Software / Discover.
+data="$here/dots_desktop/data"
+install_file "$data/org.dots.Family.desktop" "$PREFIX/share/applications"
+install_file "$data/org.dots.Family.metainfo.xml" "$PREFIX/share/metainfo"
+install_file "$data/org.dots.Family-symbolic.svg" "$PREFIX/share/icons/hicolor/symbolic/apps"
+install_file "$data/org.dots.Family-symbolic.svg" "$PREFIX/share/icons/hicolor/scalable/apps" \
+    org.dots.Family.svg
 
 # --- configuration (a conffile: never overwritten) -----------------------------
 mkdir_p "$SYSCONFDIR/dots"

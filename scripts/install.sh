@@ -20,7 +20,9 @@ fi
 # --- Debian packages -------------------------------------------------------
 packages=(python3-bpfcc bpfcc-tools bpftool bpftrace dbus-daemon dbus-bin polkitd
           python3-venv python3-dbusmock python3-gi postgresql util-linux procps iproute2
-          make gcc pkg-config libdbus-1-dev libglib2.0-dev chromium systemd)
+          make gcc pkg-config libdbus-1-dev libglib2.0-dev chromium systemd
+          gir1.2-gtk-4.0 gir1.2-adw-1 python3-gi-cairo xvfb xauth at-spi2-core
+          python3-pyatspi python3-dogtail)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -109,4 +111,15 @@ if [ ! -e "$site/bcc" ]; then
     log "linked Debian's bcc into $site"
 fi
 "$venv/bin/python" -c 'import bcc' || { log "bcc is not importable from the venv"; exit 1; }
+# Debian's GTK bindings for the desktop apps (dots_desktop) and their tests,
+# linked alone like bcc: gi (PyGObject, built for Debian's Python), cairo,
+# and the accessibility clients pyatspi and dogtail. No system site packages.
+for module in gi cairo pyatspi dogtail; do
+    if [ ! -e "$site/$module" ]; then
+        ln -sfn "/usr/lib/python3/dist-packages/$module" "$site/$module"
+        log "linked Debian's $module into $site"
+    fi
+done
+"$venv/bin/python" -c 'import gi; gi.require_version("Gtk", "4.0"); gi.require_version("Adw", "1")' \
+    || { log "GTK 4 / libadwaita are not importable from the venv"; exit 1; }
 log "ready"

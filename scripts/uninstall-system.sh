@@ -55,6 +55,10 @@ for f in "$here"/polkit/*.policy; do files+=("$POLKITDATADIR/actions/$(basename 
 for f in "$here"/polkit/*.rules; do files+=("$POLKITDATADIR/rules.d/$(basename "$f")"); done
 shopt -u nullglob
 files+=("$AUTOSTARTDIR/dots-agent.desktop")
+files+=("$PREFIX/share/applications/org.dots.Family.desktop"
+        "$PREFIX/share/metainfo/org.dots.Family.metainfo.xml"
+        "$PREFIX/share/icons/hicolor/symbolic/apps/org.dots.Family-symbolic.svg"
+        "$PREFIX/share/icons/hicolor/scalable/apps/org.dots.Family.svg")
 
 removed=0
 for f in "${files[@]}"; do
@@ -72,7 +76,7 @@ done
 
 # Program symlinks, only when they point into our venv (never someone else's
 # program of the same name).
-for p in bin/dotsctl bin/dots-agent sbin/dots-collector sbin/dots-household libexec/dots-policyd; do
+for p in bin/dotsctl bin/dots-agent bin/dots-family sbin/dots-collector sbin/dots-household libexec/dots-policyd; do
     link="$DESTDIR$PREFIX/$p"
     if [ -L "$link" ]; then
         case $(readlink "$link") in
