@@ -30,6 +30,9 @@ MAX_IN_FLIGHT = 64
 _SUBJECT_KIND = "system-bus-name"
 _REPLY_SIGNATURE = "(bba{ss})"
 _FLAGS_NONE = 0  # no AllowUserInteraction
+_FLAGS_ALLOW_USER_INTERACTION = 1
+#: how long polkit may take when it asks the person for a password
+INTERACTIVE_TIMEOUT = 60.0
 
 
 class Authority:
@@ -43,31 +46,37 @@ class Authority:
         self.failures = 0  # polkit could not answer (counted in refusals too)
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
-    async def check(self, sender: str, action: str) -> bool:
-        """True only when polkit says ``sender`` is authorized for ``action``."""
+    async def check(self, sender: str, action: str, interactive: bool = False) -> bool:
+        """True only when polkit says ``sender`` is authorized for ``action``.
+        ``interactive``: the caller set ALLOW_INTERACTIVE_AUTHORIZATION on its
+        call (a desktop app), so polkit may ask the person through the
+        desktop's authentication agent (auth_admin_keep) — we never show a
+        password field; the deadline is then INTERACTIVE_TIMEOUT."""
         self.checks += 1
         started = time.monotonic()
-        allowed = await self._ask(sender, action)
+        allowed = await self._ask(sender, action, interactive)
         if not allowed:
             self.refusals += 1
         log.debug("polkit: %s %s %s (%.1f ms)", sender, "may" if allowed else "may not",
                   action, (time.monotonic() - started) * 1000)
         return allowed
 
-    async def _ask(self, sender: str, action: str) -> bool:
+    async def _ask(self, sender: str, action: str, interactive: bool = False) -> bool:
         if not sender:
             return False  # no bus name, no subject: never authorized
         message = Message(
             destination=names.POLKIT_BUS_NAME, path=names.POLKIT_PATH,
             interface=names.POLKIT_INTERFACE, member="CheckAuthorization",
             signature="(sa{sv})sa{ss}us",
-            body=[[_SUBJECT_KIND, {"name": Variant("s", sender)}], action, {}, _FLAGS_NONE, ""])
+            body=[[_SUBJECT_KIND, {"name": Variant("s", sender)}], action, {},
+                  _FLAGS_ALLOW_USER_INTERACTION if interactive else _FLAGS_NONE, ""])
+        timeout = INTERACTIVE_TIMEOUT if interactive else self.timeout
         try:
             # the deadline covers the wait for a slot too: a stalled polkit
             # refuses everyone within the timeout, never later
-            reply = await asyncio.wait_for(self._call(message), self.timeout)
+            reply = await asyncio.wait_for(self._call(message), timeout)
         except asyncio.TimeoutError:
-            return self._failed(f"no answer within {self.timeout:g} s")
+            return self._failed(f"no answer within {timeout:g} s")
         except Exception as exc:  # disconnected bus, marshalling, anything: refuse
             return self._failed(f"{type(exc).__name__}: {exc}")
         if reply is None:

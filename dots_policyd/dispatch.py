@@ -143,7 +143,8 @@ class Dispatcher:
     async def _run(self, msg: Message, route: Route) -> Message:
         try:
             uid = await self.identity.uid(msg.sender)
-            if not await self.authority.check(msg.sender, route.action):
+            interactive = bool(msg.flags & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION)
+            if not await self.authority.check(msg.sender, route.action, interactive):
                 raise NotAuthorized(f"{msg.member} needs polkit authorization {route.action}")
             body = await route.handler(Call(msg.sender, uid, self.authority), *msg.body)
             get_signature_tree(route.out_signature).verify(body)
