@@ -16,7 +16,9 @@ from pathlib import Path
 
 from tests.helpers import REPO, VENV_PYTHON, as_user, wait_for
 
-SCREENSHOTS = REPO / "docs" / "screenshots"
+#: where screenshots are kept for the README: set DOTS_SCREENSHOTS=docs/screenshots
+#: to refresh them (a plain test run leaves the tree untouched)
+SCREENSHOTS = Path(os.environ["DOTS_SCREENSHOTS"]).resolve() if os.environ.get("DOTS_SCREENSHOTS") else None
 
 
 class DesktopSession:
@@ -98,12 +100,14 @@ class DesktopSession:
         return self.send(op="names")
 
     def screenshot(self, name: str) -> Path:
-        """The app's window as docs/screenshots/<name>.png."""
-        self.send(op="screenshot", path=str(self.shots / f"{name}.png"))
+        """The app's window as <name>.png (copied to $DOTS_SCREENSHOTS when set)."""
+        shot = self.shots / f"{name}.png"
+        self.send(op="screenshot", path=str(shot))
+        if SCREENSHOTS is None:
+            return shot
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        target = SCREENSHOTS / f"{name}.png"
-        shutil.copyfile(self.shots / f"{name}.png", target)
-        return target
+        shutil.copyfile(shot, SCREENSHOTS / f"{name}.png")
+        return SCREENSHOTS / f"{name}.png"
 
     def close(self) -> None:
         if self.process.poll() is None:
