@@ -75,8 +75,7 @@ async def serve(config: CollectorConfig, to_stdout: bool) -> None:
         bus = await connect(interface)  # own the name first: fail fast if taken
     try:
         await loop.run_in_executor(None, collector.load)
-        log.info("ready")
-        await collector.run(stop)
+        await collector.run(stop)  # logs "ready" once every ring buffer is read
     finally:
         if bus is not None:
             bus.disconnect()

@@ -31,6 +31,27 @@ class Batcher:
             loop = asyncio.get_running_loop()
             self._timers[monitor] = loop.call_later(self.max_delay, self.flush, monitor)
 
+    def extend(self, monitor: str, records: list[Record]) -> None:
+        """add() for a whole read of a ring buffer: full batches go out at
+        once, the rest waits for more or for its timer."""
+        if not records:
+            return
+        batch = self._pending.setdefault(monitor, [])
+        room = self.max_events - len(batch)
+        batch.extend(records[:room])
+        rest = records[room:]
+        if len(batch) >= self.max_events:
+            self.flush(monitor)
+        while len(rest) >= self.max_events:
+            self.batches_sent += 1
+            self._flush(monitor, rest[:self.max_events])
+            rest = rest[self.max_events:]
+        if rest:
+            self._pending[monitor] = rest
+        if monitor in self._pending and monitor not in self._timers:
+            loop = asyncio.get_running_loop()
+            self._timers[monitor] = loop.call_later(self.max_delay, self.flush, monitor)
+
     def flush(self, monitor: str) -> None:
         timer = self._timers.pop(monitor, None)
         if timer is not None:

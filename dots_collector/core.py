@@ -29,6 +29,8 @@ from .retainer import Retainer
 log = logging.getLogger("dots.collector")
 
 LOST_CHECK_INTERVAL = 1.0
+#: how often ring buffers below their wake-up threshold are read (s)
+DRAIN_INTERVAL = 0.02
 
 
 class CollectorError(Exception):
@@ -84,16 +86,16 @@ class Collector:
                 # "connect_blocked" in NetworkEvents).
                 self.enforcement.load(lambda record: self.batcher.add(record.MONITOR, record))
             for name in self.config.monitors:
-                monitor = monitor_class(name)(kib_per_cpu=self.config.ringbuf_kib_per_cpu,
-                                              **self._options(name))
+                cls = monitor_class(name)
+                monitor = cls(kib_per_cpu=self.config.ringbuf_kib_per_cpu,
+                              **cls.options(self.config))
                 monitor.load()
                 self.monitors[name] = monitor
                 monitor.set_uids(self.uids)
-                monitor.open(self._deliverer(name))
+                monitor.open(self._deliverer(name), self._batch_deliverer(name))
         except Exception:
             self.close()
             raise
-        self.ready = True
         log.info("monitors loaded: %s; enforcers: %s; uids: %s", ", ".join(self.monitors),
                  ", ".join(self.enforcement.loaded) or "none",
                  ", ".join(map(str, self.uids)) or "all")
@@ -101,32 +103,44 @@ class Collector:
     def _publish(self, monitor: str, records: list[Record]) -> None:
         self.sink.publish(monitor, self.retainer.add(monitor, records), records)
 
-    def _options(self, name: str) -> dict[str, Any]:
-        if name == "filesystem":
-            return {"excluded_prefixes": self.config.excluded_prefixes}
-        return {}
-
     def _deliverer(self, name: str):
         add = self.batcher.add
         return lambda record: add(name, record)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def _batch_deliverer(self, name: str):
+        extend = self.batcher.extend
+        return lambda records: extend(name, records)
+
+    async def run(self, stop: asyncio.Event, on_ready=None) -> None:
         """Read the ring buffers until ``stop`` is set, then shut down
-        cleanly: drain, flush the pending batches, detach."""
+        cleanly: drain, flush the pending batches, detach.
+
+        Ready (GetStatus "ready", the "ready" log line, ``on_ready``) only
+        once every probe is attached AND every ring buffer is being read:
+        an event that follows it is delivered or counted as lost.
+
+        The monitors' probes wake us only when a ring buffer is filling up
+        (common.h submit_event); a timer drains what arrives slowly."""
         loop = asyncio.get_running_loop()
-        for monitor in self.monitors.values():
-            loop.add_reader(monitor.ring_fd, monitor.consume)
-            if monitor.tick_interval:
-                self._tasks.append(asyncio.create_task(self._tick(monitor)))
-        readers = self.enforcement.readers()
+        readers = [(m.ring_fd, m.consume) for m in self.monitors.values()]
+        readers += self.enforcement.readers()
         for fd, callback in readers:
             loop.add_reader(fd, callback)
+        for monitor in self.monitors.values():
+            if monitor.tick_interval:
+                self._tasks.append(asyncio.create_task(self._tick(monitor)))
+        self._tasks.append(asyncio.create_task(self._drain_slow()))
         self._tasks.append(asyncio.create_task(self._watch_lost()))
+        for monitor in self.monitors.values():
+            monitor.consume()  # what arrived while loading
+        self.ready = True
+        log.info("ready")
+        if on_ready is not None:
+            on_ready()
         try:
             await stop.wait()
         finally:
-            for monitor in self.monitors.values():
-                loop.remove_reader(monitor.ring_fd)
+            self.ready = False
             for fd, _ in readers:
                 loop.remove_reader(fd)
             for task in self._tasks:
@@ -159,6 +173,13 @@ class Collector:
             await asyncio.sleep(monitor.tick_interval)
             for record in monitor.periodic():
                 self.batcher.add(monitor.name, record)
+
+    async def _drain_slow(self) -> None:
+        """Events below a ring buffer's wake-up threshold."""
+        while True:
+            await asyncio.sleep(DRAIN_INTERVAL)
+            for monitor in self.monitors.values():
+                monitor.consume()
 
     async def _watch_lost(self) -> None:
         while True:

@@ -231,7 +231,7 @@ static __always_inline void emit_io(u32 type, struct fd_key *key, struct fd_info
      * I/O (a forked child may have exec'd since the open) */
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     __builtin_memcpy(e->path, fi->path, sizeof(e->path));
-    events.ringbuf_submit(e, 0);
+    submit_event(e);
 }
 
 /* One "read" and/or one "write" event with the totals, then forget the fd. */
@@ -459,7 +459,7 @@ static __always_inline int finish(long ret)
         fi->gen = bpf_ktime_get_boot_ns();
         bpf_get_current_comm(fi->comm, sizeof(fi->comm));
         fill_event(&r->e, fi, type, tgid, ret);
-        events.ringbuf_submit(r, 0);
+        submit_event(r);
         return 0;
     }
 
@@ -482,7 +482,7 @@ static __always_inline int finish(long ret)
         return 0;
     }
     fill_event(e, fi, type, tgid, ret);
-    events.ringbuf_submit(e, 0);
+    submit_event(e);
     return 0;
 }
 

@@ -23,6 +23,7 @@ import os
 import struct
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from dots_common.records import FileEvent
 
@@ -60,6 +61,10 @@ class FilesystemMonitor(Monitor):
         # the close does not report them again
         self._closed: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=4096)
         self._last_scan = 0.0
+
+    @classmethod
+    def options(cls, config: Any) -> dict[str, Any]:
+        return {"excluded_prefixes": config.excluded_prefixes}
 
     def cflags(self) -> list[str]:
         return [*super().cflags(), f"-DSELF_TGID={os.getpid()}",
