@@ -34,7 +34,8 @@ DEFAULT_RINGBUF_KIB_PER_CPU = 128
 MAX_READS_PER_CONSUME = 4
 
 Deliver = Callable[[Record], None]
-DeliverMany = Callable[[list[Record]], None]
+#: rows: tuples in a record type's field order (Record.to_dbus order)
+DeliverRows = Callable[[list[tuple]], None]
 
 
 def ringbuf_pages(kib_per_cpu: int, ncpus: int | None = None) -> int:
@@ -74,7 +75,7 @@ class BpfObject:
         self.delivered = 0
         self._reader: RingReader | None = None
         self._deliver: Deliver | None = None
-        self._deliver_many: DeliverMany | None = None
+        self._deliver_rows: DeliverRows | None = None
 
     # --- building -----------------------------------------------------------
     @property
@@ -88,11 +89,11 @@ class BpfObject:
     @property
     def wakeup_every(self) -> int:
         """Records per CPU between two wake-ups of the reader (common.h
-        submit_event): a power of two, so that a wake-up comes before an
-        eighth of the ring holds records of 512 bytes from every CPU."""
+        submit_event): a power of two, so that a wake-up comes before a
+        quarter of the ring holds records of 384 bytes from every CPU."""
         import os
 
-        n = max(1, self.ringbuf_bytes // 8 // 512 // (os.cpu_count() or 1))
+        n = max(1, self.ringbuf_bytes // 4 // 384 // (os.cpu_count() or 1))
         return min(256, 1 << (n.bit_length() - 1))
 
     def cflags(self) -> list[str]:
@@ -141,11 +142,13 @@ class BpfObject:
     def ring_fd(self) -> int:
         return self.bpf[b"events"].map_fd
 
-    def open(self, deliver: Deliver, deliver_many: DeliverMany | None = None) -> None:
-        """Hand every decoded record to ``deliver`` (or each read's records
-        at once to ``deliver_many``) from :meth:`consume` on."""
+    def open(self, deliver: Deliver, deliver_rows: DeliverRows | None = None) -> None:
+        """From :meth:`consume` on, hand every decoded record to ``deliver``;
+        or, given ``deliver_rows``, each read's records at once as rows
+        (tuples in the record's field order: the collector's fast path,
+        which never builds a Record object)."""
         self._deliver = deliver
-        self._deliver_many = deliver_many
+        self._deliver_rows = deliver_rows
         self._reader = RingReader(self.ring_fd, self.ringbuf_bytes)
 
     def consume(self) -> None:
@@ -158,13 +161,21 @@ class BpfObject:
             buf, spans = reader.read()
             if not spans:
                 return
+            if self._deliver_rows is not None:
+                rows = self.decode_rows(buf, spans)
+                self.delivered += len(rows)
+                self._deliver_rows(rows)
+                continue
             records = self.decode_batch(buf, spans)
             self.delivered += len(records)
-            if self._deliver_many is not None:
-                self._deliver_many(records)
-            elif self._deliver is not None:
+            if self._deliver is not None:
                 for record in records:
                     self._deliver(record)
+
+    def decode_rows(self, buf: bytes, spans: Spans) -> list[tuple]:
+        """The records of one read as rows (a subclass with a faster way
+        overrides this, and decode_batch builds on it)."""
+        return [tuple(r.to_dbus()) for r in self.decode_batch(buf, spans)]
 
     def decode_batch(self, buf: bytes, spans: Spans) -> list[Record]:
         """The records of one read (None from decode() drops a record)."""
@@ -173,6 +184,7 @@ class BpfObject:
         return [r for r in out if r is not None]
 
     def decode(self, data: bytes) -> Record | None:
+        """One ring buffer record."""
         raise NotImplementedError
 
     def readers(self) -> list[tuple[int, Callable[[], None]]]:

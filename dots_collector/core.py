@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import time
 from pathlib import Path
 from collections.abc import Iterable
@@ -30,7 +31,7 @@ log = logging.getLogger("dots.collector")
 
 LOST_CHECK_INTERVAL = 1.0
 #: how often ring buffers below their wake-up threshold are read (s)
-DRAIN_INTERVAL = 0.02
+DRAIN_INTERVAL = 0.05
 
 
 class CollectorError(Exception):
@@ -42,7 +43,11 @@ class InvalidArgument(CollectorError):
 
 
 class Sink(Protocol):
-    def publish(self, monitor: str, batch_id: int, records: list[Record]) -> None: ...
+    """Where batches go. A batch is a list of rows: tuples in the record
+    type's field order (dots_common.records.field_names), never Record
+    objects (building one costs more than the rest of an event's path)."""
+
+    def publish(self, monitor: str, batch_id: int, rows: list[tuple]) -> None: ...
     def lost(self, monitor: str, total: int) -> None: ...
 
 
@@ -84,7 +89,7 @@ class Collector:
                 # until run() reads it. Enforcement records join their
                 # monitor's batches ("exec_blocked" in ProcessEvents,
                 # "connect_blocked" in NetworkEvents).
-                self.enforcement.load(lambda record: self.batcher.add(record.MONITOR, record))
+                self.enforcement.load(lambda record: self.add_record(record.MONITOR, record))
             for name in self.config.monitors:
                 cls = monitor_class(name)
                 monitor = cls(kib_per_cpu=self.config.ringbuf_kib_per_cpu,
@@ -92,7 +97,7 @@ class Collector:
                 monitor.load()
                 self.monitors[name] = monitor
                 monitor.set_uids(self.uids)
-                monitor.open(self._deliverer(name), self._batch_deliverer(name))
+                monitor.open(self._deliverer(name), self._rows_deliverer(name))
         except Exception:
             self.close()
             raise
@@ -100,16 +105,20 @@ class Collector:
                  ", ".join(self.enforcement.loaded) or "none",
                  ", ".join(map(str, self.uids)) or "all")
 
-    def _publish(self, monitor: str, records: list[Record]) -> None:
-        self.sink.publish(monitor, self.retainer.add(monitor, records), records)
+    def _publish(self, monitor: str, rows: list[tuple]) -> None:
+        self.sink.publish(monitor, self.retainer.add(monitor, rows), rows)
+
+    def add_record(self, monitor: str, record: Record) -> None:
+        """A Record (enforcers, records made from maps) joins the batches
+        as a row, like the ring buffers' records."""
+        self.batcher.add(monitor, tuple(record.to_dbus()))
 
     def _deliverer(self, name: str):
-        add = self.batcher.add
-        return lambda record: add(name, record)
+        return lambda record: self.add_record(name, record)
 
-    def _batch_deliverer(self, name: str):
+    def _rows_deliverer(self, name: str):
         extend = self.batcher.extend
-        return lambda records: extend(name, records)
+        return lambda rows: extend(name, rows)
 
     async def run(self, stop: asyncio.Event, on_ready=None) -> None:
         """Read the ring buffers until ``stop`` is set, then shut down
@@ -122,8 +131,21 @@ class Collector:
         The monitors' probes wake us only when a ring buffer is filling up
         (common.h submit_event); a timer drains what arrives slowly."""
         loop = asyncio.get_running_loop()
-        readers = [(m.ring_fd, m.consume) for m in self.monitors.values()]
-        readers += self.enforcement.readers()
+        # the monitors' ring buffers through one edge-triggered epoll: a ring
+        # buffer's fd polls readable whenever it holds a record, so a
+        # level-triggered watch (asyncio's) would wake us for every few
+        # records and defeat the kernel's wake-up threshold
+        rings = select.epoll()
+        consumers = {}
+        for monitor in self.monitors.values():
+            rings.register(monitor.ring_fd, select.EPOLLIN | select.EPOLLET)
+            consumers[monitor.ring_fd] = monitor.consume
+
+        def on_rings() -> None:
+            for fd, _ in rings.poll(0):
+                consumers[fd]()
+
+        readers = [(rings.fileno(), on_rings), *self.enforcement.readers()]
         for fd, callback in readers:
             loop.add_reader(fd, callback)
         for monitor in self.monitors.values():
@@ -143,6 +165,7 @@ class Collector:
             self.ready = False
             for fd, _ in readers:
                 loop.remove_reader(fd)
+            rings.close()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -156,7 +179,7 @@ class Collector:
         for name, monitor in self.monitors.items():
             monitor.consume()
             for record in monitor.periodic(final=True):
-                self.batcher.add(name, record)
+                self.add_record(name, record)
         self.enforcement.consume()
         self.batcher.flush_all()
 
@@ -172,7 +195,7 @@ class Collector:
         while True:
             await asyncio.sleep(monitor.tick_interval)
             for record in monitor.periodic():
-                self.batcher.add(monitor.name, record)
+                self.add_record(monitor.name, record)
 
     async def _drain_slow(self) -> None:
         """Events below a ring buffer's wake-up threshold."""

@@ -17,7 +17,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method, signal
 
 from dots_common import names
-from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
+from dots_common.records import RECORD_TYPES, SIGNAL_NAMES
 
 from .core import Collector, CollectorError, InvalidArgument
 
@@ -179,8 +179,8 @@ class BusSink:
         self.emitters = {monitor: getattr(interface, signal_name)
                          for monitor, signal_name in SIGNAL_NAMES.items()}
 
-    def publish(self, monitor: str, batch_id: int, records: list[Record]) -> None:
-        self.emitters[monitor](batch_id, [r.to_dbus() for r in records])
+    def publish(self, monitor: str, batch_id: int, rows: list[tuple]) -> None:
+        self.emitters[monitor](batch_id, rows)  # rows are the structs, in order
 
     def lost(self, monitor: str, total: int) -> None:
         self.interface.EventsLost(monitor, total)

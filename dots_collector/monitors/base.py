@@ -80,6 +80,19 @@ class Monitor(BpfObject):
     def wants(self, uid: int) -> bool:
         return self.watching is None or uid in self.watching
 
+    # --- ring buffer records -----------------------------------------------------
+    def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
+        """Each monitor decodes its records straight into rows."""
+        raise NotImplementedError
+
+    def decode_batch(self, buf: bytes, spans: list[tuple[int, int]]) -> list[Record]:
+        cls = self.record_type
+        return [cls(*row) for row in self.decode_rows(buf, spans)]
+
+    def decode(self, data: bytes) -> Record | None:
+        out = self.decode_batch(data, [(0, len(data))])
+        return out[0] if out else None
+
     # --- records from maps ------------------------------------------------------
     def periodic(self, final: bool = False) -> list[Record]:
         """Records that come from maps rather than the ring buffer (samples,

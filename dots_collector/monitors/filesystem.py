@@ -92,26 +92,32 @@ class FilesystemMonitor(Monitor):
         return self.bpf[b"fs_stats"][ctypes.c_int(0)].value
 
     # --- ring buffer ----------------------------------------------------------
-    def decode(self, data: bytes) -> FileEvent | None:
-        (ts_ns, nbytes, gen, result, kind, pid, uid, flags, comm,
-         path) = EVENT.unpack_from(data)
-        new_path = ""
-        if kind == EV_RENAME:
-            new_path = cstr(data[EVENT.size:EVENT.size + PATH_LEN])
-        elif kind in (EV_READ, EV_WRITE):
-            # the kernel sends totals at close/exit: subtract what periodic()
-            # already reported for this fd
-            key = (pid, result, gen)
-            done = self._reported.get(key)
-            if done is not None:
-                nbytes -= done[kind - 1]
-                done[kind - 1] += nbytes
-            self._closed.append(key)
-            if nbytes <= 0:
-                return None
-        return FileEvent(type=TYPES[kind], pid=pid, uid=uid, comm=cstr(comm), path=cstr(path),
-                         flags=flags, result=result, bytes=nbytes, ts_ns=ts_ns,
-                         new_path=new_path)
+    def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
+        """FileEvent rows: type, pid, uid, comm, path, flags, result, bytes,
+        ts_ns, new_path."""
+        unpack, size = EVENT.unpack_from, EVENT.size
+        reported, closed = self._reported, self._closed
+        out = []
+        for off, _size in spans:
+            (ts_ns, nbytes, gen, result, kind, pid, uid, flags, comm,
+             path) = unpack(buf, off)
+            new_path = ""
+            if kind == EV_RENAME:
+                new_path = cstr(buf[off + size:off + size + PATH_LEN])
+            elif kind == EV_READ or kind == EV_WRITE:
+                # the kernel sends totals at close/exit: subtract what
+                # periodic() already reported for this fd
+                key = (pid, result, gen)
+                done = reported.get(key)
+                if done is not None:
+                    nbytes -= done[kind - 1]
+                    done[kind - 1] += nbytes
+                closed.append(key)
+                if nbytes <= 0:
+                    continue
+            out.append((TYPES[kind], pid, uid, cstr(comm), cstr(path), flags, result, nbytes,
+                        ts_ns, new_path))
+        return out
 
     # --- long-lived files and dead processes ----------------------------------
     def periodic(self, final: bool = False) -> list[FileEvent]:

@@ -76,8 +76,8 @@ class MemoryMonitor(Monitor):
             if STATS.unpack(raw)[9] not in wanted:
                 self._forget(table, key)
 
-    def decode(self, data: bytes) -> None:
-        return None  # nothing is sent through the ring buffer
+    def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
+        return []  # nothing is sent through the ring buffer
 
     # --- sampling -----------------------------------------------------------
     def _entries(self) -> list[tuple[int, bytes]]:
