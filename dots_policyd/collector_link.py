@@ -27,14 +27,16 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from dots_common import names
-from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
+from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record, field_names
 
-from .history import store_batch
+from .history import store_rows
 from .schema import IngestedBatch
 
 log = logging.getLogger("dots.policyd.collector")
 
 MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
+#: where uid sits in each monitor's struct
+UID_AT = {mon: field_names(cls).index("uid") for mon, cls in RECORD_TYPES.items()}
 SYNC_RETRY_SECONDS = 0.2
 ACK_EVERY = 32  # batches; an ack is also sent whenever the queue runs dry
 CLOCK_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", 7)
@@ -160,14 +162,15 @@ class CollectorLink:
         while True:
             instance, batch, monitor, events = await self.queue.get()
             try:
-                records = self._records(monitor, events)
-                fresh = await loop.run_in_executor(self.writer, store_batch, self.db, monitor,
-                                                   batch_key(instance, batch), records,
+                rows = self._records(monitor, events)
+                fresh = await loop.run_in_executor(self.writer, store_rows, self.db, monitor,
+                                                   batch_key(instance, batch), rows,
                                                    wall_offset_ns())
-                if fresh and self.on_records and records:
-                    self.on_records(monitor, records)
+                if fresh and self.on_records and rows:
+                    cls = RECORD_TYPES[monitor]
+                    self.on_records(monitor, [cls(*row) for row in rows])
                 self.stored_batches += 1
-                self.stored_events += len(records)
+                self.stored_events += len(rows)
                 unacked += 1
                 if unacked >= ACK_EVERY or self.queue.empty():
                     await self._call(names.COLLECTOR_BUS_NAME, names.COLLECTOR_PATH, names.COLLECTOR_INTERFACE,
@@ -184,12 +187,14 @@ class CollectorLink:
             finally:
                 self.queue.task_done()
 
-    def _records(self, monitor: str, events: list[Any]) -> list[Record]:
-        """Only the children's events are kept (a batch may still hold
-        another uid's events from before the filter changed)."""
-        cls = RECORD_TYPES[monitor]
+    def _records(self, monitor: str, events: list[Any]) -> list[Any]:
+        """The batch's events as rows (each struct's values in the record's
+        field order; no Record object per event on the store path). Only
+        the children's events are kept (a batch may still hold another
+        uid's events from before the filter changed)."""
+        at = UID_AT[monitor]
         wanted = self.wanted
-        return [r for r in map(cls.from_dbus, events) if r.uid in wanted]
+        return [e for e in events if e[at] in wanted]
 
     async def _call(self, dest: str, path: str, iface: str, member: str, signature: str = "",
                     body: list[Any] | None = None) -> Message:
