@@ -79,17 +79,19 @@ static __always_inline void count_lost(void)
 #endif
 BPF_PERCPU_ARRAY(submitted, u64, 1);
 
-static __always_inline void submit_event(void *e)
+static __always_inline u64 wakeup_flags(void)
 {
     u32 zero = 0;
-    u64 flags = BPF_RB_FORCE_WAKEUP;
     u64 *n = submitted.lookup(&zero);
-    if (n) {
-        *n += 1;
-        if (*n & (WAKEUP_EVERY - 1))
-            flags = BPF_RB_NO_WAKEUP;
-    }
-    events.ringbuf_submit(e, flags);
+    if (!n)
+        return BPF_RB_FORCE_WAKEUP;
+    *n += 1;
+    return (*n & (WAKEUP_EVERY - 1)) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
+}
+
+static __always_inline void submit_event(void *e)
+{
+    events.ringbuf_submit(e, wakeup_flags());
 }
 
 /* Read a __data_loc string of a tracepoint record. */

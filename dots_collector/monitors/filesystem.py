@@ -29,8 +29,10 @@ from dots_common.records import FileEvent
 
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
 
-# struct file_event (filesystem.bpf.c), then new_path for a rename
+# struct file_event (filesystem.bpf.c), then new_path for a rename. Only a
+# rename is sent whole; the other events end after their path's NUL.
 EVENT = struct.Struct("<QQQqIIII16s256s")
+HEAD = struct.Struct("<QQQqIIII16s")
 PATH_LEN = 256
 TYPES = ("open", "read", "write", "unlink", "rename")
 EV_READ, EV_WRITE, EV_RENAME = 1, 2, 4
@@ -95,15 +97,15 @@ class FilesystemMonitor(Monitor):
     def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
         """FileEvent rows: type, pid, uid, comm, path, flags, result, bytes,
         ts_ns, new_path."""
-        unpack, size = EVENT.unpack_from, EVENT.size
+        unpack, head = HEAD.unpack_from, HEAD.size
         reported, closed = self._reported, self._closed
         out = []
-        for off, _size in spans:
-            (ts_ns, nbytes, gen, result, kind, pid, uid, flags, comm,
-             path) = unpack(buf, off)
+        for off, size in spans:
+            (ts_ns, nbytes, gen, result, kind, pid, uid, flags, comm) = unpack(buf, off)
+            path = buf[off + head:off + min(size, head + PATH_LEN)]
             new_path = ""
             if kind == EV_RENAME:
-                new_path = cstr(buf[off + size:off + size + PATH_LEN])
+                new_path = cstr(buf[off + head + PATH_LEN:off + head + 2 * PATH_LEN])
             elif kind == EV_READ or kind == EV_WRITE:
                 # the kernel sends totals at close/exit: subtract what
                 # periodic() already reported for this fd
