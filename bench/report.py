@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import report14  # noqa: E402  (bench/ is on sys.path: run.py, or run as a script)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 README = REPO / "README.md"
@@ -321,6 +323,7 @@ def section(r: dict, chart: str | None, chart_note: str) -> str:
     else:
         w(f"_{chart_note}_\n")
 
+    w(report14.table(r))
     missed, met = targets(r)
     w("### Targets missed\n")
     w("_Derived from the figures below by bench/report.py._\n")

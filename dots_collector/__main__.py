@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     except (ValidationError, OSError, ValueError) as e:
         sys.exit(f"dots-collector: bad configuration: {e}")
     try:
+        os.setpriority(os.PRIO_PROCESS, 0, config.nice)
+    except OSError as e:
+        log.warning("cannot set the scheduling priority to %d: %s", config.nice, e)
+    try:
         asyncio.run(serve(config, args.stdout))
     except (CollectorError, RuntimeError) as e:
         sys.exit(f"dots-collector: {e}")

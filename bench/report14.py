@@ -1,0 +1,102 @@
+"""The table of issue 14's targets, each beside our figure and bpftrace's
+(where bpftrace has one), met or not, from a results JSON of bench/run.py.
+Used by report.py; a section that was not run shows "not measured"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STORMS = ("process", "filesystem", "network", "memory", "disk")
+MIB = 1024 * 1024
+
+
+def _get(d: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def _med(s: Any) -> float | None:
+    return s.get("median") if isinstance(s, dict) else None
+
+
+def _x(v: float | None) -> str:
+    return "not measured" if v is None else f"{v:.3f}×"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("**met**" if ok else "missed")
+
+
+def rows(r: dict) -> list[tuple[str, str, str, str]]:
+    """(target, ours, bpftrace, met?) per target."""
+    out: list[tuple[str, str, str, str]] = []
+    acc = _get(r, "accounting", "monitors") or {}
+    ov = _get(r, "overhead", "monitors") or {}
+    for m in ("process", "filesystem", "network", "disk"):
+        a = acc.get(m)
+        bt_lost = _get(ov, m, "summary", "bpftrace", "lost_total")
+        if not a or "runs" not in a:
+            out.append((f"{m}: nothing lost below 250k ev/s, delivered + lost = generated",
+                        "not measured", "—" if bt_lost is None else f"{bt_lost} lost", "—"))
+            continue
+        runs = a["runs"]
+        lost = sum(x["lost"] for x in runs)
+        gen = sum((x["generated"] if x["generated"] is not None else x["delivered"] + x["lost"])
+                  for x in runs)
+        rate = max((x["offered_per_s"] or 0) for x in runs)
+        accounted = all(x["accounted"] is not False for x in runs)
+        out.append((f"{m}: nothing lost below 250k ev/s offered, delivered + lost = generated",
+                    f"{lost:,} lost of {gen:,} at up to {rate:,} ev/s offered; "
+                    f"accounted: {'yes' if accounted else 'NO'} (load {runs[0]['loadavg_1min']:.1f})",
+                    "—" if bt_lost is None else f"{bt_lost:,} lost (overhead runs)",
+                    _verdict(lost == 0 and accounted) + ("" if rate >= 250_000 else
+                                                         " (rate below 250k: storm too slow here)")))
+    for m in ("process", "filesystem", "network", "disk"):
+        cpu = _med(_get(acc, m, "cpu_us_per_event"))
+        bt = _med(_get(ov, m, "summary", "bpftrace", "observer_cpu_us_per_event"))
+        out.append((f"{m}: collector CPU ≤ 3 µs per event (ring buffer to stdout)",
+                    "not measured" if cpu is None else f"{cpu:.1f} µs",
+                    "—" if bt is None else f"{bt:.1f} µs", _verdict(None if cpu is None else cpu <= 3)))
+    for m in STORMS:
+        s = _get(ov, m, "summary") or {}
+        mon, flt, bt = (_med(_get(s, c, "ratio")) for c in ("monitored", "filtered", "bpftrace"))
+        ok = None if mon is None else (mon <= 1.10 and (bt is None or mon < bt))
+        out.append((f"{m} storm monitored ≤ 1.10× and below bpftrace", _x(mon), _x(bt), _verdict(ok)))
+        out.append((f"{m} storm filtered out ≤ 1.03×", _x(flt), "—",
+                    _verdict(None if flt is None else flt <= 1.03)))
+    rss = _get(r, "memory", "collector_loaded", "VmRSS")
+    acc_rss = [x.get("collector_rss_kib") for a in acc.values() for x in a.get("runs", [])
+               if x.get("collector_rss_kib")]
+    if rss is None and acc_rss:
+        rss = max(acc_rss)
+    out.append(("lean collector: ≤ 60 MiB resident after load",
+                "not measured" if rss is None else f"{rss / 1024:.0f} MiB" +
+                ("" if _get(r, "memory", "collector_loaded") else " (one monitor)"), "—",
+                _verdict(None if rss is None else rss <= 60 * 1024)))
+    kern = _get(r, "memory", "kernel", "total_bytes")
+    out.append(("kernel memory ≤ 4 MiB at the defaults (all monitors and enforcers)",
+                "not measured" if kern is None else f"{kern / MIB:.1f} MiB", "—",
+                _verdict(None if kern is None else kern <= 4 * MIB)))
+    for db, target in (("sqlite", 100_000), ("postgresql", 50_000)):
+        t = _get(r, "throughput", db) or {}
+        zero = t.get("max_zero_lost_rate")
+        sus = t.get("max_sustained_rate")
+        text = "not measured" if zero is None else (
+            f"0 lost up to {zero:,} ev/s, sustained up to {sus or 0:,} ev/s"
+            + (f" ({t['error']})" if t.get("error") else ""))
+        out.append((f"ingest into {db} ≥ {target:,} ev/s with 0 lost", text, "—",
+                    _verdict(None if zero is None else zero >= target)))
+    return out
+
+
+def table(r: dict) -> str:
+    lines = ["### Issue 14 targets\n",
+             "_Every target beside its figure and bpftrace's in the same run (bench/report14.py). "
+             "The load average next to each figure matters: this machine is shared._\n",
+             "| target | ours | bpftrace | met? |", "|---|---|---|---|"]
+    for target, ours, bt, ok in rows(r):
+        lines.append(f"| {target} | {ours} | {bt} | {ok} |")
+    return "\n".join(lines) + "\n"
