@@ -324,6 +324,7 @@ def section(r: dict, chart: str | None, chart_note: str) -> str:
         w(f"_{chart_note}_\n")
 
     w(report14.table(r))
+    w(report14.notes())
     missed, met = targets(r)
     w("### Targets missed\n")
     w("_Derived from the figures below by bench/report.py._\n")

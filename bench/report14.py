@@ -100,3 +100,48 @@ def table(r: dict) -> str:
     for target, ours, bt, ok in rows(r):
         lines.append(f"| {target} | {ours} | {bt} | {ok} |")
     return "\n".join(lines) + "\n"
+
+
+NOTES = """
+How the collector reads events now (issue 14): the probes commit records
+without waking the reader (`BPF_RB_NO_WAKEUP`) except on every N-th record
+per CPU (N from the ring's size, common.h `submit_event`); the collector
+watches all ring buffers through one edge-triggered epoll (a ring buffer's
+fd polls readable while it holds any record, so a level-triggered watch
+would wake it every few records) and drains them every 50 ms as well; it
+reads each ring buffer from its mmap'ed pages (dots_collector/ringbuf.py),
+a whole batch per read, and decodes records straight into tuples (no
+Record object, no ctypes callback per record); `--stdout` renders them
+through one %-template per record type and the bus sink hands the tuples
+to dbus-fast. File events carry only their path's bytes (~90 instead of
+328 bytes). The collector runs at nice -10 (config `nice`, as auditd's
+priority boost). The policy daemon stores batches as received (rows, no
+Record per event): SQLite `executemany` on one prepared statement,
+PostgreSQL `COPY`.
+
+Not done this round: the D-Bus batch stays an array of structs (a packed
+`ay` would take dbus-fast's marshalling, ~1 µs an event, off both ends,
+but test_enforce_exec.py, test_enforce_net.py and dots_collector/watch.py
+decode the signals too); fewer, richer kernel events (a file's open,
+bytes and close as one record; exec with its exit) change what the parent
+sees and the policy daemon's rollups; the lean collector (below).
+
+A lean collector (≤ 60 MiB) needs LLVM out of the long-running process,
+so the enforcers too: (1) a short-lived loader (bcc) that compiles each
+object, attaches its programs through BPF links (bcc attaches tracepoints
+with perf_event ioctls, which cannot be pinned: the loader would create
+the perf event and `BPF_LINK_CREATE` it itself; raw tracepoints and the
+cgroup hooks already give link fds) and pins links and maps under
+/sys/fs/bpf/dots/; (2) a map layer without bcc (`BPF_OBJ_GET`,
+`BPF_MAP_*_ELEM` syscalls through ctypes, key and value layouts written as
+`struct.Struct`s) for the monitors' maps (uid filter, fds, socks, pending,
+stats, parents) and the enforcers' (blocked, blocked_sizes, allowed,
+seen, loaders, enforced_uids, blocked_nets); ring buffers already need
+only a map fd (ringbuf.py). Step (2) means replacing every `self.bpf[...]`
+table access in exec_block.py and net_block.py with that layer, which
+this round could not touch.
+"""
+
+
+def notes() -> str:
+    return NOTES.lstrip("\n") + "\n"

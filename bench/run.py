@@ -5,7 +5,9 @@
 
 Options (also as environment variables): --quick (QUICK=1), --only
 SECTION[,SECTION] (BENCH_ONLY=accounting,overhead,throughput,memory,latency,scale),
---pairs N (BENCH_PAIRS), --no-report (write the JSON only).
+--pairs N (BENCH_PAIRS), --no-report (write the JSON only);
+BENCH_MONITORS=filesystem,network[,mixed] limits the overhead section to
+those storms (and the mixed workload).
 
 Writes bench/results/<YYYY-MM-DD>.json (every raw run and the summaries),
 then bench/report.py turns it into bench/results/<date>.png and the README
