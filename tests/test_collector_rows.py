@@ -98,3 +98,21 @@ def _single_mapping(ring: FakeRing):
                     offset=offset)
 
     return fake
+
+
+def test_a_full_bus_socket_makes_the_writer_wait_not_disconnect():
+    from dots_collector.service import PatientSocket
+
+    class Full:
+        fileno = staticmethod(lambda: 7)
+
+        def send(self, data):
+            raise BlockingIOError
+
+        def sendmsg(self, *args):
+            raise BlockingIOError
+
+    sock = PatientSocket(Full())
+    assert sock.send(b"x" * 10) == 0
+    assert sock.sendmsg([b"x"], []) == 0
+    assert sock.fileno() == 7
