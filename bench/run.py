@@ -131,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = {"error": f"{type(e).__name__}: {e}",
                                  "traceback": traceback.format_exc()}
             results[name + "_duration_s"] = round(time.monotonic() - t0, 1)
+            # sections of one file may come from runs of different modes and loads
+            results[name + "_run"] = {"mode": "quick" if args.quick else "full",
+                                      "finished": dt.datetime.now().astimezone().isoformat(
+                                          timespec="seconds"),
+                                      "loadavg_end": os.getloadavg()}
             progress(f"--- done in {results[name + '_duration_s']:.0f}s")
             # write after every section: an interrupted run keeps what it measured
             results["meta"]["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
