@@ -133,7 +133,7 @@ reads each ring buffer from its mmap'ed pages (dots_collector/ringbuf.py),
 a whole batch per read, and decodes records straight into tuples (no
 Record object, no ctypes callback per record); `--stdout` renders them
 through one %-template per record type and the bus sink hands the tuples
-to dbus-fast. File events carry only their path's bytes (~90 instead of
+to dbus-fast. File events carry only their path's bytes (~100 instead of
 328 bytes). The collector runs at nice -10 (config `nice`, as auditd's
 priority boost). The policy daemon stores batches as received (rows, no
 Record per event): SQLite `executemany` on one prepared statement,

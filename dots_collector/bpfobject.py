@@ -67,6 +67,8 @@ class BpfObject:
     #: for log lines: "monitor" or "enforcer"
     kind: ClassVar[str] = "BPF object"
     default_kib_per_cpu: ClassVar[int] = DEFAULT_RINGBUF_KIB_PER_CPU
+    #: a typical ring buffer record with its header, for the wake-up threshold
+    record_bytes: ClassVar[int] = 384
 
     def __init__(self, kib_per_cpu: int | None = None, extra_cflags: Iterable[str] = ()) -> None:
         self.pages = ringbuf_pages(kib_per_cpu or self.default_kib_per_cpu)
@@ -90,10 +92,10 @@ class BpfObject:
     def wakeup_every(self) -> int:
         """Records per CPU between two wake-ups of the reader (common.h
         submit_event): a power of two, so that a wake-up comes before a
-        quarter of the ring holds records of 384 bytes from every CPU."""
+        quarter of the ring holds typical records from every CPU."""
         import os
 
-        n = max(1, self.ringbuf_bytes // 4 // 384 // (os.cpu_count() or 1))
+        n = max(1, self.ringbuf_bytes // 4 // self.record_bytes // (os.cpu_count() or 1))
         return min(256, 1 << (n.bit_length() - 1))
 
     def cflags(self) -> list[str]:

@@ -110,8 +110,8 @@ BPF_F_TABLE("hash", u32, u32, io_inflight, MAX_INFLIGHT, BPF_F_NO_PREALLOC);  /*
 /* too big for the BPF stack */
 BPF_PERCPU_ARRAY(scratch, struct fd_info, 1);
 /* open/read/write/unlink events are built here and copied into the ring
- * buffer with only the path bytes they use (a record is ~90 bytes for a
- * typical path instead of 328: four times as many fit in the ring) */
+ * buffer with only the path bytes they use (a record is ~100 bytes for a
+ * typical path instead of 328: three times as many fit in the ring) */
 BPF_PERCPU_ARRAY(evbuf, struct file_event, 1);
 #define EVENT_HEAD (sizeof(struct file_event) - PATH_LEN)
 
