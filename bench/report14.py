@@ -93,7 +93,13 @@ def rows(r: dict) -> list[tuple[str, str, str, str]]:
             + "".join(f"; unpaced {u['achieved_rate']:,} ev/s offered: {u['stored']:,} stored, "
                       f"{u['kernel_lost']:,} lost in the kernel, lag {u['lag_s']:.1f} s"
                       for u in unpaced)
-            + " (steps of a few seconds: the 60 s run is not part of the quick mode)"
+            + "".join(f"; 60 s at {l['achieved_rate']:,} ev/s offered: {l['stored']:,} of "
+                      f"{l['expected']:,} stored, {l['kernel_lost']:,} lost in the kernel, "
+                      f"lag {l['lag_s']:.0f} s, CPU per event: collector "
+                      f"{l['cpu_us_per_event'].get('collector')} µs, ingest "
+                      f"{l['cpu_us_per_event'].get('policyd_ingest')} µs (load "
+                      f"{l.get('loadavg_start', 0):.1f})"
+                      for l in ([t["sustained_60s"]] if "sustained_60s" in t else []))
             + (f" ({t['error']})" if t.get("error") else ""))
         out.append((f"ingest into {db} ≥ {target:,} ev/s with 0 lost", text, "—",
                     _verdict(None if zero is None else zero >= target)))
@@ -102,7 +108,8 @@ def rows(r: dict) -> list[tuple[str, str, str, str]]:
 
 def runs_note(r: dict) -> str:
     parts = []
-    for name in ("accounting", "overhead", "throughput", "memory", "latency", "scale"):
+    for name in ("accounting", "overhead", "throughput", "throughput_60s", "memory", "latency",
+                 "scale"):
         run = r.get(name + "_run")
         if run:
             parts.append(f"{name}: {run['mode']} run, finished {run['finished']}, load average "
