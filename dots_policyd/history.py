@@ -183,6 +183,25 @@ def _rollups(db: peewee.Database, monitor: str, rows: Sequence[Sequence[Any]], o
                       ("bytes_sent", "bytes_received", "connections"), sites)
 
 
+class _TimeText:
+    """Naive-UTC time of a Unix microsecond count as the text both drivers
+    store for a datetime (``str(datetime)``: "YYYY-MM-DD HH:MM:SS[.ffffff]"),
+    the date and time of day built once per second: a batch's events fall
+    in a few seconds, and a datetime object per event costs more than its
+    row's insert."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, us: int) -> str:
+        second, frac = divmod(us, 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = str(EPOCH + dt.timedelta(seconds=second))
+        return f"{self._prefix}.{frac:06d}" if frac else self._prefix
+
+
 def _insert_rows(db: peewee.Database, layout: _Layout, rows: list[tuple[Any, ...]]) -> None:
     """Bulk insert on the driver's fast path (peewee's insert_many builds
     SQL text in Python per value: 27 µs an event): SQLite's executemany on
@@ -251,9 +270,8 @@ def store_rows(db: peewee.Database, monitor: str, batch_id: str,
     width, ts_at = len(layout.names), layout.ts_at
     if any(len(r) != width for r in rows):
         raise TypeError(f"a {monitor} batch may hold only {layout.record_type.__name__} records")
-    delta = dt.timedelta
-    full = [(*r, EPOCH + delta(microseconds=(r[ts_at] + wall_offset_ns) // 1000), batch_id)
-            for r in rows]
+    text = _TimeText()
+    full = [(*r, text((r[ts_at] + wall_offset_ns) // 1000), batch_id) for r in rows]
     bind(db)
     try:
         with db.atomic():
