@@ -128,6 +128,26 @@ static __always_inline void output_event(struct file_event *e, u32 plen)
 BPF_ARRAY(excluded, struct prefix, MAX_PREFIXES);
 /* [0] = fds left uncounted because `fds` was full */
 BPF_ARRAY(fs_stats, u64, 1);
+/* Entries in `pending` [0] and `io_inflight` [1]. Every read, write and
+ * open exit on the machine looks for its thread in those maps; while they
+ * are empty (nobody watched is in such a syscall) one array read says so
+ * instead of a hash lookup: the cost of an unwatched user's syscall. */
+#define IN_PENDING 0
+#define IN_IO 1
+BPF_ARRAY(in_flight, u64, 2);
+
+static __always_inline int none_in_flight(u32 which)
+{
+    u64 *n = in_flight.lookup(&which);
+    return n && *n == 0;
+}
+
+static __always_inline void count_in_flight(u32 which, s64 delta)
+{
+    u64 *n = in_flight.lookup(&which);
+    if (n)
+        __sync_fetch_and_add(n, delta);
+}
 
 static __always_inline void count_untracked(void)
 {
@@ -184,7 +204,10 @@ static __always_inline int io_enter(u32 fd)
     if (!fds.lookup(&key))
         return 0;
     u32 tid = id;
-    io_inflight.update(&tid, &fd);
+    if (io_inflight.insert(&tid, &fd) == 0)
+        count_in_flight(IN_IO, 1);
+    else
+        io_inflight.update(&tid, &fd);
     return 0;
 }
 
@@ -192,11 +215,14 @@ static __always_inline int io_exit(long ret, int is_write)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id;
+    if (none_in_flight(IN_IO))
+        return 0;
     u32 *fdp = io_inflight.lookup(&tid);   /* misses for untracked fds */
     if (!fdp)
         return 0;
     struct fd_key key = {.tgid = id >> 32, .fd = *fdp};
-    io_inflight.delete(&tid);
+    if (io_inflight.delete(&tid) == 0)
+        count_in_flight(IN_IO, -1);
     if (ret <= 0)
         return 0;
     struct fd_info *fi = fds.lookup(&key);
@@ -350,8 +376,11 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id, tgid = id >> 32;
     if (uid_wanted(current_uid())) {
-        pending.delete(&tid);        /* a syscall that never returned */
-        io_inflight.delete(&tid);
+        /* a syscall that never returned */
+        if (pending.delete(&tid) == 0)
+            count_in_flight(IN_PENDING, -1);
+        if (io_inflight.delete(&tid) == 0)
+            count_in_flight(IN_IO, -1);
     }
     if (tid != tgid)                 /* a thread: the fds live on */
         return 0;
@@ -381,7 +410,10 @@ static __always_inline int remember(u32 type, const void *path, const void *aux,
         return 0;
     u32 tid = id;
     struct pending p = {.path = (u64)path, .aux = (u64)aux, .type = type, .flags = flags};
-    pending.update(&tid, &p);
+    if (pending.insert(&tid, &p) == 0)
+        count_in_flight(IN_PENDING, 1);
+    else
+        pending.update(&tid, &p);
     return 0;
 }
 
@@ -439,11 +471,14 @@ static __always_inline int finish(long ret)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id, tgid = id >> 32;
+    if (none_in_flight(IN_PENDING))
+        return 0;
     struct pending *pp = pending.lookup(&tid);   /* misses unless monitored */
     if (!pp)
         return 0;
     struct pending p = *pp;
-    pending.delete(&tid);
+    if (pending.delete(&tid) == 0)
+        count_in_flight(IN_PENDING, -1);
 
     u32 zero = 0;
     struct fd_info *fi = scratch.lookup(&zero);
