@@ -113,7 +113,8 @@ def runs_note(r: dict) -> str:
         run = r.get(name + "_run")
         if run:
             parts.append(f"{name}: {run['mode']} run, finished {run['finished']}, load average "
-                         f"then {run['loadavg_end'][0]:.2f}")
+                         f"then {run['loadavg_end'][0]:.2f}"
+                         + (f" ({run['note']})" if run.get("note") else ""))
     return ("Sections of this file: " + "; ".join(parts) + ".\n") if parts else ""
 
 

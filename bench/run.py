@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ws.cleanup()
     progress.section = ""
-    progress(f"results: {out_json.relative_to(REPO)}")
+    shown = out_json.relative_to(REPO) if out_json.is_relative_to(REPO) else out_json
+    progress(f"results: {shown}")
     if not args.no_report:
         import report
 
