@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import io
 import logging
 import operator
 from collections import defaultdict
@@ -23,6 +22,7 @@ from peewee import EXCLUDED, fn
 
 from dots_common.records import RECORD_TYPES, Record, field_names
 
+from .bulk import TimeText, insert_rows
 from .db import bind, dialect, storage_errors
 from .schema import (
     RAW_MODELS,
@@ -183,61 +183,6 @@ def _rollups(db: peewee.Database, monitor: str, rows: Sequence[Sequence[Any]], o
                       ("bytes_sent", "bytes_received", "connections"), sites)
 
 
-class _TimeText:
-    """Naive-UTC time of a Unix microsecond count as the text both drivers
-    store for a datetime (``str(datetime)``: "YYYY-MM-DD HH:MM:SS[.ffffff]"),
-    the date and time of day built once per second: a batch's events fall
-    in a few seconds, and a datetime object per event costs more than its
-    row's insert."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def __call__(self, us: int) -> str:
-        second, frac = divmod(us, 1_000_000)
-        if second != self._second:
-            self._second = second
-            self._prefix = str(EPOCH + dt.timedelta(seconds=second))
-        return f"{self._prefix}.{frac:06d}" if frac else self._prefix
-
-
-def _insert_rows(db: peewee.Database, layout: _Layout, rows: list[tuple[Any, ...]]) -> None:
-    """Bulk insert on the driver's fast path (peewee's insert_many builds
-    SQL text in Python per value: 27 µs an event): SQLite's executemany on
-    one prepared statement, PostgreSQL's COPY. Driver errors are peewee's
-    (peewee.__exception_wrapper__), as through peewee."""
-    cursor = db.cursor()
-    with peewee.__exception_wrapper__:
-        if dialect(db) == "sqlite":
-            marks = ",".join("?" * len(layout.columns))
-            cursor.executemany(f'INSERT INTO "{layout.table}" ({",".join(layout.columns)}) '
-                               f"VALUES ({marks})", rows)
-        else:
-            cursor.copy_expert(f'COPY "{layout.table}" ({",".join(layout.columns)}) FROM STDIN',
-                               io.StringIO("".join(map(_copy_line, rows))))
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r",
-                               "\0": ""})
-
-
-def _copy_line(row: Sequence[Any]) -> str:
-    """One row in COPY's text format (NUL, which PostgreSQL text cannot
-    hold, is dropped, as the driver would refuse it)."""
-    out = []
-    for v in row:
-        if isinstance(v, str):
-            out.append(v.translate(_COPY_ESCAPES))
-        elif isinstance(v, bool) or not isinstance(v, (int, dt.datetime)):
-            raise TypeError(f"cannot store {v!r} in a raw event table")
-        elif isinstance(v, int):
-            out.append(str(v))
-        else:
-            out.append(v.isoformat(" "))
-    return "\t".join(out) + "\n"
-
-
 # --- ingest and retention ----------------------------------------------------------
 
 def store_batch(db: peewee.Database, monitor: str, batch_id: str, records: Sequence[Record],
@@ -270,7 +215,7 @@ def store_rows(db: peewee.Database, monitor: str, batch_id: str,
     width, ts_at = len(layout.names), layout.ts_at
     if any(len(r) != width for r in rows):
         raise TypeError(f"a {monitor} batch may hold only {layout.record_type.__name__} records")
-    text = _TimeText()
+    text = TimeText()
     full = [(*r, text((r[ts_at] + wall_offset_ns) // 1000), batch_id) for r in rows]
     bind(db)
     try:
@@ -281,7 +226,7 @@ def store_rows(db: peewee.Database, monitor: str, batch_id: str,
             if not fresh:
                 log.info("batch %s already stored: ignored", batch_id)
                 return False
-            _insert_rows(db, layout, full)
+            insert_rows(db, layout.table, layout.columns, full)
             _rollups(db, monitor, rows, wall_offset_ns, tz)
     except (OverflowError, peewee.DataError, peewee.IntegrityError, TypeError) as exc:
         # e.g. a value beyond 64 bits: refuse this batch, not the daemon

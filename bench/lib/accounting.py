@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from .procs import Collector
-from .util import cpu_seconds, summarize
+from .util import summarize
 from .workloads import Workspace, calibrate, run_storm
 
 STORM_MONITORS = ("process", "filesystem", "network", "disk")
