@@ -13,9 +13,12 @@ run: deps
 test: deps
 	$(VENV)/bin/pytest -ra
 
-# `make bench` (as root): the benchmarks of issue 8 (bench/run.py); writes
-# bench/results/<date>.json and .png and the README's bench section.
-# `make bench QUICK=1` is a short smoke run (2 pairs, small storms).
+# `make bench` (as root): every benchmark (bench/run.py): storm accounting
+# (generated = delivered + lost, collector CPU per event), overhead beside
+# bpftrace, ingest throughput, memory, latency, scale; writes
+# bench/results/<date>.json and .png and the README's bench section with
+# the issue-14 target table. `make bench QUICK=1` is a short smoke run
+# (2 pairs, small storms); BENCH_ONLY=section,... runs some sections.
 .PHONY: bench
 bench: deps
 	$(VENV)/bin/python bench/run.py

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import report14  # noqa: E402  (bench/ is on sys.path: run.py, or run as a script)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 README = REPO / "README.md"
@@ -311,6 +313,9 @@ def section(r: dict, chart: str | None, chart_note: str) -> str:
       "`make bench QUICK=1` is a 2-pair smoke run; `bench/run.py --help` for the options. "
       "Workloads run as the local accounts `dots-bench`, `dots-bench-2` … `dots-bench-20` "
       "(created when missing, kept); `dots-bench-idle` is the uid the filtered-out runs watch.\n")
+    if meta.get("note"):
+        w(f"_This file gathers several runs (the header above is the last one's, "
+          f"sections {', '.join(meta.get('sections', []))}): {meta['note']}._\n")
     load = meta.get("loadavg_start") or [0]
     if max(load[0], (meta.get("loadavg_end") or [0])[0]) > 0.5 * (mach.get("cpus") or 1):
         w(f"**The machine was busy during this run (load average {load[0]:.2f} at start on "
@@ -321,6 +326,8 @@ def section(r: dict, chart: str | None, chart_note: str) -> str:
     else:
         w(f"_{chart_note}_\n")
 
+    w(report14.table(r))
+    w(report14.notes())
     missed, met = targets(r)
     w("### Targets missed\n")
     w("_Derived from the figures below by bench/report.py._\n")

@@ -4,8 +4,10 @@
     make bench QUICK=1    # smoke run: 2 pairs, small storms, short steps
 
 Options (also as environment variables): --quick (QUICK=1), --only
-SECTION[,SECTION] (BENCH_ONLY=overhead,throughput,memory,latency,scale),
---pairs N (BENCH_PAIRS), --no-report (write the JSON only).
+SECTION[,SECTION] (BENCH_ONLY=accounting,overhead,throughput,memory,latency,scale),
+--pairs N (BENCH_PAIRS), --no-report (write the JSON only);
+BENCH_MONITORS=filesystem,network[,mixed] limits the overhead section to
+those storms (and the mixed workload).
 
 Writes bench/results/<YYYY-MM-DD>.json (every raw run and the summaries),
 then bench/report.py turns it into bench/results/<date>.png and the README
@@ -29,19 +31,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lib import latency, memory, overhead, scale, throughput  # noqa: E402
+from lib import accounting, latency, memory, overhead, scale, throughput  # noqa: E402
 from lib.util import BENCH, REPO, Progress, SectionError, Settings  # noqa: E402
 from lib.workloads import Workspace  # noqa: E402
 
 #: section -> (function, minutes a full run takes on a quiet 2-core machine)
 SECTIONS = {
+    "accounting": (accounting.run, 3.0),
     "overhead": (overhead.run, 9.5),
     "throughput": (throughput.run, 3.0),
     "memory": (memory.run, 1.5),
     "latency": (latency.run, 0.5),
     "scale": (scale.run, 4.5),
 }
-QUICK_MINUTES = {"overhead": 3.0, "throughput": 1.0, "memory": 0.3, "latency": 0.2, "scale": 1.0}
+QUICK_MINUTES = {"accounting": 1.5, "overhead": 3.0, "throughput": 1.0, "memory": 0.3, "latency": 0.2, "scale": 1.0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -128,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = {"error": f"{type(e).__name__}: {e}",
                                  "traceback": traceback.format_exc()}
             results[name + "_duration_s"] = round(time.monotonic() - t0, 1)
+            # sections of one file may come from runs of different modes and loads
+            results[name + "_run"] = {"mode": "quick" if args.quick else "full",
+                                      "finished": dt.datetime.now().astimezone().isoformat(
+                                          timespec="seconds"),
+                                      "loadavg_end": os.getloadavg()}
             progress(f"--- done in {results[name + '_duration_s']:.0f}s")
             # write after every section: an interrupted run keeps what it measured
             results["meta"]["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -137,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ws.cleanup()
     progress.section = ""
-    progress(f"results: {out_json.relative_to(REPO)}")
+    shown = out_json.relative_to(REPO) if out_json.is_relative_to(REPO) else out_json
+    progress(f"results: {shown}")
     if not args.no_report:
         import report
 

@@ -75,8 +75,7 @@ async def serve(config: CollectorConfig, to_stdout: bool) -> None:
         bus = await connect(interface)  # own the name first: fail fast if taken
     try:
         await loop.run_in_executor(None, collector.load)
-        log.info("ready")
-        await collector.run(stop)
+        await collector.run(stop)  # logs "ready" once every ring buffer is read
     finally:
         if bus is not None:
             bus.disconnect()
@@ -92,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
         config = config_from(args)
     except (ValidationError, OSError, ValueError) as e:
         sys.exit(f"dots-collector: bad configuration: {e}")
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, config.nice)
+    except OSError as e:
+        log.warning("cannot set the scheduling priority to %d: %s", config.nice, e)
     try:
         asyncio.run(serve(config, args.stdout))
     except (CollectorError, RuntimeError) as e:

@@ -29,6 +29,10 @@ class CollectorConfig(BaseModel):
     retain_max_events: int = Field(default=100_000, ge=0, le=10_000_000)
     #: uids monitored from the start (the policy daemon sets them later)
     uids: list[int] = Field(default_factory=list, max_length=MAX_UIDS)
+    #: scheduling priority (nice) of the collector: like auditd's
+    #: priority_boost, the reader of the ring buffers should get a CPU soon
+    #: after a wake-up on a busy machine (it uses CPU only per event read)
+    nice: int = Field(default=-10, ge=-20, le=19)
     #: load the in-kernel enforcers (blocked programs and addresses)
     enforcers: bool = True
     #: the enforcement rules in force, restored at start ("" = not kept)

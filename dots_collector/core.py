@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import time
 from pathlib import Path
 from collections.abc import Iterable
@@ -29,6 +30,8 @@ from .retainer import Retainer
 log = logging.getLogger("dots.collector")
 
 LOST_CHECK_INTERVAL = 1.0
+#: how often ring buffers below their wake-up threshold are read (s)
+DRAIN_INTERVAL = 0.05
 
 
 class CollectorError(Exception):
@@ -40,7 +43,11 @@ class InvalidArgument(CollectorError):
 
 
 class Sink(Protocol):
-    def publish(self, monitor: str, batch_id: int, records: list[Record]) -> None: ...
+    """Where batches go. A batch is a list of rows: tuples in the record
+    type's field order (dots_common.records.field_names), never Record
+    objects (building one costs more than the rest of an event's path)."""
+
+    def publish(self, monitor: str, batch_id: int, rows: list[tuple]) -> None: ...
     def lost(self, monitor: str, total: int) -> None: ...
 
 
@@ -82,53 +89,83 @@ class Collector:
                 # until run() reads it. Enforcement records join their
                 # monitor's batches ("exec_blocked" in ProcessEvents,
                 # "connect_blocked" in NetworkEvents).
-                self.enforcement.load(lambda record: self.batcher.add(record.MONITOR, record))
+                self.enforcement.load(lambda record: self.add_record(record.MONITOR, record))
             for name in self.config.monitors:
-                monitor = monitor_class(name)(kib_per_cpu=self.config.ringbuf_kib_per_cpu,
-                                              **self._options(name))
+                cls = monitor_class(name)
+                monitor = cls(kib_per_cpu=self.config.ringbuf_kib_per_cpu,
+                              **cls.options(self.config))
                 monitor.load()
                 self.monitors[name] = monitor
                 monitor.set_uids(self.uids)
-                monitor.open(self._deliverer(name))
+                monitor.open(self._deliverer(name), self._rows_deliverer(name))
         except Exception:
             self.close()
             raise
-        self.ready = True
         log.info("monitors loaded: %s; enforcers: %s; uids: %s", ", ".join(self.monitors),
                  ", ".join(self.enforcement.loaded) or "none",
                  ", ".join(map(str, self.uids)) or "all")
 
-    def _publish(self, monitor: str, records: list[Record]) -> None:
-        self.sink.publish(monitor, self.retainer.add(monitor, records), records)
+    def _publish(self, monitor: str, rows: list[tuple]) -> None:
+        self.sink.publish(monitor, self.retainer.add(monitor, rows), rows)
 
-    def _options(self, name: str) -> dict[str, Any]:
-        if name == "filesystem":
-            return {"excluded_prefixes": self.config.excluded_prefixes}
-        return {}
+    def add_record(self, monitor: str, record: Record) -> None:
+        """A Record (enforcers, records made from maps) joins the batches
+        as a row, like the ring buffers' records."""
+        self.batcher.add(monitor, tuple(record.to_dbus()))
 
     def _deliverer(self, name: str):
-        add = self.batcher.add
-        return lambda record: add(name, record)
+        return lambda record: self.add_record(name, record)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    def _rows_deliverer(self, name: str):
+        extend = self.batcher.extend
+        return lambda rows: extend(name, rows)
+
+    async def run(self, stop: asyncio.Event, on_ready=None) -> None:
         """Read the ring buffers until ``stop`` is set, then shut down
-        cleanly: drain, flush the pending batches, detach."""
+        cleanly: drain, flush the pending batches, detach.
+
+        Ready (GetStatus "ready", the "ready" log line, ``on_ready``) only
+        once every probe is attached AND every ring buffer is being read:
+        an event that follows it is delivered or counted as lost.
+
+        The monitors' probes wake us only when a ring buffer is filling up
+        (common.h submit_event); a timer drains what arrives slowly."""
         loop = asyncio.get_running_loop()
+        # the monitors' ring buffers through one edge-triggered epoll: a ring
+        # buffer's fd polls readable whenever it holds a record, so a
+        # level-triggered watch (asyncio's) would wake us for every few
+        # records and defeat the kernel's wake-up threshold
+        rings = select.epoll()
+        consumers = {}
         for monitor in self.monitors.values():
-            loop.add_reader(monitor.ring_fd, monitor.consume)
-            if monitor.tick_interval:
-                self._tasks.append(asyncio.create_task(self._tick(monitor)))
-        readers = self.enforcement.readers()
+            rings.register(monitor.ring_fd, select.EPOLLIN | select.EPOLLET)
+            consumers[monitor.ring_fd] = monitor.consume
+
+        def on_rings() -> None:
+            for fd, _ in rings.poll(0):
+                consumers[fd]()
+
+        readers = [(rings.fileno(), on_rings), *self.enforcement.readers()]
         for fd, callback in readers:
             loop.add_reader(fd, callback)
+        for monitor in self.monitors.values():
+            if monitor.tick_interval:
+                self._tasks.append(asyncio.create_task(self._tick(monitor)))
+        self._tasks.append(asyncio.create_task(self._drain_slow()))
         self._tasks.append(asyncio.create_task(self._watch_lost()))
+        for monitor in self.monitors.values():
+            monitor.consume()  # what arrived while loading
+        self.ready = True
+        log.info("ready")
+        if on_ready is not None:
+            on_ready()
         try:
             await stop.wait()
         finally:
-            for monitor in self.monitors.values():
-                loop.remove_reader(monitor.ring_fd)
+            self.ready = False
             for fd, _ in readers:
                 loop.remove_reader(fd)
+            rings.close()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -142,7 +179,7 @@ class Collector:
         for name, monitor in self.monitors.items():
             monitor.consume()
             for record in monitor.periodic(final=True):
-                self.batcher.add(name, record)
+                self.add_record(name, record)
         self.enforcement.consume()
         self.batcher.flush_all()
 
@@ -158,7 +195,14 @@ class Collector:
         while True:
             await asyncio.sleep(monitor.tick_interval)
             for record in monitor.periodic():
-                self.batcher.add(monitor.name, record)
+                self.add_record(monitor.name, record)
+
+    async def _drain_slow(self) -> None:
+        """Events below a ring buffer's wake-up threshold."""
+        while True:
+            await asyncio.sleep(DRAIN_INTERVAL)
+            for monitor in self.monitors.values():
+                monitor.consume()
 
     async def _watch_lost(self) -> None:
         while True:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 
-from dots_common.records import Record
-
+from .batcher import Row
 
 
 class Retainer:
@@ -21,12 +20,12 @@ class Retainer:
         self.instance = uuid.uuid4().hex  # ids restart with each collector instance
         self.max_events = max_events
         self.next_id = 1
-        self._batches: OrderedDict[int, tuple[str, list[Record]]] = OrderedDict()
+        self._batches: OrderedDict[int, tuple[str, list[Row]]] = OrderedDict()
         self._events = 0
         self.dropped_unacked = 0
         self.acked_upto = 0
 
-    def add(self, monitor: str, records: list[Record]) -> int:
+    def add(self, monitor: str, records: list[Row]) -> int:
         batch_id = self.next_id
         self.next_id += 1
         self._batches[batch_id] = (monitor, records)
@@ -47,7 +46,7 @@ class Retainer:
             _, records = self._batches.pop(first)
             self._events -= len(records)
 
-    def after(self, batch_id: int) -> list[tuple[int, str, list[Record]]]:
+    def after(self, batch_id: int) -> list[tuple[int, str, list[Row]]]:
         return [(i, m, r) for i, (m, r) in self._batches.items() if i > batch_id]
 
     @property

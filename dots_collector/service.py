@@ -18,7 +18,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method, signal
 
 from dots_common import names
-from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
+from dots_common.records import RECORD_TYPES, SIGNAL_NAMES
 
 from .core import Collector, CollectorError, InvalidArgument
 
@@ -212,17 +212,52 @@ class BusSink:
         self.emitters = {monitor: getattr(interface, signal_name)
                          for monitor, signal_name in SIGNAL_NAMES.items()}
 
-    def publish(self, monitor: str, batch_id: int, records: list[Record]) -> None:
-        self.emitters[monitor](batch_id, [r.to_dbus() for r in records])
+    def publish(self, monitor: str, batch_id: int, rows: list[tuple]) -> None:
+        self.emitters[monitor](batch_id, rows)  # rows are the structs, in order
 
     def lost(self, monitor: str, total: int) -> None:
         self.interface.EventsLost(monitor, total)
+
+
+class PatientSocket:
+    """The bus socket as dbus-fast's writer sees it: send() on a full socket
+    buffer writes nothing instead of raising.
+
+    dbus-fast (5.2) takes the BlockingIOError of a non-blocking send() for a
+    broken connection and closes it: a burst of batches faster than
+    dbus-daemon reads them (a storm) cut the collector off the bus, its
+    name gone, while it went on running. Writing 0 bytes makes the writer
+    wait for the socket to become writable, as it does after a short
+    write."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def send(self, data: Any) -> int:
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+
+    def sendmsg(self, *args: Any) -> int:
+        try:
+            return self._sock.sendmsg(*args)
+        except BlockingIOError:
+            return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 async def connect(interface: CollectorInterface) -> MessageBus:
     """Connect to the system bus (or DBUS_SYSTEM_BUS_ADDRESS), export the
     interface and own the collector's name."""
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    writer = getattr(bus, "_writer", None)
+    if writer is not None and hasattr(writer, "sock"):
+        writer.sock = PatientSocket(writer.sock)
+    else:
+        log.warning("dbus-fast has no writer socket to wrap: a burst may disconnect the collector")
     bus.export(names.COLLECTOR_PATH, interface)
     reply = await bus.request_name(names.COLLECTOR_BUS_NAME)
     if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):

@@ -32,17 +32,19 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from dots_common import names
-from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record
+from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record, field_names
 
 from .bus_trust import Rejections, connection_uid, from_bus_daemon, name_owner
 from .clock import wall_offset_ns
 from .collector_client import CollectorCallError, CollectorClient, CollectorUnavailable
-from .history import store_batch
+from .history import store_rows
 from .schema import IngestedBatch
 
 log = logging.getLogger("dots.policyd.collector")
 
 MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
+#: where uid sits in each monitor's struct
+UID_AT = {mon: field_names(cls).index("uid") for mon, cls in RECORD_TYPES.items()}
 SYNC_RETRY_SECONDS = 0.2
 ACK_EVERY = 32  # batches; an ack is also sent whenever the queue runs dry
 
@@ -204,14 +206,15 @@ class CollectorLink:
         if msg.member not in MONITOR_OF_SIGNAL or not self.instance:
             return  # before sync(): the replay brings this batch again
         body = msg.body
-        if len(body) != 2 or isinstance(body[0], bool) or not isinstance(body[0], int) \
-                or not 0 < body[0] < 2**64:
+        monitor = MONITOR_OF_SIGNAL[msg.member]
+        if msg.signature != "ta" + RECORD_TYPES[monitor].DBUS_SIGNATURE or len(body) != 2 \
+                or isinstance(body[0], bool) or not isinstance(body[0], int) or not 0 < body[0] < 2**64:
             self.malformed_batches += 1
             log.error("malformed %s signal from the collector (%s): ignored", msg.member, msg.signature)
             return
         # records that cannot be read fail in the store loop, which logs
         # and acknowledges them (a replay would fail again)
-        self.queue.put_nowait((self.instance, body[0], MONITOR_OF_SIGNAL[msg.member], body[1]))
+        self.queue.put_nowait((self.instance, body[0], monitor, body[1]))
 
     async def _ack(self, instance: str, batch: int) -> None:
         try:
@@ -228,17 +231,18 @@ class CollectorLink:
         while True:
             instance, batch, monitor, events = await self.queue.get()
             try:
-                records = self._records(monitor, events)
-                fresh = await loop.run_in_executor(self.writer, store_batch, self.db, monitor,
-                                                   batch_key(instance, batch), records,
+                rows = self._records(monitor, events)
+                fresh = await loop.run_in_executor(self.writer, store_rows, self.db, monitor,
+                                                   batch_key(instance, batch), rows,
                                                    wall_offset_ns())
-                if fresh and self.on_records and records:
+                if fresh and self.on_records and rows:
+                    cls = RECORD_TYPES[monitor]
                     try:
-                        self.on_records(monitor, records)
+                        self.on_records(monitor, [cls(*row) for row in rows])
                     except Exception:
                         log.exception("handling a %s batch failed", monitor)
                 self.stored_batches += 1
-                self.stored_events += len(records)
+                self.stored_events += len(rows)
                 unacked += 1
                 if unacked >= ACK_EVERY or self.queue.empty():
                     await self._ack(instance, batch)
@@ -256,12 +260,14 @@ class CollectorLink:
             finally:
                 self.queue.task_done()
 
-    def _records(self, monitor: str, events: list[Any]) -> list[Record]:
-        """Only the children's events are kept (a batch may still hold
-        another uid's events from before the filter changed)."""
-        cls = RECORD_TYPES[monitor]
+    def _records(self, monitor: str, events: list[Any]) -> list[Any]:
+        """The batch's events as rows (each struct's values in the record's
+        field order; no Record object per event on the store path). Only
+        the children's events are kept (a batch may still hold another
+        uid's events from before the filter changed)."""
+        at = UID_AT[monitor]
         wanted = self.wanted
-        return [r for r in map(cls.from_dbus, events) if r.uid in wanted]
+        return [e for e in events if e[at] in wanted]
 
 
 async def start_collector_link(bus: MessageBus, db: peewee.Database,

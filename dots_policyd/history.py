@@ -20,8 +20,9 @@ from typing import Any
 import peewee
 from peewee import EXCLUDED, fn
 
-from dots_common.records import RECORD_TYPES, NetworkEvent, ProcessEvent, Record
+from dots_common.records import RECORD_TYPES, Record, field_names
 
+from .bulk import TimeText, insert_rows
 from .db import bind, dialect, storage_errors
 from .schema import (
     RAW_MODELS,
@@ -96,6 +97,12 @@ class _Layout:
     names: tuple[str, ...]
     values: Callable[[Record], tuple[Any, ...]]
     fields: tuple[peewee.Field, ...]
+    #: the raw table and its columns in row order (record fields, time, batch_id)
+    table: str
+    columns: tuple[str, ...]
+    #: where uid and ts_ns sit in a row
+    uid_at: int
+    ts_at: int
 
 
 @functools.cache
@@ -103,9 +110,11 @@ def _layout(monitor: str) -> _Layout:
     if monitor not in RAW_MODELS:
         raise ValueError(f"unknown monitor {monitor!r} (expected one of {', '.join(RAW_MODELS)})")
     model, record_type = RAW_MODELS[monitor], RECORD_TYPES[monitor]
-    names = tuple(f.name for f in dataclasses.fields(record_type))
+    names = field_names(record_type)
     fields = tuple(getattr(model, n) for n in names) + (model.time, model.batch_id)
-    return _Layout(model, record_type, names, operator.attrgetter(*names), fields)
+    return _Layout(model, record_type, names, operator.attrgetter(*names), fields,
+                   model._meta.table_name, tuple(f.column_name for f in fields),
+                   names.index("uid"), names.index("ts_ns"))
 
 
 def _chunk_rows(db: peewee.Database, columns: int) -> int:
@@ -148,27 +157,34 @@ def _add_counters(db: peewee.Database, model: type[peewee.Model], keys: Sequence
          .on_conflict(conflict_target=target, update=update).as_rowcount().execute())
 
 
-def _rollups(db: peewee.Database, records: Sequence[Record], offset: int, tz: dt.tzinfo | None) -> None:
-    """Process exec -> app launches; network -> bytes and connections per site."""
-    launches: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0])
-    sites: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for r in records:
-        if isinstance(r, ProcessEvent) and r.type == "exec":
-            launches[(r.uid, local_day(r.ts_ns, offset, tz), r.path or r.comm)][0] += 1
-        elif isinstance(r, NetworkEvent) and r.daddr:
-            # byte counts on network events are deltas since the socket's last event
-            totals = sites[(r.uid, local_day(r.ts_ns, offset, tz), r.daddr)]
-            totals[0] += r.bytes_sent
-            totals[1] += r.bytes_received
-            totals[2] += r.type == "connect"
-    _add_counters(db, AppUsageDaily, ("uid", "day", "app"), ("launches",), launches)
-    _add_counters(db, SiteUsageDaily, ("uid", "day", "site"),
-                  ("bytes_sent", "bytes_received", "connections"), sites)
+def _rollups(db: peewee.Database, monitor: str, rows: Sequence[Sequence[Any]], offset: int,
+             tz: dt.tzinfo | None) -> None:
+    """Process exec -> app launches; network -> bytes and connections per
+    site. Rows are in the record's field order (ProcessEvent: type, pid,
+    ppid, uid, gid, comm, path, exit_code, ts_ns; NetworkEvent: type, pid,
+    uid, comm, family, saddr, daddr, sport, dport, bytes_sent,
+    bytes_received, ts_ns)."""
+    if monitor == "process":
+        launches: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0])
+        for r in rows:
+            if r[0] == "exec":
+                launches[(r[3], local_day(r[8], offset, tz), r[6] or r[5])][0] += 1
+        _add_counters(db, AppUsageDaily, ("uid", "day", "app"), ("launches",), launches)
+    elif monitor == "network":
+        sites: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
+        for r in rows:
+            if r[6]:
+                # byte counts on network events are deltas since the socket's last event
+                totals = sites[(r[2], local_day(r[11], offset, tz), r[6])]
+                totals[0] += r[9]
+                totals[1] += r[10]
+                totals[2] += r[0] == "connect"
+        _add_counters(db, SiteUsageDaily, ("uid", "day", "site"),
+                      ("bytes_sent", "bytes_received", "connections"), sites)
 
 
 # --- ingest and retention ----------------------------------------------------------
 
-@storage_errors("cannot store a batch")
 def store_batch(db: peewee.Database, monitor: str, batch_id: str, records: Sequence[Record],
                 wall_offset_ns: int, *, tz: dt.tzinfo | None = None) -> bool:
     """Store one collector batch and its rollups in ONE transaction.
@@ -179,25 +195,40 @@ def store_batch(db: peewee.Database, monitor: str, batch_id: str, records: Seque
     are local dates (or in ``tz``).
     """
     layout = _layout(monitor)
-    if not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_BATCH_ID:
-        raise ValueError(f"batch id must be 1 to {MAX_BATCH_ID} characters")
     if not all(type(r) is layout.record_type for r in records):
         raise TypeError(f"a {monitor} batch may hold only {layout.record_type.__name__} records")
     values = layout.values
-    rows = [(*values(r), wall_time(r.ts_ns, wall_offset_ns), batch_id) for r in records]
+    return store_rows(db, monitor, batch_id, [values(r) for r in records], wall_offset_ns, tz=tz)
+
+
+@storage_errors("cannot store a batch")
+def store_rows(db: peewee.Database, monitor: str, batch_id: str,
+               rows: Sequence[Sequence[Any]], wall_offset_ns: int, *,
+               tz: dt.tzinfo | None = None) -> bool:
+    """store_batch for rows: each event as its values in the record's
+    field order (the D-Bus struct as received), no Record object built.
+    The values must have the record's types (a batch signal's signature
+    guarantees it)."""
+    layout = _layout(monitor)
+    if not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_BATCH_ID:
+        raise ValueError(f"batch id must be 1 to {MAX_BATCH_ID} characters")
+    width, ts_at = len(layout.names), layout.ts_at
+    if any(len(r) != width for r in rows):
+        raise TypeError(f"a {monitor} batch may hold only {layout.record_type.__name__} records")
+    text = TimeText()
+    full = [(*r, text((r[ts_at] + wall_offset_ns) // 1000), batch_id) for r in rows]
     bind(db)
     try:
         with db.atomic():
-            fresh = (IngestedBatch.insert(batch_id=batch_id, monitor=monitor, events=len(rows),
+            fresh = (IngestedBatch.insert(batch_id=batch_id, monitor=monitor, events=len(full),
                                           time=utcnow())
                      .on_conflict_ignore().as_rowcount().execute())
             if not fresh:
                 log.info("batch %s already stored: ignored", batch_id)
                 return False
-            for chunk in _chunks(rows, _chunk_rows(db, len(layout.fields))):
-                layout.model.insert_many(chunk, fields=layout.fields).as_rowcount().execute()
-            _rollups(db, records, wall_offset_ns, tz)
-    except (OverflowError, peewee.DataError) as exc:
+            insert_rows(db, layout.table, layout.columns, full)
+            _rollups(db, monitor, rows, wall_offset_ns, tz)
+    except (OverflowError, peewee.DataError, peewee.IntegrityError, TypeError) as exc:
         # e.g. a value beyond 64 bits: refuse this batch, not the daemon
         raise ValueError(f"batch {batch_id} holds a value the database cannot store: {exc}") from None
     return True

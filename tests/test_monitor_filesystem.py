@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from dots_common.records import FileEvent
 from tests.helpers import as_user, run_as, uid_of
 
 pytestmark = pytest.mark.bpf
@@ -298,7 +299,6 @@ print(json.dumps({"pid": os.getpid()}))
 STORM = r"""
 import json, os, sys, time
 
-from dots_common.records import FileEvent
 path, n = sys.argv[1], int(sys.argv[2])
 os.mknod(path, 0o600)              # creates it without an open()
 t0 = time.perf_counter()

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from dots_common.records import MemorySample
 from tests.helpers import VENV_PYTHON, as_user, run_as, uid_of
 
 pytestmark = pytest.mark.bpf
@@ -33,7 +34,6 @@ sys.stdin.read()
 CHURN = """
 import mmap, sys, time
 
-from dots_common.records import MemorySample
 seconds = float(sys.argv[1])
 data = b"x" * (1 << 20)
 rounds = 0

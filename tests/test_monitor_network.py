@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from dots_common.records import NetworkEvent
 from tests.helpers import as_user, run_as, uid_of
 
 pytestmark = pytest.mark.bpf
@@ -202,7 +203,6 @@ def test_uid_filter_uses_the_owner_of_the_socket(load_monitor, child_user, other
 STORM = r"""
 import json, os, socket, sys, time
 
-from dots_common.records import NetworkEvent
 n = int(sys.argv[1])
 srv = socket.socket()
 srv.bind(("127.0.0.1", 0))

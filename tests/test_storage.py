@@ -124,6 +124,21 @@ def test_batch_round_trips_with_utc_time(db: peewee.Database, monitor: str):
     assert {row.batch_id for row in model.select(model.batch_id)} == {f"{monitor}-1"}
 
 
+def test_hostile_names_round_trip(db: peewee.Database):
+    """A child names files and programs as it likes: tabs, newlines,
+    backslashes, COPY's end marker, SQL quotes, text that is not UTF-8
+    (escaped by the collector) must come back exactly (PostgreSQL takes
+    them through COPY's text format)."""
+    names = ["/tmp/a\tb", "/tmp/line\nbreak", "/tmp/back\\slash\\N", "\\.", "\\N",
+             "/tmp/it's \"quoted\"; DROP TABLE file_event;--", "/tmp/\r\x1b[31mred",
+             "/tmp/caf\u00e9 \U0001F600", "/tmp/\\xff\\xfe"]
+    records = [FileEvent("open", 5, CHILD, name[-15:], name, 0, 3, 0, (i + 1) * SEC, new_path=name)
+               for i, name in enumerate(names)]
+    assert store_batch(db, "filesystem", "hostile", records, OFFSET, tz=UTC) is True
+    stored = recent_events(db, "filesystem", CHILD, limit=100)
+    assert [s.record for s in stored] == list(reversed(records))
+
+
 def test_raw_tables_mirror_the_records():
     from dots_common.records import RECORD_TYPES
 

@@ -169,12 +169,17 @@ def run(ws: Workspace, settings, progress) -> dict:
     progress("user-space cost per event (µs, --stdout path / bus path): " + ", ".join(
         f"{m} {c['stdout_path_us']:.1f} / {c['bus_path_us']:.1f}"
         for m, c in out["userspace_cost"]["by_monitor"].items()))
-    for monitor in MONITORS:
+    import os
+
+    only = [m for m in os.environ.get("BENCH_MONITORS", "").split(",") if m]
+    for monitor in [m for m in MONITORS if not only or m in only]:
         try:
             out["monitors"][monitor] = run_monitor(ws, settings, progress, monitor)
         except SectionError as e:
             progress(f"{monitor}: not measured: {e}")
             out["monitors"][monitor] = {"error": str(e), "seed_claim": SEED_CLAIMS[monitor]}
+    if only and "mixed" not in only:
+        return out
     try:
         out["mixed"] = run_mixed(ws, settings, progress)
     except SectionError as e:

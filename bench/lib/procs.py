@@ -159,7 +159,12 @@ class Collector:
                              "org.dots.Collector1", member, signature, body or [])
 
     def status(self) -> dict[str, Any]:
-        return unvariant(self.call("GetStatus")[0])
+        try:
+            return unvariant(self.call("GetStatus")[0])
+        except SectionError as e:
+            gone = self.process is not None and self.process.poll() is not None
+            raise SectionError(f"{e}" + (f" (the collector exited with {self.process.returncode}: "
+                                         f"{self.log_tail()})" if gone else "")) from e
 
 
 class BpfTrace:

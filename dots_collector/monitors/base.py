@@ -1,94 +1,50 @@
-"""What every monitor shares: compile its ``<name>.bpf.c`` with bcc, keep
-its uid filter, count its lost events, and decode its ring buffer records.
+"""What every monitor adds to a BPF object (bpfobject.py): the in-kernel
+uid filter (common.h), records made from maps (``periodic``), and the
+options it takes from the collector's configuration (``options``).
 
 A monitor subclass names its source file and record type and implements
-``decode(data) -> Record | None``; everything else lives here.
+``decode(data) -> Record | None`` (or ``decode_batch``); everything else
+lives here and in bpfobject.py.
 """
 
 from __future__ import annotations
 
 import ctypes
-import logging
-import os
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from dots_common.limits import MAX_UIDS
 from dots_common.records import Record
 
+from ..bpfobject import DEFAULT_RINGBUF_KIB_PER_CPU, MONITORS_DIR, PAGE_SIZE, BpfObject, cstr
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ..config import CollectorConfig
 
-HERE = Path(__file__).resolve().parent
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-DEFAULT_RINGBUF_KIB_PER_CPU = 128
+__all__ = ["DEFAULT_RINGBUF_KIB_PER_CPU", "HERE", "PAGE_SIZE", "Monitor", "cstr"]
+
+HERE = MONITORS_DIR
 FILTER_NOBODY, FILTER_LISTED, FILTER_ALL = 0, 1, 2  # common.h
 
 
-def ringbuf_pages(kib_per_cpu: int, ncpus: int | None = None) -> int:
-    """A BPF ring buffer is shared by all CPUs and must be a power-of-two
-    number of pages: round kib_per_cpu x ncpus up to one."""
-    ncpus = ncpus or os.cpu_count() or 1
-    wanted = max(1, kib_per_cpu * 1024 * ncpus // PAGE_SIZE)
-    pages = 1
-    while pages < wanted:
-        pages <<= 1
-    return pages
+class Monitor(BpfObject):
+    """One monitor: a BPF object whose probes report only watched uids."""
 
-
-class Monitor:
-    """One BPF object: programs, uid filter, ring buffer, lost counter."""
-
-    name: ClassVar[str]
-    record_type: ClassVar[type[Record]]
+    kind: ClassVar[str] = "monitor"
     #: seconds between calls of :meth:`periodic`; None = never
     tick_interval: ClassVar[float | None] = None
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = ()) -> None:
-        self.pages = ringbuf_pages(kib_per_cpu)
-        self.extra_cflags = list(extra_cflags)
-        self.bpf: Any = None
-        self.delivered = 0
+        super().__init__(kib_per_cpu, extra_cflags)
         #: uids the kernel side reports: None = every uid (user space uses
         #: it for records made from maps, see wants())
         self.watching: set[int] | None = set()
 
-    @property
-    def ringbuf_bytes(self) -> int:
-        return self.pages * PAGE_SIZE
-
-    @property
-    def source(self) -> Path:
-        return HERE / f"{self.name}.bpf.c"
-
-    def cflags(self) -> list[str]:
-        return ["-Wno-ignored-attributes", f"-DRINGBUF_PAGES={self.pages}",
-                f"-DMAX_MONITORED_UIDS={MAX_UIDS}", *self.extra_cflags]
-
-    def program_text(self) -> str:
-        """The monitor's source with common.h pasted in: bcc rewrites map
-        methods only in the main text, never in an included header."""
-        common = (HERE / "common.h").read_text()
-        return self.source.read_text().replace('#include "common.h"', common, 1)
-
-    def load(self) -> None:
-        """Compile and attach (bcc attaches TRACEPOINT_PROBEs itself)."""
-        from bcc import BPF  # imported here: only the root daemon needs bcc
-
-        self.bpf = BPF(text=self.program_text().encode(), cflags=self.cflags())
-        self.after_load()
-        log.info("monitor %s loaded (%d KiB ring buffer)", self.name, self.ringbuf_bytes // 1024)
-
-    def after_load(self) -> None:
-        """Hook for monitors that seed maps or attach extra programs."""
-
-    def close(self) -> None:
-        if self.bpf is not None:
-            self.bpf.cleanup()
-            self.bpf = None
-            log.info("monitor %s detached", self.name)
+    @classmethod
+    def options(cls, config: "CollectorConfig") -> dict[str, Any]:
+        """Constructor arguments this monitor takes from the collector's
+        configuration (besides the ring buffer size)."""
+        return {}
 
     # --- uid filter -------------------------------------------------------
     def set_uids(self, uids: Iterable[int]) -> None:
@@ -124,43 +80,23 @@ class Monitor:
     def wants(self, uid: int) -> bool:
         return self.watching is None or uid in self.watching
 
-    # --- events -------------------------------------------------------------
-    @property
-    def lost(self) -> int:
-        """Events the kernel dropped because the ring buffer was full."""
-        return sum(self.bpf[b"lost_events"][ctypes.c_int(0)])
-
-    @property
-    def ring_fd(self) -> int:
-        return self.bpf[b"events"].map_fd
-
-    def open(self, deliver: Callable[[Record], None]) -> None:
-        """Decode every ring buffer record and hand it to ``deliver``."""
-
-        def on_event(_ctx: Any, data: Any, size: int) -> int:
-            record = self.decode(ctypes.string_at(data, size))
-            if record is not None:
-                self.delivered += 1
-                deliver(record)
-            return 0
-
-        self.bpf[b"events"].open_ring_buffer(on_event)
-
-    def consume(self) -> None:
-        """Drain what the ring buffer holds now, without waiting."""
-        self.bpf.ring_buffer_consume()
-
-    def decode(self, data: bytes) -> Record | None:
+    # --- ring buffer records -----------------------------------------------------
+    def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
+        """Each monitor decodes its records straight into rows."""
         raise NotImplementedError
 
+    def decode_batch(self, buf: bytes, spans: list[tuple[int, int]]) -> list[Record]:
+        cls = self.record_type
+        return [cls(*row) for row in self.decode_rows(buf, spans)]
+
+    def decode(self, data: bytes) -> Record | None:
+        out = self.decode_batch(data, [(0, len(data))])
+        return out[0] if out else None
+
+    # --- records from maps ------------------------------------------------------
     def periodic(self, final: bool = False) -> list[Record]:
         """Records that come from maps rather than the ring buffer (samples,
         counters of long-lived files or sockets), called every
         ``tick_interval`` seconds and once more, with ``final``, at
         shutdown (report everything still counted)."""
         return []
-
-
-def cstr(raw: bytes) -> str:
-    """A NUL-terminated C string as text (undecodable bytes escaped)."""
-    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")

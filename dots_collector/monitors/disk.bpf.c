@@ -185,7 +185,7 @@ TRACEPOINT_PROBE(block, block_rq_complete)
         e->bytes = done;
         bpf_probe_read_kernel(&e->rwbs, sizeof(e->rwbs), args->rwbs);
         __builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
-        events.ringbuf_submit(e, 0);
+        submit_event(e);
     }
 
     /* A partial completion: the rest of the request now starts further on. */

@@ -26,6 +26,7 @@ OWNER_TS = struct.Struct("<QQ")
 class DiskMonitor(Monitor):
     name = "disk"
     record_type = DiskEvent
+    record_bytes = 96  # struct disk_event (72 bytes) and the header
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = (), interval: float = 5.0,
@@ -42,12 +43,17 @@ class DiskMonitor(Monitor):
     def cflags(self) -> list[str]:
         return [*super().cflags(), f"-DMAX_PENDING={self.max_pending}"]
 
-    def decode(self, data: bytes) -> DiskEvent:
-        (ts_ns, latency_ns, sector, pid, uid, dev, nr_sector, nbytes,
-         rwbs, comm) = EVENT.unpack_from(data)
-        return DiskEvent(pid=pid, uid=uid, comm=cstr(comm), dev=dev, sector=sector,
-                         bytes=nbytes, nr_sector=nr_sector, rw=cstr(rwbs),
-                         latency_ns=latency_ns, ts_ns=ts_ns)
+    def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
+        """DiskEvent rows: pid, uid, comm, dev, sector, bytes, nr_sector, rw,
+        latency_ns, ts_ns."""
+        unpack = EVENT.unpack_from
+        out = []
+        for off, _size in spans:
+            (ts_ns, latency_ns, sector, pid, uid, dev, nr_sector, nbytes,
+             rwbs, comm) = unpack(buf, off)
+            out.append((pid, uid, cstr(comm), dev, sector, nbytes, nr_sector, cstr(rwbs),
+                        latency_ns, ts_ns))
+        return out
 
     def periodic(self, final: bool = False) -> list[DiskEvent]:
         if self.bpf is not None:

@@ -82,6 +82,8 @@ struct fd_info {
     u64 gen;
     u32 uid;
     u32 flags;
+    u32 plen;                /* bytes of path with its NUL (1..PATH_LEN) */
+    u32 pad;
     char comm[TASK_COMM_LEN];
     char path[PATH_LEN];
 };
@@ -107,10 +109,45 @@ BPF_F_TABLE("hash", u32, struct pending, pending, MAX_INFLIGHT, BPF_F_NO_PREALLO
 BPF_F_TABLE("hash", u32, u32, io_inflight, MAX_INFLIGHT, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* too big for the BPF stack */
 BPF_PERCPU_ARRAY(scratch, struct fd_info, 1);
+/* open/read/write/unlink events are built here and copied into the ring
+ * buffer with only the path bytes they use (a record is ~100 bytes for a
+ * typical path instead of 328: three times as many fit in the ring) */
+BPF_PERCPU_ARRAY(evbuf, struct file_event, 1);
+#define EVENT_HEAD (sizeof(struct file_event) - PATH_LEN)
+
+static __always_inline void output_event(struct file_event *e, u32 plen)
+{
+    if (plen > PATH_LEN)
+        plen = PATH_LEN;
+    if (plen < 1)
+        plen = 1;
+    if (events.ringbuf_output(e, EVENT_HEAD + plen, wakeup_flags()) != 0)
+        count_lost();
+}
 /* filled by the loader; the first entry with len == 0 ends the list */
 BPF_ARRAY(excluded, struct prefix, MAX_PREFIXES);
 /* [0] = fds left uncounted because `fds` was full */
 BPF_ARRAY(fs_stats, u64, 1);
+/* Entries in `pending` [0] and `io_inflight` [1]. Every read, write and
+ * open exit on the machine looks for its thread in those maps; while they
+ * are empty (nobody watched is in such a syscall) one array read says so
+ * instead of a hash lookup: the cost of an unwatched user's syscall. */
+#define IN_PENDING 0
+#define IN_IO 1
+BPF_ARRAY(in_flight, u64, 2);
+
+static __always_inline int none_in_flight(u32 which)
+{
+    u64 *n = in_flight.lookup(&which);
+    return n && *n == 0;
+}
+
+static __always_inline void count_in_flight(u32 which, s64 delta)
+{
+    u64 *n = in_flight.lookup(&which);
+    if (n)
+        __sync_fetch_and_add(n, delta);
+}
 
 static __always_inline void count_untracked(void)
 {
@@ -167,7 +204,10 @@ static __always_inline int io_enter(u32 fd)
     if (!fds.lookup(&key))
         return 0;
     u32 tid = id;
-    io_inflight.update(&tid, &fd);
+    if (io_inflight.insert(&tid, &fd) == 0)
+        count_in_flight(IN_IO, 1);
+    else
+        io_inflight.update(&tid, &fd);
     return 0;
 }
 
@@ -175,11 +215,14 @@ static __always_inline int io_exit(long ret, int is_write)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id;
+    if (none_in_flight(IN_IO))
+        return 0;
     u32 *fdp = io_inflight.lookup(&tid);   /* misses for untracked fds */
     if (!fdp)
         return 0;
     struct fd_key key = {.tgid = id >> 32, .fd = *fdp};
-    io_inflight.delete(&tid);
+    if (io_inflight.delete(&tid) == 0)
+        count_in_flight(IN_IO, -1);
     if (ret <= 0)
         return 0;
     struct fd_info *fi = fds.lookup(&key);
@@ -214,11 +257,10 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pwritev) { return io_exit(args->ret, 1); }
 static __always_inline void emit_io(u32 type, struct fd_key *key, struct fd_info *fi,
                                     u64 bytes, u64 now)
 {
-    struct file_event *e = events.ringbuf_reserve(sizeof(*e));
-    if (!e) {
-        count_lost();
+    u32 zero = 0;
+    struct file_event *e = evbuf.lookup(&zero);
+    if (!e)
         return;
-    }
     e->ts_ns = now;
     e->bytes = bytes;
     e->gen = fi->gen;
@@ -231,7 +273,7 @@ static __always_inline void emit_io(u32 type, struct fd_key *key, struct fd_info
      * I/O (a forked child may have exec'd since the open) */
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     __builtin_memcpy(e->path, fi->path, sizeof(e->path));
-    events.ringbuf_submit(e, 0);
+    output_event(e, fi->plen);
 }
 
 /* One "read" and/or one "write" event with the totals, then forget the fd. */
@@ -334,8 +376,11 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id, tgid = id >> 32;
     if (uid_wanted(current_uid())) {
-        pending.delete(&tid);        /* a syscall that never returned */
-        io_inflight.delete(&tid);
+        /* a syscall that never returned */
+        if (pending.delete(&tid) == 0)
+            count_in_flight(IN_PENDING, -1);
+        if (io_inflight.delete(&tid) == 0)
+            count_in_flight(IN_IO, -1);
     }
     if (tid != tgid)                 /* a thread: the fds live on */
         return 0;
@@ -365,7 +410,10 @@ static __always_inline int remember(u32 type, const void *path, const void *aux,
         return 0;
     u32 tid = id;
     struct pending p = {.path = (u64)path, .aux = (u64)aux, .type = type, .flags = flags};
-    pending.update(&tid, &p);
+    if (pending.insert(&tid, &p) == 0)
+        count_in_flight(IN_PENDING, 1);
+    else
+        pending.update(&tid, &p);
     return 0;
 }
 
@@ -423,17 +471,25 @@ static __always_inline int finish(long ret)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id, tgid = id >> 32;
+    if (none_in_flight(IN_PENDING))
+        return 0;
     struct pending *pp = pending.lookup(&tid);   /* misses unless monitored */
     if (!pp)
         return 0;
     struct pending p = *pp;
-    pending.delete(&tid);
+    if (pending.delete(&tid) == 0)
+        count_in_flight(IN_PENDING, -1);
 
     u32 zero = 0;
     struct fd_info *fi = scratch.lookup(&zero);
     if (!fi)
         return 0;
-    bpf_probe_read_user_str(fi->path, sizeof(fi->path), (void *)p.path);
+    long plen = bpf_probe_read_user_str(fi->path, sizeof(fi->path), (void *)p.path);
+    if (plen <= 0) {
+        fi->path[0] = 0;
+        plen = 1;
+    }
+    fi->plen = plen;
     u32 type = p.type;
     if (type == EV_OPENAT2) {
         u64 how_flags = 0;   /* struct open_how (uapi) starts with u64 flags */
@@ -459,7 +515,7 @@ static __always_inline int finish(long ret)
         fi->gen = bpf_ktime_get_boot_ns();
         bpf_get_current_comm(fi->comm, sizeof(fi->comm));
         fill_event(&r->e, fi, type, tgid, ret);
-        events.ringbuf_submit(r, 0);
+        submit_event(r);
         return 0;
     }
 
@@ -476,13 +532,11 @@ static __always_inline int finish(long ret)
     /* counted even if the open event is lost below: the bytes still arrive */
     if (type == EV_OPEN && ret >= 0)
         track_fd(tgid, ret, fi);
-    struct file_event *e = events.ringbuf_reserve(sizeof(*e));
-    if (!e) {
-        count_lost();
+    struct file_event *e = evbuf.lookup(&zero);
+    if (!e)
         return 0;
-    }
     fill_event(e, fi, type, tgid, ret);
-    events.ringbuf_submit(e, 0);
+    output_event(e, fi->plen);
     return 0;
 }
 

@@ -23,13 +23,16 @@ import os
 import struct
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from dots_common.records import FileEvent
 
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
 
-# struct file_event (filesystem.bpf.c), then new_path for a rename
+# struct file_event (filesystem.bpf.c), then new_path for a rename. Only a
+# rename is sent whole; the other events end after their path's NUL.
 EVENT = struct.Struct("<QQQqIIII16s256s")
+HEAD = struct.Struct("<QQQqIIII16s")
 PATH_LEN = 256
 TYPES = ("open", "read", "write", "unlink", "rename")
 EV_READ, EV_WRITE, EV_RENAME = 1, 2, 4
@@ -45,6 +48,7 @@ MIN_SCAN_GAP = 1.0
 class FilesystemMonitor(Monitor):
     name = "filesystem"
     record_type = FileEvent
+    record_bytes = 128  # 64 bytes of head, the path's bytes, the header
     tick_interval = 5.0
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
@@ -60,6 +64,10 @@ class FilesystemMonitor(Monitor):
         # the close does not report them again
         self._closed: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=4096)
         self._last_scan = 0.0
+
+    @classmethod
+    def options(cls, config: Any) -> dict[str, Any]:
+        return {"excluded_prefixes": config.excluded_prefixes}
 
     def cflags(self) -> list[str]:
         return [*super().cflags(), f"-DSELF_TGID={os.getpid()}",
@@ -87,26 +95,32 @@ class FilesystemMonitor(Monitor):
         return self.bpf[b"fs_stats"][ctypes.c_int(0)].value
 
     # --- ring buffer ----------------------------------------------------------
-    def decode(self, data: bytes) -> FileEvent | None:
-        (ts_ns, nbytes, gen, result, kind, pid, uid, flags, comm,
-         path) = EVENT.unpack_from(data)
-        new_path = ""
-        if kind == EV_RENAME:
-            new_path = cstr(data[EVENT.size:EVENT.size + PATH_LEN])
-        elif kind in (EV_READ, EV_WRITE):
-            # the kernel sends totals at close/exit: subtract what periodic()
-            # already reported for this fd
-            key = (pid, result, gen)
-            done = self._reported.get(key)
-            if done is not None:
-                nbytes -= done[kind - 1]
-                done[kind - 1] += nbytes
-            self._closed.append(key)
-            if nbytes <= 0:
-                return None
-        return FileEvent(type=TYPES[kind], pid=pid, uid=uid, comm=cstr(comm), path=cstr(path),
-                         flags=flags, result=result, bytes=nbytes, ts_ns=ts_ns,
-                         new_path=new_path)
+    def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
+        """FileEvent rows: type, pid, uid, comm, path, flags, result, bytes,
+        ts_ns, new_path."""
+        unpack, head = HEAD.unpack_from, HEAD.size
+        reported, closed = self._reported, self._closed
+        out = []
+        for off, size in spans:
+            (ts_ns, nbytes, gen, result, kind, pid, uid, flags, comm) = unpack(buf, off)
+            path = buf[off + head:off + min(size, head + PATH_LEN)]
+            new_path = ""
+            if kind == EV_RENAME:
+                new_path = cstr(buf[off + head + PATH_LEN:off + head + 2 * PATH_LEN])
+            elif kind == EV_READ or kind == EV_WRITE:
+                # the kernel sends totals at close/exit: subtract what
+                # periodic() already reported for this fd
+                key = (pid, result, gen)
+                done = reported.get(key)
+                if done is not None:
+                    nbytes -= done[kind - 1]
+                    done[kind - 1] += nbytes
+                closed.append(key)
+                if nbytes <= 0:
+                    continue
+            out.append((TYPES[kind], pid, uid, cstr(comm), cstr(path), flags, result, nbytes,
+                        ts_ns, new_path))
+        return out
 
     # --- long-lived files and dead processes ----------------------------------
     def periodic(self, final: bool = False) -> list[FileEvent]:

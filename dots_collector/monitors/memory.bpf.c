@@ -54,6 +54,11 @@ struct alloc_owner {
 
 BPF_F_TABLE("hash", u32, struct mem_stats, stats, MAX_PIDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 BPF_TABLE("lru_hash", u64, struct alloc_owner, allocs, MAX_PTRS);
+/* [0]: entries put in `allocs` and not yet freed. An entry the LRU evicts
+ * is not subtracted, so after evictions this stays above 0 and kfree looks
+ * up every pointer (as it always did); with nobody watched (or the watched
+ * users idle) it is 0 and kfree costs one array read. */
+BPF_ARRAY(outstanding, u64, 1);
 /* rss_stat mm_id -> tgid, so that RSS changes made by another task
  * (reclaim, khugepaged: curr == 0) reach the owner's entry. */
 BPF_TABLE("lru_hash", u32, u32, mm_owner, MAX_PIDS);
@@ -92,7 +97,12 @@ TRACEPOINT_PROBE(kmem, kmalloc)
 #ifdef TRACK_FREE
     u64 ptr = (u64)args->ptr;
     struct alloc_owner owner = {.tgid = tgid, .bytes = bytes};
-    allocs.update(&ptr, &owner);
+    if (allocs.update(&ptr, &owner) == 0) {
+        u32 zero = 0;
+        u64 *n = outstanding.lookup(&zero);
+        if (n)
+            __sync_fetch_and_add(n, 1);
+    }
 #endif
     return 0;
 }
@@ -103,13 +113,21 @@ TRACEPOINT_PROBE(kmem, kmalloc)
  * process still holds. One lookup for an allocation we did not see. */
 TRACEPOINT_PROBE(kmem, kfree)
 {
+    /* every kfree on the machine comes here: while no watched process has
+     * an allocation in `allocs`, one array read and out (the cost of the
+     * uid check), not a hash lookup */
+    u32 zero = 0;
+    u64 *n = outstanding.lookup(&zero);
+    if (!n || *n == 0)
+        return 0;
     u64 ptr = (u64)args->ptr;
     struct alloc_owner *owner = allocs.lookup(&ptr);
     if (!owner)
         return 0;
     u32 tgid = owner->tgid;
     u64 bytes = owner->bytes;
-    allocs.delete(&ptr);
+    if (allocs.delete(&ptr) == 0 && *n > 0)
+        __sync_fetch_and_add(n, -1);
     struct mem_stats *s = stats.lookup(&tgid);  /* never recreate a gone pid */
     if (s)
         __sync_fetch_and_add(&s->bytes_freed, bytes);

@@ -29,6 +29,7 @@ RESIDENT_SEEN = sum(1 << m for m in RSS_RESIDENT)
 #: an exited process's entry is kept this long, so that the pages its exit
 #: frees (after sched_process_exit) are still counted in its last sample
 EXIT_GRACE_NS = 100_000_000
+NO_RING_KIB_PER_CPU = 4
 EXIT_FORMAT = Path("/sys/kernel/tracing/events/sched/sched_process_exit/format")
 
 
@@ -40,7 +41,10 @@ class MemoryMonitor(Monitor):
                  extra_cflags: Iterable[str] = (), interval: float = 1.0,
                  max_pids: int = 8192, max_ptrs: int = 16384,
                  track_free: bool = True) -> None:
-        super().__init__(kib_per_cpu, extra_cflags)
+        # nothing goes through its ring buffer: the smallest one (two pages),
+        # whatever size the other monitors get
+        del kib_per_cpu
+        super().__init__(NO_RING_KIB_PER_CPU, extra_cflags)
         if interval <= 0:
             raise ValueError("interval must be positive")
         self.tick_interval = interval
@@ -76,8 +80,8 @@ class MemoryMonitor(Monitor):
             if STATS.unpack(raw)[9] not in wanted:
                 self._forget(table, key)
 
-    def decode(self, data: bytes) -> None:
-        return None  # nothing is sent through the ring buffer
+    def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
+        return []  # nothing is sent through the ring buffer
 
     # --- sampling -----------------------------------------------------------
     def _entries(self) -> list[tuple[int, bytes]]:

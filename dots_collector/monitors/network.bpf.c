@@ -147,7 +147,7 @@ static __always_inline void emit(u32 type, u64 sk, struct sock_info *si)
     __builtin_memcpy(e->saddr, si->saddr, sizeof(e->saddr));
     __builtin_memcpy(e->daddr, si->daddr, sizeof(e->daddr));
     __builtin_memcpy(e->comm, si->o.comm, sizeof(e->comm));
-    events.ringbuf_submit(e, 0);
+    submit_event(e);
 }
 
 static __always_inline void table_full(void)

@@ -42,6 +42,7 @@ TRACEFS = "/sys/kernel/tracing"
 class NetworkMonitor(Monitor):
     name = "network"
     record_type = NetworkEvent
+    record_bytes = 128  # struct net_event (108 bytes) and the header
     tick_interval = 5.0
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
@@ -97,19 +98,25 @@ class NetworkMonitor(Monitor):
             table[key] = leaf
 
     # --- ring buffer ----------------------------------------------------------
-    def decode(self, data: bytes) -> NetworkEvent:
-        (ts_ns, sent, received, gen, sk, kind, pid, uid, family, sport, dport, _pad,
-         saddr, daddr, comm) = EVENT.unpack_from(data)
-        if kind in (EV_CLOSE, EV_CONNECT_FAILED):
-            done = self._reported.pop((sk, gen), None)
-            if done is not None:
-                sent -= done[0]
-                received -= done[1]
-            self._closed.append((sk, gen))
-        return NetworkEvent(type=TYPES[kind], pid=pid, uid=uid, comm=cstr(comm), family=family,
-                            saddr=ip_text(family, saddr), daddr=ip_text(family, daddr),
-                            sport=sport, dport=dport, bytes_sent=max(sent, 0),
-                            bytes_received=max(received, 0), ts_ns=ts_ns)
+    def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
+        """NetworkEvent rows: type, pid, uid, comm, family, saddr, daddr,
+        sport, dport, bytes_sent, bytes_received, ts_ns."""
+        unpack = EVENT.unpack_from
+        reported, closed = self._reported, self._closed
+        out = []
+        for off, _size in spans:
+            (ts_ns, sent, received, gen, sk, kind, pid, uid, family, sport, dport, _pad,
+             saddr, daddr, comm) = unpack(buf, off)
+            if kind == EV_CLOSE or kind == EV_CONNECT_FAILED:
+                done = reported.pop((sk, gen), None)
+                if done is not None:
+                    sent -= done[0]
+                    received -= done[1]
+                closed.append((sk, gen))
+            out.append((TYPES[kind], pid, uid, cstr(comm), family, ip_text(family, saddr),
+                        ip_text(family, daddr), sport, dport, max(sent, 0), max(received, 0),
+                        ts_ns))
+        return out
 
     # --- live sockets ---------------------------------------------------------
     def periodic(self, final: bool = False) -> list[NetworkEvent]:

@@ -88,7 +88,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     }
     fill_head(h, EV_FORK, child, uid_gid);
     h->ppid = *known;
-    events.ringbuf_submit(h, 0);
+    submit_event(h);
     return 0;
 }
 
@@ -104,7 +104,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     }
     fill_head(&e->h, EV_EXEC, bpf_get_current_pid_tgid() >> 32, uid_gid);
     READ_DATA_LOC_STR(e->path, args, filename);
-    events.ringbuf_submit(e, 0);
+    submit_event(e);
     return 0;
 }
 
@@ -150,7 +150,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
             fill_head(h, EV_EXIT, tgid, uid_gid);
             s32 *code = exit_codes.lookup(&tgid);
             h->exit_code = code ? *code : 0;
-            events.ringbuf_submit(h, 0);
+            submit_event(h);
         }
     }
     exit_codes.delete(&tgid);

@@ -20,6 +20,7 @@ TYPES = ("fork", "exec", "exit")
 class ProcessMonitor(Monitor):
     name = "process"
     record_type = ProcessEvent
+    record_bytes = 192  # fork/exit 64 bytes, exec 328: mostly forks and exits
 
     def after_load(self) -> None:
         self.seed_parents()
@@ -35,15 +36,20 @@ class ProcessMonitor(Monitor):
             if ppid is not None:
                 parents[ctypes.c_uint32(int(entry.name))] = ctypes.c_uint32(ppid)
 
-    def decode(self, data: bytes) -> ProcessEvent:
-        ts_ns, kind, pid, ppid, uid, gid, exit_code, comm = HEAD.unpack_from(data)
-        path = ""
-        if kind == 1:
-            path = cstr(data[HEAD.size:HEAD.size + PATH_LEN])
-            if not path.startswith("/"):
-                path = absolute_exe(pid, path)
-        return ProcessEvent(type=TYPES[kind], pid=pid, ppid=ppid, uid=uid, gid=gid,
-                            comm=cstr(comm), path=path, exit_code=exit_code, ts_ns=ts_ns)
+    def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
+        """ProcessEvent rows: type, pid, ppid, uid, gid, comm, path,
+        exit_code, ts_ns."""
+        unpack, head = HEAD.unpack_from, HEAD.size
+        out = []
+        for off, _size in spans:
+            ts_ns, kind, pid, ppid, uid, gid, exit_code, comm = unpack(buf, off)
+            path = ""
+            if kind == 1:
+                path = cstr(buf[off + head:off + head + PATH_LEN])
+                if not path.startswith("/"):
+                    path = absolute_exe(pid, path)
+            out.append((TYPES[kind], pid, ppid, uid, gid, cstr(comm), path, exit_code, ts_ns))
+        return out
 
 
 def read_ppid(pid: int) -> int | None:

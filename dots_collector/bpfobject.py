@@ -1,0 +1,205 @@
+"""One BPF object with its maps and its ring buffer: the base of every
+monitor (monitors/base.py) and every enforcer (enforcers/base.py).
+
+Written once here: the source text (``<name>.bpf.c`` with common.h pasted
+in), the compile flags, compiling and attaching with bcc, the lost counter,
+and reading the ring buffer from its mmap'ed pages a batch at a time
+(ringbuf.py) instead of one bcc ctypes callback per record.
+
+A subclass names its source (``name``, ``source_dir``) and its record type,
+and decodes: ``decode(data)`` for one record, or ``decode_batch`` for a
+whole read when it can do better than one call per record.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dots_common.limits import MAX_UIDS
+from dots_common.records import Record
+
+from .ringbuf import PAGE_SIZE, RingReader, Spans
+
+log = logging.getLogger(__name__)
+
+MONITORS_DIR = Path(__file__).resolve().parent / "monitors"
+COMMON_H = MONITORS_DIR / "common.h"
+DEFAULT_RINGBUF_KIB_PER_CPU = 128
+#: reads per consume() call: bounded, so a storm on one ring buffer cannot
+#: starve the others (the event loop calls again while data is there)
+MAX_READS_PER_CONSUME = 4
+
+Deliver = Callable[[Record], None]
+#: rows: tuples in a record type's field order (Record.to_dbus order)
+DeliverRows = Callable[[list[tuple]], None]
+
+
+def ringbuf_pages(kib_per_cpu: int, ncpus: int | None = None) -> int:
+    """A BPF ring buffer is shared by all CPUs and must be a power-of-two
+    number of pages: round kib_per_cpu x ncpus up to one."""
+    import os
+
+    ncpus = ncpus or os.cpu_count() or 1
+    wanted = max(1, kib_per_cpu * 1024 * ncpus // PAGE_SIZE)
+    pages = 1
+    while pages < wanted:
+        pages <<= 1
+    return pages
+
+
+def cstr(raw: bytes) -> str:
+    """A NUL-terminated C string as text (undecodable bytes escaped)."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+
+
+class BpfObject:
+    """Programs, maps, a ring buffer ``events`` and a per-CPU ``lost_events``
+    counter (common.h), compiled from one source file."""
+
+    name: ClassVar[str]
+    record_type: ClassVar[type[Record]]
+    #: the directory of ``<name>.bpf.c``
+    source_dir: ClassVar[Path] = MONITORS_DIR
+    #: for log lines: "monitor" or "enforcer"
+    kind: ClassVar[str] = "BPF object"
+    default_kib_per_cpu: ClassVar[int] = DEFAULT_RINGBUF_KIB_PER_CPU
+    #: a typical ring buffer record with its header, for the wake-up threshold
+    record_bytes: ClassVar[int] = 384
+
+    def __init__(self, kib_per_cpu: int | None = None, extra_cflags: Iterable[str] = ()) -> None:
+        self.pages = ringbuf_pages(kib_per_cpu or self.default_kib_per_cpu)
+        self.extra_cflags = list(extra_cflags)
+        self.bpf: Any = None
+        self.delivered = 0
+        self._reader: RingReader | None = None
+        self._deliver: Deliver | None = None
+        self._deliver_rows: DeliverRows | None = None
+
+    # --- building -----------------------------------------------------------
+    @property
+    def ringbuf_bytes(self) -> int:
+        return self.pages * PAGE_SIZE
+
+    @property
+    def source(self) -> Path:
+        return self.source_dir / f"{self.name}.bpf.c"
+
+    @property
+    def wakeup_every(self) -> int:
+        """Records per CPU between two wake-ups of the reader (common.h
+        submit_event): a power of two, so that a wake-up comes before a
+        quarter of the ring holds typical records from every CPU."""
+        import os
+
+        n = max(1, self.ringbuf_bytes // 4 // self.record_bytes // (os.cpu_count() or 1))
+        return min(256, 1 << (n.bit_length() - 1))
+
+    def cflags(self) -> list[str]:
+        return ["-Wno-ignored-attributes", f"-DRINGBUF_PAGES={self.pages}",
+                f"-DMAX_MONITORED_UIDS={MAX_UIDS}", f"-DWAKEUP_EVERY={self.wakeup_every}",
+                *self.extra_cflags]
+
+    def program_text(self) -> str:
+        """The source with common.h pasted in: bcc rewrites map methods only
+        in the main text, never in an included header."""
+        return self.source.read_text().replace('#include "common.h"', COMMON_H.read_text(), 1)
+
+    def compile(self) -> Any:
+        """The bcc BPF object of this source (bcc attaches TRACEPOINT_PROBEs
+        itself)."""
+        from bcc import BPF  # imported here: only the root daemon needs bcc
+
+        return BPF(text=self.program_text().encode(), cflags=self.cflags())
+
+    def load(self) -> None:
+        """Compile, attach, then ``after_load``."""
+        self.bpf = self.compile()
+        self.after_load()
+        log.info("%s %s loaded (%d KiB ring buffer)", self.kind, self.name,
+                 self.ringbuf_bytes // 1024)
+
+    def after_load(self) -> None:
+        """Hook for subclasses that seed maps or attach extra programs."""
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self.bpf is not None:
+            self.bpf.cleanup()
+            self.bpf = None
+            log.info("%s %s detached", self.kind, self.name)
+
+    # --- events ---------------------------------------------------------------
+    @property
+    def lost(self) -> int:
+        """Events the kernel dropped because the ring buffer was full."""
+        return sum(self.bpf[b"lost_events"][ctypes.c_int(0)])
+
+    @property
+    def ring_fd(self) -> int:
+        return self.bpf[b"events"].map_fd
+
+    def open(self, deliver: Deliver, deliver_rows: DeliverRows | None = None) -> None:
+        """From :meth:`consume` on, hand every decoded record to ``deliver``;
+        or, given ``deliver_rows``, each read's records at once as rows
+        (tuples in the record's field order: the collector's fast path,
+        which never builds a Record object)."""
+        self._deliver = deliver
+        self._deliver_rows = deliver_rows
+        self._reader = RingReader(self.ring_fd, self.ringbuf_bytes)
+
+    def consume(self) -> None:
+        """Decode and deliver everything the ring buffer holds now, without
+        waiting."""
+        reader = self._reader
+        if reader is None:
+            return
+        for _ in range(MAX_READS_PER_CONSUME):
+            buf, spans = reader.read()
+            if not spans:
+                return
+            if self._deliver_rows is not None:
+                rows = self.decode_rows(buf, spans)
+                self.delivered += len(rows)
+                self._deliver_rows(rows)
+                continue
+            records = self.decode_batch(buf, spans)
+            self.delivered += len(records)
+            if self._deliver is not None:
+                for record in records:
+                    self._deliver(record)
+
+    def decode_rows(self, buf: bytes, spans: Spans) -> list[tuple]:
+        """The records of one read as rows (a subclass with a faster way
+        overrides this, and decode_batch builds on it)."""
+        return [tuple(r.to_dbus()) for r in self.decode_batch(buf, spans)]
+
+    def decode_batch(self, buf: bytes, spans: Spans) -> list[Record]:
+        """The records of one read (None from decode() drops a record)."""
+        decode = self.decode
+        out = [decode(buf[off:off + size]) for off, size in spans]
+        return [r for r in out if r is not None]
+
+    def decode(self, data: bytes) -> Record | None:
+        """One ring buffer record."""
+        raise NotImplementedError
+
+    def readers(self) -> list[tuple[int, Callable[[], None]]]:
+        """File descriptors the event loop watches, with what to call when
+        one is readable."""
+        return [(self.ring_fd, self.consume)]
+
+    def state(self) -> dict[str, Any]:
+        """What the object holds, for GetEnforcement (enforcers)."""
+        return {}
+
+    @property
+    def ring_stats(self) -> dict[str, int]:
+        """Reads that found data, and records read."""
+        r = self._reader
+        return {"reads": r.batches if r else 0, "records": r.records if r else 0}

@@ -1,0 +1,118 @@
+"""The collector's row path without BPF: the --stdout line of a row is the
+JSON of its record, strings escaped as json does; batches of rows are cut
+at max_events whatever the size of a read; a ring buffer read is parsed
+as the kernel lays it out (busy and discarded records)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mmap
+import struct
+
+from dots_collector.batcher import Batcher
+from dots_collector.ringbuf import BUSY_BIT, DISCARD_BIT, PAGE_SIZE, RingReader
+from dots_collector.stdout import RENDERERS
+from dots_common.records import DiskEvent, FileEvent, MemorySample, NetworkEvent, ProcessEvent
+
+HOSTILE = 'a"b\\c\n\t\x00é\u2028\ud800'.encode("utf-8", "surrogatepass").decode(
+    "utf-8", "backslashreplace")
+
+SAMPLES = [
+    ProcessEvent("exec", 1, 2, 3, 4, HOSTILE, "/bin/" + HOSTILE, -9, 2**63),
+    FileEvent("rename", 1, 2, "c", "/p", 0o100, -2, 2**64 - 1, 9, HOSTILE),
+    NetworkEvent("connect", 1, 2, "c", 10, "::1", "::ffff:7f00:1", 1, 65535, 3, 4, 5),
+    MemorySample(1, 2, "c", 1, 2, 3, 4, 5, 6),
+    DiskEvent(1, 2, "c", 3, 4, 5, 6, "WS", 7, 8),
+]
+
+
+def test_stdout_line_of_a_row_is_the_json_of_its_record():
+    for record in SAMPLES:
+        line = RENDERERS[record.MONITOR](tuple(record.to_dbus()))
+        assert line == json.dumps(record.to_json(), separators=(",", ":")) + "\n"
+        assert json.loads(line) == record.to_json()
+
+
+def test_batches_of_rows_are_cut_at_max_events():
+    sent: list[tuple[str, int]] = []
+
+    async def run() -> None:
+        batcher = Batcher(lambda monitor, rows: sent.append((monitor, len(rows))),
+                          max_events=10, max_delay=0.01)
+        batcher.extend("process", [(i,) for i in range(7)])
+        batcher.extend("process", [(i,) for i in range(25)])
+        batcher.add("disk", (1,))
+        await asyncio.sleep(0.05)
+
+    asyncio.run(run())
+    assert sent[:3] == [("process", 10), ("process", 10), ("process", 10)]
+    assert sorted(sent[3:]) == [("disk", 1), ("process", 2)]
+    assert sum(n for m, n in sent if m == "process") == 32
+
+
+class FakeRing:
+    """A memfd laid out as the kernel maps a ring buffer: consumer page,
+    producer page, the data pages twice."""
+
+    def __init__(self, data_bytes: int) -> None:
+        import os
+
+        self.fd = os.memfd_create("ring")
+        self.size = data_bytes
+        os.ftruncate(self.fd, 2 * PAGE_SIZE + data_bytes)
+        self.mm = mmap.mmap(self.fd, 2 * PAGE_SIZE + data_bytes)
+        self.prod = 0
+
+    def put(self, payload: bytes, flags: int = 0) -> None:
+        rec = struct.pack("<II", len(payload) | flags, 0) + payload
+        rec += b"\0" * (-len(rec) % 8)
+        at = 2 * PAGE_SIZE + (self.prod % self.size)
+        self.mm[at:at + len(rec)] = rec
+        self.prod += len(rec)
+        struct.pack_into("<Q", self.mm, PAGE_SIZE, self.prod)
+
+
+def test_ring_reader_stops_at_a_busy_record_and_skips_discarded_ones(monkeypatch):
+    ring = FakeRing(PAGE_SIZE)
+    # the fake is one mapping, not the kernel's double one: read it as is
+    monkeypatch.setattr(mmap, "mmap", _single_mapping(ring))
+    reader = RingReader(ring.fd, PAGE_SIZE)
+    ring.put(b"first")
+    ring.put(b"dropped", DISCARD_BIT)
+    ring.put(b"second!!")
+    ring.put(b"later", BUSY_BIT)
+    buf, spans = reader.read()
+    assert [buf[o:o + n] for o, n in spans] == [b"first", b"second!!"]
+    consumed = struct.unpack_from("<Q", ring.mm, 0)[0]
+    assert consumed == 16 + 16 + 16  # up to the busy record, not past it
+    assert reader.read()[1] == []  # still busy: nothing more, nothing skipped
+
+
+def _single_mapping(ring: FakeRing):
+    real = mmap.mmap
+
+    def fake(fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE,
+             offset=0):
+        return real(ring.fd, min(length, 2 * PAGE_SIZE + ring.size - offset), flags, prot,
+                    offset=offset)
+
+    return fake
+
+
+def test_a_full_bus_socket_makes_the_writer_wait_not_disconnect():
+    from dots_collector.service import PatientSocket
+
+    class Full:
+        fileno = staticmethod(lambda: 7)
+
+        def send(self, data):
+            raise BlockingIOError
+
+        def sendmsg(self, *args):
+            raise BlockingIOError
+
+    sock = PatientSocket(Full())
+    assert sock.send(b"x" * 10) == 0
+    assert sock.sendmsg([b"x"], []) == 0
+    assert sock.fileno() == 7
