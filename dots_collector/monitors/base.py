@@ -10,6 +10,7 @@ lives here and in bpfobject.py.
 from __future__ import annotations
 
 import ctypes
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -94,6 +95,21 @@ class Monitor(BpfObject):
         return out[0] if out else None
 
     # --- records from maps ------------------------------------------------------
+    #: maps holding counters are scanned at most this often (seconds)
+    MIN_SCAN_GAP: ClassVar[float] = 1.0
+    _last_scan: float = 0.0
+
+    def scan_due(self, final: bool = False) -> bool:
+        """Whether a map scan in :meth:`periodic` is due: always at
+        shutdown (``final``), else at most once per MIN_SCAN_GAP (or
+        tick_interval, when shorter) however often it is called."""
+        now = time.monotonic()
+        if not final and now - self._last_scan < min(self.MIN_SCAN_GAP,
+                                                      self.tick_interval or self.MIN_SCAN_GAP):
+            return False
+        self._last_scan = now
+        return True
+
     def periodic(self, final: bool = False) -> list[Record]:
         """Records that come from maps rather than the ring buffer (samples,
         counters of long-lived files or sockets), called every

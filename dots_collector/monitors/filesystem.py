@@ -42,7 +42,6 @@ MAX_PREFIXES = 16  # filesystem.bpf.c
 #: never reported: pseudo filesystems, and the family daemons' own state
 DEFAULT_EXCLUDED_PREFIXES: tuple[str, ...] = ("/proc", "/sys", "/dev", "/var/lib/dots")
 #: periodic() looks at the map at most this often, however often it is called
-MIN_SCAN_GAP = 1.0
 
 
 class FilesystemMonitor(Monitor):
@@ -63,7 +62,6 @@ class FilesystemMonitor(Monitor):
         # generations the kernel flushed (closed fds), so a scan racing with
         # the close does not report them again
         self._closed: collections.deque[tuple[int, int, int]] = collections.deque(maxlen=4096)
-        self._last_scan = 0.0
 
     @classmethod
     def options(cls, config: Any) -> dict[str, Any]:
@@ -132,11 +130,8 @@ class FilesystemMonitor(Monitor):
 
         The map is scanned at most once per second however often this is
         called (the tests' drain loop calls it every few milliseconds)."""
-        mono = time.monotonic()
-        if not final and mono - self._last_scan < min(MIN_SCAN_GAP,
-                                                      self.tick_interval or MIN_SCAN_GAP):
+        if not self.scan_due(final):
             return []
-        self._last_scan = mono
         now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         interval_ns = 0 if final else int((self.tick_interval or 0) * 1e9)
         table = self.bpf[b"fds"]

@@ -34,7 +34,6 @@ from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
 EVENT = struct.Struct("<QQQQQIIIHHHH16s16s16s")
 TYPES = ("connect", "accept", "close", "connect_failed")
 EV_CLOSE, EV_CONNECT_FAILED = 2, 3
-MIN_SCAN_GAP = 1.0
 TCP_LISTEN_HEX = "0A"
 TRACEFS = "/sys/kernel/tracing"
 
@@ -52,7 +51,6 @@ class NetworkMonitor(Monitor):
         # (sk, gen) -> [sent, received] already reported, last report (boot ns)
         self._reported: dict[tuple[int, int], list[int]] = {}
         self._closed: collections.deque[tuple[int, int]] = collections.deque(maxlen=4096)
-        self._last_scan = 0.0
 
     def cflags(self) -> list[str]:
         flags = [*super().cflags(), f"-DMAX_SOCKS={self.max_sockets}"]
@@ -124,11 +122,8 @@ class NetworkMonitor(Monitor):
         whose last report is older than ``tick_interval`` (any age when
         ``final``, at shutdown). The map is scanned at most once per second
         however often this is called."""
-        mono = time.monotonic()
-        if not final and mono - self._last_scan < min(MIN_SCAN_GAP,
-                                                      self.tick_interval or MIN_SCAN_GAP):
+        if not self.scan_due(final):
             return []
-        self._last_scan = mono
         now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         interval_ns = 0 if final else int((self.tick_interval or 0) * 1e9)
         closed = set(self._closed)
