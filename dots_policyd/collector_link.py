@@ -207,14 +207,16 @@ class CollectorLink:
             return  # before sync(): the replay brings this batch again
         body = msg.body
         monitor = MONITOR_OF_SIGNAL[msg.member]
-        if msg.signature != "ta" + RECORD_TYPES[monitor].DBUS_SIGNATURE or len(body) != 2 \
-                or isinstance(body[0], bool) or not isinstance(body[0], int) or not 0 < body[0] < 2**64:
+        if not body or isinstance(body[0], bool) or not isinstance(body[0], int) \
+                or not 0 < body[0] < 2**64:
             self.malformed_batches += 1
             log.error("malformed %s signal from the collector (%s): ignored", msg.member, msg.signature)
             return
         # records that cannot be read fail in the store loop, which logs
         # and acknowledges them (a replay would fail again)
-        self.queue.put_nowait((self.instance, body[0], monitor, body[1]))
+        well_formed = msg.signature == "ta" + RECORD_TYPES[monitor].DBUS_SIGNATURE
+        # a batch of the wrong layout is logged and acknowledged in its turn
+        self.queue.put_nowait((self.instance, body[0], monitor, body[1] if well_formed else None))
 
     async def _ack(self, instance: str, batch: int) -> None:
         try:
@@ -231,6 +233,8 @@ class CollectorLink:
         while True:
             instance, batch, monitor, events = await self.queue.get()
             try:
+                if events is None:
+                    raise TypeError("its signature is not the record layout of the contract")
                 rows = self._records(monitor, events)
                 fresh = await loop.run_in_executor(self.writer, store_rows, self.db, monitor,
                                                    batch_key(instance, batch), rows,
