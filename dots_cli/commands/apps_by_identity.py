@@ -29,7 +29,7 @@ import typer
 
 from dots_identity.naming import SEARCH_PATH, UnknownApp, resolve
 
-from ..client import EXIT_FAILED, EXIT_USAGE, CliError, FamilyClient
+from ..client import EXIT_FAILED, EXIT_NOT_AUTHORIZED, EXIT_USAGE, CliError, FamilyClient
 from ..render import console, say
 from .common import Child
 
@@ -96,6 +96,18 @@ def pick_running(child: str, part: str | None) -> list[str]:
                    f"name the one to block:\n{lines}", EXIT_USAGE)
 
 
+def _refused_first(child: str, unknown: CliError) -> None:
+    """A name that means nothing: but a caller who may not block anything
+    (a child) hears that first; with no daemon to ask, the name's error."""
+    try:
+        with _client() as c:
+            c.get_policy(child)
+    except CliError as refused:
+        if refused.exit_code == EXIT_NOT_AUTHORIZED:
+            raise refused from None
+    raise unknown
+
+
 @app.command("block")
 def block(child: Child, name: Name = None,
           running: Annotated[bool, typer.Option(
@@ -104,9 +116,11 @@ def block(child: Child, name: Name = None,
     """Stop an app from running for a child (and stop it if it runs)."""
     if not name and not running:
         raise CliError("name the app, or use --running", EXIT_USAGE)
-    with _client() as c:
-        c.get_policy(child)  # a parent's command, about a child: said before any name is looked up
+    try:
         paths = pick_running(child, name) if running else programs(name or "")
+    except CliError as unknown:
+        _refused_first(child, unknown)
+    with _client() as c:
         version = 0
         for path in paths:
             version = c.block_app(child, path)
