@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 
 import peewee
 
+from dots_common.programs import is_desktop_program
 from dots_common.records import ProcessEvent
 
 from .apps import Apps
@@ -153,6 +154,19 @@ class AppTime:
     def blocked_today(self, uid: int, today: dt.date) -> set[str]:
         """Apps whose limit was reached today: blocked until tomorrow."""
         return {rule for (u, rule, day) in self._reached if u == uid and day == today}
+
+    def only_always_allowed_running(self, uid: int) -> bool:
+        """The screen-time exemption: the child runs at least one of its
+        always-allowed apps and nothing else but the desktop's own programs
+        (dots_common.programs). Any other program — a game, a terminal, a
+        browser — makes the time count, so leaving a homework app open
+        beside a game gains nothing."""
+        policy = self.policies().get(uid)
+        if policy is None or not policy.always_allowed_apps:
+            return False
+        running = [path for (u, path) in self._running if u == uid]
+        allowed = {p for p in running if self.apps.app_of(policy.always_allowed_apps, p) is not None}
+        return bool(allowed) and all(p in allowed or is_desktop_program(p) for p in running)
 
     def always_allowed_seconds(self, uid: int, today: dt.date) -> int:
         """Seconds the child's always-allowed apps ran today (stored so far):

@@ -69,7 +69,8 @@ class Enforcement:
         self.app_time = AppTime(db, self.policies,
                                 remote_apps=getattr(usage, "remote_app_seconds", None))
         self.activity = Activity()
-        self.screen = ScreenTime(db, self.timeline, self.policies, usage)
+        self.screen = ScreenTime(db, self.timeline, self.policies, usage,
+                                 exempt=self.app_time.only_always_allowed_running)
         self.timekeeper = Timekeeper(self.screen, Logind(bus), self._emit, self.kill_user, self.tamper,
                                      self.activity)
         self.link = CollectorLink(bus, db, self.child_uids, on_records=self._on_records,

@@ -112,11 +112,15 @@ class UsageSource(Protocol):
 
 class ScreenTime:
     def __init__(self, db: peewee.Database, clock: Clock | Timeline,
-                 policies: Callable[[], dict[int, Policy]], usage: UsageSource | None = None) -> None:
+                 policies: Callable[[], dict[int, Policy]], usage: UsageSource | None = None,
+                 exempt: Callable[[int], bool] | None = None) -> None:
         """``clock``: the daemon's Timeline (a bare clock gets its own);
-        ``usage``: the household's accounting, in household mode."""
+        ``usage``: the household's accounting, in household mode;
+        ``exempt(uid)``: the child runs only its always-allowed apps now
+        (AppTime.only_always_allowed_running): that time is not screen time."""
         self.db = db
         self.usage = usage
+        self.exempt = exempt
         self.timeline = clock if isinstance(clock, Timeline) else Timeline(clock)
         self.policies = policies
         self._last_boot: float | None = None
@@ -155,6 +159,8 @@ class ScreenTime:
         policies = self.policies()
         # the interval that ends now counts if the child was there at its start
         counted = self._counting | (active & self._present)
+        if self.exempt is not None:
+            counted = {uid for uid in counted if not self.exempt(uid)}
         actions += self._account(elapsed, now.date(), counted & policies.keys())
         if self.usage is not None and elapsed > 0:
             for uid in counted & policies.keys():

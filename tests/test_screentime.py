@@ -124,3 +124,24 @@ def test_time_up_switches_to_always_allowed_apps_instead_of_locking(db):
     assert engine.left(UID, policy, clock.now()).blocked
     rules = rules_for(policy, {}, time_is_up=True)
     assert rules.allow_list and rules.allowed_paths == ["/usr/bin/true"]
+
+
+def test_time_with_only_always_allowed_apps_running_is_not_screen_time(db):
+    """Homework apps do not use up the budget; a game beside one does."""
+    from dots_common.records import ProcessEvent
+    from dots_policyd.app_time import AppTime
+
+    homework, game = "/usr/bin/yes", "/usr/bin/expr"  # neither is a desktop program
+    clock = FakeClock(WEDNESDAY_2PM)
+    policy = Policy(daily_limit_minutes=60, always_allowed_apps=[homework])
+    policies = lambda: {UID: policy}  # noqa: E731
+    apps = AppTime(db, policies)
+    engine = ScreenTime(db, clock, policies, exempt=apps.only_always_allowed_running)
+    session = [SessionState("s", UID)]
+    apps.feed([ProcessEvent("exec", 100, 1, UID, UID, "bash", "/bin/bash", 0, 1),
+               ProcessEvent("exec", 101, 100, UID, UID, "yes", homework, 0, 2)])
+    run(engine, clock, 300, session)
+    assert used_today(db) == 0, "only the homework app (and a shell) ran"
+    apps.feed([ProcessEvent("exec", 102, 100, UID, UID, "expr", game, 0, 3)])
+    run(engine, clock, 300, session)
+    assert used_today(db) >= 290, "a game beside the homework app counts"
