@@ -65,6 +65,7 @@ from .policy import (
     unblock_app,
     unblock_site,
 )
+from .apps import Apps
 from .presets import list_presets, preset_policy
 from .schema import Child, PolicyVersion, TimeRequest
 from .seal import Seal
@@ -508,7 +509,15 @@ class Family:
                                    lambda p: set_allowed_hours(p, names, list(windows)))
 
     def block_app(self, actor: int, child: str, app: str) -> int:
+        """An absolute path is kept even before a program is there (an
+        install or upgrade later is still the blocked one); a bare name must
+        name a program on this machine, never a rule dropped in silence."""
         name = _policy_argument(normalize_app, app)
+        if not name.startswith("/"):
+            try:
+                Apps().require([name])
+            except ValueError as exc:  # dots_identity's UnknownApp: one sentence
+                raise InvalidArgument(str(exc)) from None
         return self._change_policy(actor, child, "block_app", lambda p: block_app(p, name))
 
     def unblock_app(self, actor: int, child: str, app: str) -> int:

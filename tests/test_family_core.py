@@ -281,3 +281,13 @@ def test_targeted_edits_cannot_lose_another_parents_change(family, events, child
     family.set_allow_list(1, child_user, False, [])
     family.disallow_app(1, child_user, "firefox")
     assert json.loads(family.get_policy(child_user))["allowed_apps"] == []
+
+
+def test_a_bare_app_name_that_names_nothing_is_refused(family, child_user):
+    family.add_child(0, child_user, "")
+    with pytest.raises(InvalidArgument, match="no-such-game-anywhere"):
+        family.block_app(1, child_user, "no-such-game-anywhere")
+    assert json.loads(family.get_policy(child_user))["blocked_apps"] == []
+    family.block_app(1, child_user, "sh")  # a program on this machine
+    family.block_app(1, child_user, "/opt/not-installed-yet/game")  # a path: kept
+    assert json.loads(family.get_policy(child_user))["blocked_apps"] == ["sh", "/opt/not-installed-yet/game"]
