@@ -317,10 +317,11 @@ def section(r: dict, chart: str | None, chart_note: str) -> str:
         w(f"_This file gathers several runs (the header above is the last one's, "
           f"sections {', '.join(meta.get('sections', []))}): {meta['note']}._\n")
     load = meta.get("loadavg_start") or [0]
-    if max(load[0], (meta.get("loadavg_end") or [0])[0]) > 0.5 * (mach.get("cpus") or 1):
-        w(f"**The machine was busy during this run (load average {load[0]:.2f} at start on "
-          f"{mach.get('cpus')} CPUs): the spreads below show that noise; rerun on a quiet "
-          "machine for figures to rely on.**\n")
+    busiest = max(load[0], (meta.get("loadavg_end") or [0])[0])
+    if busiest > 0.5 * (mach.get("cpus") or 1):
+        w(f"**The machine was busy during this run (load average up to {busiest:.2f} on "
+          f"{mach.get('cpus')} CPUs, the benchmark's own load included): the spreads below "
+          "show that noise; rerun on a quiet machine for figures to rely on.**\n")
     if chart:
         w(f"![benchmarks](bench/results/{chart})\n")
     else:
