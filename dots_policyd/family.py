@@ -428,18 +428,12 @@ class Family:
         log.info("uid %d: %s of uid %d, policy version %d", actor, action, uid, version)
         return version
 
-    def set_policy(self, actor: int, child: str, document: str) -> int:
-        if not isinstance(document, str):
-            raise InvalidArgument("policy must be a JSON string")
-        try:
-            policy = Policy.from_json(document)
-        except PolicyError as exc:
-            raise InvalidPolicy(str(exc)) from None
-        return self._change_policy(actor, child, "set_policy", lambda _old: policy)
-
-    def replace_policy(self, actor: int, child: str, base_version: int, document: str) -> int:
-        """SetPolicy that refuses to overwrite a change made since ``base_version``."""
-        _whole(base_version, "version", 0, 2**32 - 1)
+    def set_policy(self, actor: int, child: str, document: str,
+                   base_version: int | None = None) -> int:
+        """Replace the whole policy; with ``base_version`` (ReplacePolicy),
+        only if nobody changed it since that version."""
+        if base_version is not None:
+            _whole(base_version, "version", 0, 2**32 - 1)
         if not isinstance(document, str):
             raise InvalidArgument("policy must be a JSON string")
         try:
@@ -447,6 +441,10 @@ class Family:
         except PolicyError as exc:
             raise InvalidPolicy(str(exc)) from None
         return self._change_policy(actor, child, "set_policy", lambda _old: policy, base_version)
+
+    def replace_policy(self, actor: int, child: str, base_version: int, document: str) -> int:
+        """SetPolicy that refuses to overwrite a change made since ``base_version``."""
+        return self.set_policy(actor, child, document, base_version)
 
     def set_weekly_limit(self, actor: int, child: str, minutes: int) -> int:
         """Minutes per week (Monday to Sunday); -1 = none."""
