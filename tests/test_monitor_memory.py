@@ -168,11 +168,11 @@ def test_a_full_map_counts_lost_events(load_monitor, child_user):
             p.wait(timeout=10)
     # once they have exited, their entries go and the map has room again
     held = {p.pid for p in procs}
-    sample_until(run, lambda: not held & run.monitor.last.keys(), timeout=10)
+    sample_until(run, lambda: not held & run.monitor.last.keys(), timeout=30)
     marker = subprocess.Popen(as_user(child_user, [VENV_PYTHON, "-c", hold]),
                               stdin=subprocess.PIPE)
     try:
-        sample_until(run, lambda: any(r.pid == marker.pid for r in run.records), timeout=10)
+        sample_until(run, lambda: any(r.pid == marker.pid for r in run.records), timeout=30)
     finally:
         marker.stdin.close()
         marker.wait(timeout=10)
