@@ -167,22 +167,17 @@ Not done this round: the D-Bus batch stays an array of structs (a packed
 but test_enforce_exec.py, test_enforce_net.py and dots_collector/watch.py
 decode the signals too); fewer, richer kernel events (a file's open,
 bytes and close as one record; exec with its exit) change what the parent
-sees and the policy daemon's rollups; the lean collector (below).
+sees and the policy daemon's rollups.
 
-A lean collector (≤ 60 MiB) needs LLVM out of the long-running process,
-so the enforcers too: (1) a short-lived loader (bcc) that compiles each
-object, attaches its programs through BPF links (bcc attaches tracepoints
-with perf_event ioctls, which cannot be pinned: the loader would create
-the perf event and `BPF_LINK_CREATE` it itself; raw tracepoints and the
-cgroup hooks already give link fds) and pins links and maps under
-/sys/fs/bpf/dots/; (2) a map layer without bcc (`BPF_OBJ_GET`,
-`BPF_MAP_*_ELEM` syscalls through ctypes, key and value layouts written as
-`struct.Struct`s) for the monitors' maps (uid filter, fds, socks, pending,
-stats, parents) and the enforcers' (blocked, blocked_sizes, allowed,
-seen, loaders, enforced_uids, blocked_nets); ring buffers already need
-only a map fd (ringbuf.py). Step (2) means replacing every `self.bpf[...]`
-table access in exec_block.py and net_block.py with that layer, which
-this round could not touch.
+The lean collector: a short-lived loader process (dots_collector/loader.py,
+bcc) compiles each object, moves bcc's tracepoint attachments (perf-event
+ioctls, which cannot be pinned) to BPF links on perf events, pins links
+and maps under /sys/fs/bpf/dots/<object>/ with a manifest (fingerprint and
+bcc's map layouts), and exits; the collector opens the maps from the pins
+through libbpf (dots_collector/libbpf.py, maps.py) and never maps LLVM.
+A collector killed with -9 leaves the enforcers working (the blocked
+program is still killed); a restart re-opens the pins instead of
+compiling (tests/test_collector_pinned.py); a clean stop removes them.
 """
 
 

@@ -18,6 +18,7 @@ from dots_common.logs import setup_logging
 from .config import CollectorConfig, load_config
 from .core import Collector, CollectorError
 from .monitors import MONITORS
+from .pinning import PinError
 
 log = logging.getLogger("dots.collector")
 
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="do not load the in-kernel enforcers (monitoring only)")
     p.add_argument("--rules-file", help="where the enforcement rules are kept across restarts "
                    "(default /var/lib/dots-collector/rules.json; \"\" = not kept)")
+    p.add_argument("--pin-dir", help="where the BPF programs and maps are pinned "
+                   "(default /sys/fs/bpf/dots; environment DOTS_PIN_DIR)")
     p.add_argument("--config", type=Path, help="configuration file (default /etc/dots/collector.toml)")
     p.add_argument("--log-level", default=os.environ.get("DOTS_LOG_LEVEL", "info"),
                    choices=["debug", "info", "warning", "error"])
@@ -51,6 +54,7 @@ def config_from(args: argparse.Namespace) -> CollectorConfig:
         # that no collector it starts inherits another test's rules
         "rules_file": args.rules_file if args.rules_file is not None
         else os.environ.get("DOTS_RULES_FILE"),
+        "pin_dir": args.pin_dir or os.environ.get("DOTS_PIN_DIR") or None,
     }
     return load_config(args.config, overrides)
 
@@ -58,8 +62,15 @@ def config_from(args: argparse.Namespace) -> CollectorConfig:
 async def serve(config: CollectorConfig, to_stdout: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    collector: Collector | None = None
+
+    def on_stop() -> None:
+        stop.set()
+        if collector is not None and not collector.ready:
+            collector.abort_load()  # a compile in the loader takes seconds
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop)
 
     bus = None
     if to_stdout:
@@ -74,7 +85,16 @@ async def serve(config: CollectorConfig, to_stdout: bool) -> None:
         interface.collector = collector  # answers (ready: false) from the first call
         bus = await connect(interface)  # own the name first: fail fast if taken
     try:
-        await loop.run_in_executor(None, collector.load)
+        try:
+            await loop.run_in_executor(None, collector.load)
+        except CollectorError:
+            if not stop.is_set():
+                raise
+            log.info("stopped while loading")
+            return
+        if stop.is_set():
+            collector.close()
+            return
         await collector.run(stop)  # logs "ready" once every ring buffer is read
     finally:
         if bus is not None:
@@ -97,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         log.warning("cannot set the scheduling priority to %d: %s", config.nice, e)
     try:
         asyncio.run(serve(config, args.stdout))
-    except (CollectorError, RuntimeError) as e:
+    except (CollectorError, PinError, RuntimeError) as e:
         sys.exit(f"dots-collector: {e}")
 
 

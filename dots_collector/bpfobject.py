@@ -2,7 +2,8 @@
 monitor (monitors/base.py) and every enforcer (enforcers/base.py).
 
 Written once here: the source text (``<name>.bpf.c`` with common.h pasted
-in), the compile flags, compiling and attaching with bcc, the lost counter,
+in), the compile flags, compiling and attaching with bcc (in the loader,
+loader.py) or opening what the loader pinned (maps.py), the lost counter,
 and reading the ring buffer from its mmap'ed pages a batch at a time
 (ringbuf.py) instead of one bcc ctypes callback per record.
 
@@ -110,29 +111,59 @@ class BpfObject:
 
     def compile(self) -> Any:
         """The bcc BPF object of this source (bcc attaches TRACEPOINT_PROBEs
-        itself)."""
-        from bcc import BPF  # imported here: only the root daemon needs bcc
+        and RAW_TRACEPOINT_PROBEs itself)."""
+        from bcc import BPF  # imported here: only the loader needs bcc
 
         return BPF(text=self.program_text().encode(), cflags=self.cflags())
 
-    def load(self) -> None:
-        """Compile, attach, then ``after_load``."""
+    def spec(self) -> dict[str, Any]:
+        """What the compiled object depends on besides the code (pinning.py
+        fingerprints it): a pinned object is reused only if it matches."""
+        return {"name": self.name, "pages": self.pages, "extra_cflags": self.extra_cflags}
+
+    # --- building (the loader, or a test in its own process) --------------------
+    def build(self) -> None:
+        """Compile and attach with bcc."""
         self.bpf = self.compile()
+        self.attach()
+
+    def attach(self) -> None:
+        """Hook for programs bcc does not attach itself (raw tracepoints by
+        another name, cgroup hooks): made here, as links."""
+
+    def link_fds(self) -> list[int]:
+        """Links :meth:`attach` made, for pinning."""
+        return []
+
+    def load(self) -> None:
+        """Compile, attach, then ``after_load``, all in this process (tests;
+        the collector has the loader do it and opens the pins)."""
+        self.build()
         self.after_load()
         log.info("%s %s loaded (%d KiB ring buffer)", self.kind, self.name,
                  self.ringbuf_bytes // 1024)
 
+    def open_pinned(self, directory: Path, layouts: dict[str, Any]) -> None:
+        """Open the maps the loader pinned (no bcc), then ``after_load``."""
+        from .maps import PinnedMaps
+
+        self.bpf = PinnedMaps(directory, layouts)
+        self.after_load()
+
     def after_load(self) -> None:
-        """Hook for subclasses that seed maps or attach extra programs."""
+        """Hook for subclasses that seed maps (it runs again whenever a
+        collector re-opens pinned maps, so it must be idempotent)."""
 
     def close(self) -> None:
+        """Release the object: a bcc object detaches its programs; pinned
+        maps are only closed (unpinning is the collector's, pinning.py)."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None
         if self.bpf is not None:
             self.bpf.cleanup()
             self.bpf = None
-            log.info("%s %s detached", self.kind, self.name)
+            log.info("%s %s closed", self.kind, self.name)
 
     # --- events ---------------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dots_common.limits import MAX_UIDS, MONITORS
 
 from .enforcers.rules_file import DEFAULT_RULES_FILE
+from .pinning import DEFAULT_PIN_DIR
 
 DEFAULT_CONFIG = Path("/etc/dots/collector.toml")
 
@@ -37,6 +38,9 @@ class CollectorConfig(BaseModel):
     enforcers: bool = True
     #: the enforcement rules in force, restored at start ("" = not kept)
     rules_file: str = DEFAULT_RULES_FILE
+    #: where the BPF programs' links and maps are pinned (bpffs): they stay
+    #: in force while a crashed collector restarts (pinning.py)
+    pin_dir: str = DEFAULT_PIN_DIR
     #: path prefixes the filesystem monitor never reports
     #: (and /var/lib/dots: the policy daemon's own database writes)
     excluded_prefixes: list[str] = Field(default_factory=lambda: ["/proc", "/sys", "/dev",

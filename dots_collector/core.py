@@ -8,8 +8,11 @@ JSON-lines printer (stdout.py), and this module never decides anything.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import select
+import subprocess
+import sys
 import time
 from pathlib import Path
 from collections.abc import Iterable
@@ -23,13 +26,16 @@ from .batcher import Batcher
 from .config import CollectorConfig
 from .enforcers.manager import Enforcement, EnforcersDisabled, Resolved
 from .enforcers.rules_file import RulesFile
-from .monitors import monitor_class
 from .monitors.base import Monitor
+from .objects import bpf_objects
+from .pinning import PinDir, fingerprint, read_manifest
 from .retainer import Retainer
 
 log = logging.getLogger("dots.collector")
 
 LOST_CHECK_INTERVAL = 1.0
+#: seconds the loader may take to compile and pin everything
+LOADER_TIMEOUT = 300
 #: how often ring buffers below their wake-up threshold are read (s)
 DRAIN_INTERVAL = 0.05
 
@@ -77,33 +83,94 @@ class Collector:
         self._tasks: list[asyncio.Task] = []
         self.ready = False
         self.monitoring = "listed" if self.uids else "all"
+        self.pins: PinDir | None = None
+        self._objects: list[str] = []
+        self.pins_reused: set[str] = set()
+        self.load_ms = 0
+        self._loader: subprocess.Popen | None = None
+        self._aborted = False
 
     # --- lifecycle ------------------------------------------------------------
     def load(self) -> None:
-        """Compile and attach the enforcers and every enabled monitor (a
-        failure detaches whatever was loaded and propagates)."""
+        """Open every BPF object the configuration asks for from its pins,
+        having the loader (a child process with bcc) compile, attach and
+        pin those not pinned yet; a failure unpins everything and
+        propagates."""
+        started = time.monotonic()
+        objects = bpf_objects(self.config, cache=self.enforcement.cache)
+        self._objects = [obj.name for obj in objects]
+        self.pins = PinDir(self.config.pin_dir)
         try:
-            if self.config.enforcers:
-                # first: they hold no rules yet, so their ring buffers stay
-                # empty, while a monitor's fills from the moment it loads
-                # until run() reads it. Enforcement records join their
-                # monitor's batches ("exec_blocked" in ProcessEvents,
-                # "connect_blocked" in NetworkEvents).
-                self.enforcement.load(lambda record: self.add_record(record.MONITOR, record))
-            for name in self.config.monitors:
-                cls = monitor_class(name)
-                monitor = cls(kib_per_cpu=self.config.ringbuf_kib_per_cpu,
-                              **cls.options(self.config))
-                monitor.load()
-                self.monitors[name] = monitor
-                monitor.set_uids(self.uids)
-                monitor.open(self._deliverer(name), self._rows_deliverer(name))
-        except Exception:
+            manifests, fresh = {}, {}
+            for obj in objects:
+                print_ = fingerprint(obj.spec())
+                manifest = self.pins.reusable(obj.name, print_)
+                if manifest is None:
+                    fresh[obj.name] = print_
+                else:
+                    manifests[obj.name] = manifest
+            reused = set(manifests)
+            if fresh:
+                self._run_loader(fresh)
+                for name in fresh:
+                    manifests[name] = read_manifest(self.pins.path(name))
+                    if manifests[name] is None:
+                        raise CollectorError(f"the loader left no manifest for {name}")
+            enforcers = []
+            for obj in objects:
+                try:
+                    obj.open_pinned(self.pins.path(obj.name), manifests[obj.name]["maps"])
+                except (OSError, ValueError) as e:
+                    raise CollectorError(f"cannot open the pinned {obj.name}: {e}") from e
+                if isinstance(obj, Monitor):
+                    self.monitors[obj.name] = obj
+                    obj.set_uids(self.uids)
+                    obj.open(self._deliverer(obj.name), self._rows_deliverer(obj.name))
+                else:
+                    enforcers.append(obj)
+            if enforcers:
+                # Enforcement records join their monitor's batches
+                # ("exec_blocked" in ProcessEvents, "connect_blocked" in
+                # NetworkEvents)
+                self.enforcement.start(enforcers, lambda r: self.add_record(r.MONITOR, r),
+                                       reused=bool(reused & {e.name for e in enforcers}))
+        except BaseException:
             self.close()
             raise
-        log.info("monitors loaded: %s; enforcers: %s; uids: %s", ", ".join(self.monitors),
-                 ", ".join(self.enforcement.loaded) or "none",
-                 ", ".join(map(str, self.uids)) or "all")
+        self.pins_reused, self.load_ms = reused, int((time.monotonic() - started) * 1000)
+        log.info("monitors loaded: %s; enforcers: %s; uids: %s; %s in %.0f ms",
+                 ", ".join(self.monitors), ", ".join(self.enforcement.loaded) or "none",
+                 ", ".join(map(str, self.uids)) or "all",
+                 f"re-opened pinned {', '.join(sorted(reused))}, loaded {', '.join(fresh)}"
+                 if reused else "loaded and pinned", (time.monotonic() - started) * 1000)
+
+    def _run_loader(self, wanted: dict[str, str]) -> None:
+        """The loader (loader.py) compiles, attaches and pins ``wanted``;
+        abort_load() stops it."""
+        request = json.dumps({"config": self.config.model_dump(), "pin_dir": str(self.pins.root),
+                              "objects": wanted,
+                              "log_level": logging.getLevelName(logging.getLogger().level).lower()})
+        self._loader = subprocess.Popen([sys.executable, "-m", "dots_collector.loader"],
+                                        stdin=subprocess.PIPE, close_fds=True)
+        try:
+            self._loader.communicate(request.encode(), timeout=LOADER_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._loader.kill()
+            self._loader.wait()
+            raise CollectorError(f"the loader did not finish in {LOADER_TIMEOUT} s") from None
+        finally:
+            code, self._loader = self._loader.returncode, None
+        if self._aborted:
+            raise CollectorError("stopped while loading")
+        if code != 0:
+            raise CollectorError(f"the loader failed (exit status {code}); see its log above")
+
+    def abort_load(self) -> None:
+        """Stop a load in progress (SIGTERM while compiling)."""
+        self._aborted = True
+        loader = self._loader
+        if loader is not None and loader.poll() is None:
+            loader.terminate()
 
     def _publish(self, monitor: str, rows: list[tuple]) -> None:
         self.sink.publish(monitor, self.retainer.add(monitor, rows), rows)
@@ -184,11 +251,20 @@ class Collector:
         self.batcher.flush_all()
 
     def close(self) -> None:
-        """Detach everything: enforcers first (their rules end with us)."""
+        """Detach everything: enforcers first (their rules end with us),
+        then remove the pins (the programs go with them). A collector that
+        crashes never gets here: what it pinned stays in force."""
         self.enforcement.close()
         for monitor in self.monitors.values():
             monitor.close()
         self.monitors.clear()
+        if self.pins is not None:
+            try:
+                self.pins.remove(self._objects)
+            except OSError as e:
+                log.error("cannot remove the pins in %s: %s", self.pins.root, e)
+            self.pins.close()
+            self.pins = None
 
     async def _tick(self, monitor: Monitor) -> None:
         assert monitor.tick_interval
@@ -311,4 +387,6 @@ class Collector:
             "acked_upto": self.retainer.acked_upto,
             "dropped_unacked": self.retainer.dropped_unacked,
             "enforcers": list(self.enforcement.loaded),
+            "pins_reused": sorted(self.pins_reused),
+            "load_ms": self.load_ms,
         }

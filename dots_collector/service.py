@@ -177,6 +177,8 @@ def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
         "acked_upto": Variant("t", status["acked_upto"]),
         "dropped_unacked": Variant("t", status["dropped_unacked"]),
         "enforcers": Variant("as", status["enforcers"]),
+        "pins_reused": Variant("as", status["pins_reused"]),
+        "load_ms": Variant("t", status["load_ms"]),
     }
 
 

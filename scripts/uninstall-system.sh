@@ -41,6 +41,13 @@ if [ -z "$DESTDIR" ] && command -v systemctl >/dev/null \
     fi
     systemctl disable "${units[@]}" >&2 || log "warning: could not disable ${units[*]}"
 fi
+# A collector that crashed (or was killed) leaves its programs pinned and in
+# force (dots_collector/pinning.py); a clean stop removes them, and so does this.
+if [ -z "$DESTDIR" ] && [ -d /sys/fs/bpf/dots ] && ! pgrep -x dots-collector >/dev/null; then
+    find /sys/fs/bpf/dots -mindepth 2 -delete 2>/dev/null || true
+    find /sys/fs/bpf/dots -mindepth 1 -type d -delete 2>/dev/null || true
+    rmdir /sys/fs/bpf/dots 2>/dev/null || log "warning: could not remove /sys/fs/bpf/dots"
+fi
 
 # --- the files -------------------------------------------------------------------
 files=()

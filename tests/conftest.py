@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,19 @@ PARENT = f"{_PREFIX}-parent"
 #: a user nobody else runs anything as, so that every event of its uid --
 #: delivered or lost -- comes from one storm
 STORM = f"{_PREFIX}-storm"
+
+# The collectors the tests start pin their BPF objects here, not in an
+# installed collector's /sys/fs/bpf/dots (and not in another test run's).
+PIN_DIR = f"/sys/fs/bpf/{_PREFIX}"
+os.environ["DOTS_PIN_DIR"] = PIN_DIR
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A collector a test killed leaves its programs pinned (by design):
+    nothing of this run stays attached after it."""
+    from dots_collector.pinning import unpin_tree
+
+    unpin_tree(Path(PIN_DIR))
 
 
 def bpf_unavailable() -> str | None:

@@ -148,13 +148,58 @@ def _bpftool(kind: str) -> dict[int, dict]:
         return {}
 
 
+def _collector_pins(pid: int) -> Path | None:
+    """The pin directory of a dots-collector process (its programs are held
+    by pinned links, not by the process): --pin-dir, else DOTS_PIN_DIR,
+    else the default."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if not any(a.endswith(b"dots-collector") for a in argv):
+        return None
+    if b"--pin-dir" in argv:
+        return Path(os.fsdecode(argv[argv.index(b"--pin-dir") + 1]))
+    for entry in environ:
+        if entry.startswith(b"DOTS_PIN_DIR=") and len(entry) > 13:
+            return Path(os.fsdecode(entry[13:]))
+    return Path("/sys/fs/bpf/dots")
+
+
+def _pinned_programs(pin_dir: Path) -> set[int]:
+    """Ids of the programs the links pinned under pin_dir attach."""
+    from dots_collector import libbpf
+
+    ids = set()
+    for link in pin_dir.glob("*/link_*"):
+        try:
+            fd = libbpf.obj_get(link)
+        except OSError:
+            continue
+        try:
+            info = _fdinfo(os.getpid(), str(fd))
+            if "prog_id" in info:
+                ids.add(int(info["prog_id"]))
+        finally:
+            os.close(fd)
+    return ids
+
+
 def bpf_memory(pid: int) -> dict:
     """Kernel memory charged for the BPF maps (ring buffers included) and
     programs a process holds: the ``memlock`` of each map and program fd in
     /proc/PID/fdinfo (what ``bpftool map show`` / ``prog show`` print as
-    bytes_memlock), each id counted once, with bpftool's names."""
+    bytes_memlock), each id counted once, with bpftool's names. For
+    dots-collector, whose programs are held by links pinned in bpffs, the
+    programs those links attach."""
     maps: dict[int, dict] = {}
     progs: dict[int, dict] = {}
+    pins = _collector_pins(pid)
+    if pins is not None:
+        known = _bpftool("prog")
+        for prog_id in _pinned_programs(pins):
+            progs[prog_id] = {"memlock": int(known.get(prog_id, {}).get("bytes_memlock", 0))}
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:

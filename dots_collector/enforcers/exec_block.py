@@ -34,6 +34,7 @@ import ctypes
 import logging
 import os
 import queue
+import select
 import threading
 from typing import Any
 
@@ -46,6 +47,7 @@ from .exec_judge import Judge, Rule, resolve
 from .exec_maps import KernelMaps
 from .exec_wire import (BTF_OFFSETS, MAX_EXE_ENTRIES, MAX_KNOWN, P_INTERPRETER, P_LOADER, Key,
                         Notice)
+from ..ringbuf import RingReader
 from .identity import HashCache, Identity, IdentityError, kernel_dev
 from .programs import DEFAULT_ALLOWED, INTERPRETERS, LOADERS, expand
 from dots_identity.match import ProgramSet
@@ -84,13 +86,18 @@ class ExecEnforcer(Enforcer):
                 f"-DMAX_EXE_ENTRIES={MAX_EXE_ENTRIES}", f"-DMAX_SEEN={MAX_KNOWN}",
                 f"-DKILL_SAME_SIZE={int(self.kill_same_size)}", *btf.cflags(BTF_OFFSETS)]
 
-    def load(self) -> None:
-        """Compile and attach: the exec raw tracepoint here, the mmap and
-        mprotect tracepoints by bcc (TRACEPOINT_PROBE) when it compiles."""
-        from bcc import BPF
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), "kill_same_size": self.kill_same_size}
 
-        self.bpf = BPF(text=self.program_text().encode(), cflags=self.cflags())
+    def attach(self) -> None:
+        """The exec raw tracepoint (bcc attaches the mmap and mprotect
+        tracepoints, TRACEPOINT_PROBEs, itself when it compiles)."""
+        self.bpf.attach_raw_tracepoint(tp=b"sched_process_exec", fn_name=b"dots_exec_block")
+
+    def after_load(self) -> None:
+        """Seed the maps: programs every uid may run, loaders, interpreters."""
         maps = self.judge.maps = KernelMaps(self.bpf)
+        self.default_allowed = []
         for path, st in expand(self.default_patterns):
             key = (kernel_dev(st.st_dev), st.st_ino)
             maps.allow_for_all(key)
@@ -98,10 +105,15 @@ class ExecEnforcer(Enforcer):
             self.default_allowed.append(path)
         self.judge.loaders = self._mark(LOADERS, P_LOADER)
         self.judge.interpreters = self._mark(INTERPRETERS, P_INTERPRETER)
-        self.bpf.attach_raw_tracepoint(tp=b"sched_process_exec", fn_name=b"dots_exec_block")
-        log.info("exec enforcer attached (%d default allowed programs, %d loaders, "
+        log.info("exec enforcer ready (%d default allowed programs, %d loaders, "
                  "%d interpreters)", len(self.default_allowed), len(self.judge.loaders.programs),
                  len(self.judge.interpreters.programs))
+
+    def reconcile(self) -> int:
+        """After the rules were restored into maps a crashed collector left
+        pinned: remove every kernel entry the rules no longer make."""
+        with self.judge.lock:
+            return self.judge.maps.prune_to_view(self.judge.default_keys)
 
     def _mark(self, patterns: tuple[str, ...], what: int) -> ProgramSet:
         found: list[Identity] = []
@@ -117,14 +129,19 @@ class ExecEnforcer(Enforcer):
         """Start the enforcer's thread: it reads the ring buffer, identifies
         and kills off the event loop (a big executable takes a while)."""
         self._deliver = deliver
-        self.bpf[b"events"].open_ring_buffer(self._on_event)
+        self._reader = RingReader(self.ring_fd, self.ringbuf_bytes)
         self._thread = threading.Thread(target=self._poll, name="dots-exec-enforcer", daemon=True)
         self._thread.start()
 
     def _poll(self) -> None:
         lost_seen = 0
+        ready = select.poll()
+        ready.register(self.ring_fd, select.POLLIN)
         while not self._stop.is_set():
-            self.bpf.ring_buffer_poll(50)
+            ready.poll(50)
+            buf, spans = self._reader.read()
+            for off, size in spans:
+                self._on_event(buf[off:off + size])
             self.judge.run_deferred()
             lost = self.lost
             if lost > lost_seen:
@@ -132,12 +149,11 @@ class ExecEnforcer(Enforcer):
                 log.warning("exec enforcer: %d notices lost in all; sweeping running processes", lost)
                 self.judge.sweep()
 
-    def _on_event(self, _ctx: Any, data: Any, size: int) -> int:
+    def _on_event(self, data: bytes) -> None:
         try:
-            self.judge.handle(Notice.decode(ctypes.string_at(data, size)))
+            self.judge.handle(Notice.decode(data))
         except Exception:  # a bad record must not stop enforcement
             log.exception("exec enforcer: cannot handle an event")
-        return 0
 
     def close(self) -> None:
         self._stop.set()

@@ -26,6 +26,7 @@ class KernelMaps:
         self.blocked: dict[int, dict[Key, int]] = {}  # uid -> key -> ctime_ns
         self.sizes: dict[int, set[int]] = {}
         self.allowed: dict[int, set[Key]] = {}
+        self.flags: dict[int, int] = {}
 
     def _exe(self, name: bytes, key: Key, uid: int) -> tuple[Any, Any]:
         table = self.bpf[name]
@@ -73,8 +74,10 @@ class KernelMaps:
         table = self.bpf[b"enforced_uids"]
         if flags:
             table[ctypes.c_uint32(uid)] = ctypes.c_uint32(flags)
+            self.flags[uid] = flags
         else:
             delete(table, ctypes.c_uint32(uid))
+            self.flags.pop(uid, None)
 
     def block(self, uid: int, key: Key, ctime: int) -> None:
         entries = self.blocked.setdefault(uid, {})
@@ -119,3 +122,24 @@ class KernelMaps:
         for key in self.bpf[b"blocked"].keys():
             out.setdefault(key.uid, []).append((key.dev, key.ino))
         return {uid: sorted(v) for uid, v in out.items()}
+
+    def prune_to_view(self, default_keys: set[Key]) -> int:
+        """Delete the rule entries this process did not write (maps a
+        crashed collector left pinned, after its rules were restored):
+        the kernel then holds what the rules say, no more. Caches (seen,
+        programs) stay; approvals of mappings (mapped_ok) go."""
+        def exe_keys(name: bytes, entries: dict[int, Any]) -> set[bytes]:
+            table = self.bpf[name]
+            return {bytes(table.Key(k[1], k[0], uid)) for uid, keys in entries.items()
+                    for k in keys}
+
+        sizes = self.bpf[b"blocked_sizes"]
+        keep = {
+            b"blocked": exe_keys(b"blocked", self.blocked),
+            b"allowed": exe_keys(b"allowed", {**self.allowed, ANY_UID: default_keys}),
+            b"blocked_sizes": {bytes(sizes.Key(size, uid, 0)) for uid, s in self.sizes.items()
+                               for size in s},
+            b"enforced_uids": {bytes(ctypes.c_uint32(uid)) for uid in self.flags},
+            b"mapped_ok": set(),
+        }
+        return sum(self.bpf[name].prune(wanted) for name, wanted in keep.items())

@@ -36,24 +36,23 @@ class Enforcement:
     def loaded(self) -> dict[str, Enforcer]:
         return {name: e for name, e in (("exec", self.exec), ("net", self.net)) if e is not None}
 
-    def load(self, deliver: Callable[[Record], None]) -> None:
-        """Compile, attach and start both enforcers (a failure detaches
-        whatever was attached and propagates)."""
-        from .exec_block import ExecEnforcer
-        from .net_block import NetEnforcer
-
-        try:
-            self.exec = ExecEnforcer(cache=self.cache)
-            self.exec.load()
-            self.exec.open(deliver)
-            self.net = NetEnforcer()
-            self.net.load()
-            self.net.open(deliver)
-        except Exception:
-            self.close()
-            raise
+    def start(self, enforcers: list[Enforcer], deliver: Callable[[Record], None],
+              reused: bool = False) -> None:
+        """Take the loaded enforcers, start them and put the saved rules
+        back. ``reused``: their maps were pinned by a collector that
+        crashed, so what the restored rules do not make is removed."""
+        for enforcer in enforcers:
+            if enforcer.name == "exec_block":
+                self.exec = enforcer
+            elif enforcer.name == "net_block":
+                self.net = enforcer
+            enforcer.open(deliver)
         log.info("enforcers loaded: %s", ", ".join(self.loaded))
         self.restore()
+        if reused:
+            stale = sum(e.reconcile() for e in self.loaded.values())
+            log.info("enforcement maps kept from the previous collector: %d entries no rule "
+                     "makes removed", stale)
 
     def restore(self) -> None:
         """Put the saved rules back in the kernel (a rule that no longer

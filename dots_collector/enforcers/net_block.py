@@ -21,7 +21,8 @@ from dots_common.records import NetworkEvent
 
 from ..monitors.base import cstr
 from .base import Enforcer
-from .cgroup import cgroup2_mount, link_create
+from ..libbpf import link_create
+from .cgroup import cgroup2_mount
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,22 @@ class NetEnforcer(Enforcer):
         return [*super().cflags(), f"-DMAX_ENFORCED_UIDS={MAX_UIDS}",
                 f"-DMAX_BLOCKED_NETS={MAX_BLOCKED_NETS}", f"-DMAX_DYN_ADDRS={MAX_DYN_ADDRS}"]
 
-    def load(self) -> None:
+    def attach(self) -> None:
+        """The cgroup hooks on the cgroup2 root, as links."""
         from bcc import BPF
 
-        self.bpf = BPF(text=self.program_text().encode(), cflags=self.cflags())
+        self.cgroup_path = cgroup2_mount()
+        self._cgroup_fd = os.open(self.cgroup_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        for fn_name, attach_type in _attach_types():
+            fn = self.bpf.load_func(fn_name, BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
+            self._links.append(link_create(fn.fd, self._cgroup_fd, attach_type))
+        log.info("connect enforcer attached to %s", self.cgroup_path)
+
+    def link_fds(self) -> list[int]:
+        return list(self._links)
+
+    def after_load(self) -> None:
+        """What counts as this machine."""
         local = self.bpf[b"local_nets"]
         for net in self.local_nets:
             prefixlen, addr = trie_key(net)
@@ -102,16 +115,21 @@ class NetEnforcer(Enforcer):
             key.prefixlen = prefixlen - UID_BITS
             ctypes.memmove(ctypes.addressof(key.addr), addr, 16)
             local[key] = ctypes.c_uint8(1)
-        self.cgroup_path = cgroup2_mount()
-        self._cgroup_fd = os.open(self.cgroup_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            for fn_name, attach_type in _attach_types():
-                fn = self.bpf.load_func(fn_name, BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
-                self._links.append(link_create(fn.fd, self._cgroup_fd, attach_type))
-        except Exception:
-            self.close()
-            raise
-        log.info("connect enforcer attached to %s", self.cgroup_path)
+
+    def reconcile(self) -> int:
+        """After the rules were restored into maps a crashed collector left
+        pinned: remove every kernel entry the rules no longer make."""
+        trie, uids = self.bpf[b"blocked_nets"], self.bpf[b"enforced_uids"]
+        dyn = self.bpf[b"dyn_addrs"]
+        keep = {
+            b"blocked_nets": {bytes(self._key(trie, prefixlen, uid, addr))
+                              for uid, nets in self.rules.items()
+                              for prefixlen, addr in map(trie_key, nets)},
+            b"enforced_uids": {bytes(ctypes.c_uint32(uid)) for uid in {*self.rules, *self.web}},
+            b"reserved_ports": {bytes(ctypes.c_uint32(w[0])) for w in self.web.values() if w[0]},
+            b"dyn_addrs": {bytes(self._dyn_key(dyn, *m)) for m in self.dyn},
+        }
+        return sum(self.bpf[name].prune(wanted) for name, wanted in keep.items())
 
     def close(self) -> None:
         for fd in self._links:  # closing the links detaches the programs

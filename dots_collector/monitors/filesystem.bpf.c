@@ -48,10 +48,10 @@
 #ifndef EXIT_FD_SCAN
 #define EXIT_FD_SCAN 256
 #endif
-/* the collector itself is never reported (no feedback loop) */
-#ifndef SELF_TGID
-#define SELF_TGID 0
-#endif
+/* [0] = the collector's pid, never reported (no feedback loop): a map, not
+ * a constant, because the pinned programs outlive the collector that
+ * loaded them (pinning.py) and a restarted one sets its own pid */
+BPF_ARRAY(self_tgid, u32, 1);
 
 struct file_event {
     u64 ts_ns;
@@ -406,7 +406,9 @@ static __always_inline int remember(u32 type, const void *path, const void *aux,
     if (!uid_wanted(current_uid()))
         return 0;
     u64 id = bpf_get_current_pid_tgid();
-    if ((id >> 32) == SELF_TGID)
+    u32 zero = 0;
+    u32 *self = self_tgid.lookup(&zero);
+    if (self && (id >> 32) == *self)
         return 0;
     u32 tid = id;
     struct pending p = {.path = (u64)path, .aux = (u64)aux, .type = type, .flags = flags};

@@ -68,10 +68,10 @@ class FilesystemMonitor(Monitor):
         return {"excluded_prefixes": config.excluded_prefixes}
 
     def cflags(self) -> list[str]:
-        return [*super().cflags(), f"-DSELF_TGID={os.getpid()}",
-                f"-DMAX_TRACKED_FDS={self.max_tracked_fds}"]
+        return [*super().cflags(), f"-DMAX_TRACKED_FDS={self.max_tracked_fds}"]
 
     def after_load(self) -> None:
+        self.bpf[b"self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(os.getpid())
         self.set_excluded_prefixes(self.excluded_prefixes)
 
     def set_excluded_prefixes(self, prefixes: Iterable[str]) -> None:

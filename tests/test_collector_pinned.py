@@ -1,0 +1,166 @@
+"""The collector's BPF objects are pinned (dots_collector/pinning.py): a
+child who somehow kills the collector (or a crash) does not switch the
+rules off; a restarted collector re-opens the pins instead of compiling,
+takes over the rules and drops what no rule makes any more; a clean stop
+removes everything; the long-running collector never maps LLVM or bcc.
+A module of its own: its collectors must own the bus name."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.collector import CollectorDaemon
+from tests.helpers import REPO, run_as, uid_of, wait_for
+
+pytestmark = [pytest.mark.bpf, pytest.mark.bus]
+
+#: the --stdout collectors here use DOTS_PIN_DIR; the daemons one of their own
+PIN_DIR = Path(os.environ["DOTS_PIN_DIR"])
+DAEMON_PINS = PIN_DIR / "restarts"
+COLLECTOR = str(REPO / ".venv" / "bin" / "dots-collector")
+
+
+def _block(daemon: CollectorDaemon, uid: int, paths: list[str]) -> None:
+    reply = daemon.root.call("org.dots.Collector1", "/org/dots/Collector1", "org.dots.Collector1",
+                             "SetBlockedExecutables", "uas", [uid, paths])
+    assert "ok" in reply, reply
+
+
+OBJECTS = {"exec_block", "net_block", "process", "filesystem", "network", "memory", "disk"}
+
+
+def _pinned(root: Path = PIN_DIR) -> set[str]:
+    """The BPF objects pinned right in root."""
+    return {p.name for p in root.iterdir() if p.name in OBJECTS} if root.exists() else set()
+
+
+def _mapped(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as f:
+        return f.read()
+
+
+@pytest.fixture
+def game() -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix="dots-pinned-"))
+    tmp.chmod(0o755)
+    path = tmp / "game"
+    shutil.copy2("/usr/bin/id", path)
+    yield path
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_enforcement_outlives_a_killed_collector_and_a_restart_takes_it_over(
+        system_bus, child_user, other_user, game):
+    wait_for(lambda: not system_bus.has_owner("org.dots.Collector1"), timeout=30,
+             what="no other collector on the bus")
+    rules = game.parent / "rules.json"
+    uid = uid_of(child_user)
+    first = CollectorDaemon(system_bus, extra=("--rules-file", str(rules),
+                                                  "--pin-dir", str(DAEMON_PINS)))
+    try:
+        assert first.status()["pins_reused"] == []
+        lean = _mapped(first.process.pid)
+        assert "libLLVM" not in lean and "libbcc" not in lean, "LLVM stays in the loader"
+        _block(first, uid, [str(game)])
+        assert run_as(child_user, [str(game)]).returncode == -signal.SIGKILL
+        first.process.kill()  # no clean stop: what a crash looks like
+        first.process.wait(timeout=30)
+    finally:
+        if first.process.poll() is None:
+            first.process.kill()
+    assert {"exec_block", "net_block", "process"} <= _pinned(DAEMON_PINS)
+
+    # no collector runs: the kernel still kills the blocked program, for
+    # the child only, whatever it is called
+    assert run_as(child_user, [str(game)]).returncode == -signal.SIGKILL
+    renamed = game.parent / "homework"
+    os.link(game, renamed)
+    assert run_as(child_user, [str(renamed)]).returncode == -signal.SIGKILL
+    assert run_as(other_user, [str(game)]).returncode == 0
+
+    second = CollectorDaemon(system_bus, extra=("--rules-file", str(rules),
+                                                  "--pin-dir", str(DAEMON_PINS)))
+    try:
+        status = second.status()
+        assert set(status["pins_reused"]) >= {"exec_block", "net_block", "process"}
+        assert run_as(child_user, [str(game)]).returncode == -signal.SIGKILL
+        _block(second, uid, [])  # the restarted collector owns the rule
+        assert run_as(child_user, [str(game)]).returncode == 0
+    finally:
+        assert second.stop() == 0
+    assert _pinned(DAEMON_PINS) == set(), "a clean stop removes the pins"
+    assert run_as(child_user, [str(game)]).returncode == 0
+
+
+def test_a_restart_drops_rules_nobody_restored(system_bus, child_user, game):
+    """Without a rules file, a restarted collector starts with no rules:
+    what the crashed one left in the kernel goes (the policy daemon pushes
+    its rules again when it sees the new collector)."""
+    wait_for(lambda: not system_bus.has_owner("org.dots.Collector1"), timeout=30,
+             what="no other collector on the bus")
+    first = CollectorDaemon(system_bus, extra=("--pin-dir", str(DAEMON_PINS)))
+    try:
+        _block(first, uid_of(child_user), [str(game)])
+        assert run_as(child_user, [str(game)]).returncode == -signal.SIGKILL
+        first.process.kill()
+        first.process.wait(timeout=30)
+    finally:
+        if first.process.poll() is None:
+            first.process.kill()
+    second = CollectorDaemon(system_bus, extra=("--pin-dir", str(DAEMON_PINS)))
+    try:
+        assert "exec_block" in second.status()["pins_reused"]
+        assert run_as(child_user, [str(game)]).returncode == 0
+    finally:
+        second.stop()
+
+
+def _stdout_collector(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([COLLECTOR, "--stdout", "--no-enforcers", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _loader_running() -> bool:
+    out = subprocess.run(["pgrep", "-f", "dots_collector.loader"], capture_output=True)
+    return out.returncode == 0
+
+
+def test_sigterm_while_the_loader_compiles_stops_promptly_and_leaves_nothing():
+    assert _pinned() == set()
+    proc = _stdout_collector("--monitors", "filesystem,network")
+    try:
+        wait_for(_loader_running, timeout=30, what="the loader to start compiling")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    wait_for(lambda: not _loader_running(), timeout=10, what="the loader to end")
+    assert _pinned() == set()
+
+
+def test_a_second_collector_on_the_same_pins_is_refused():
+    first = _stdout_collector("--monitors", "process")
+    try:
+        wait_for(lambda: "process" in _pinned(), timeout=60, what="the first collector's pins")
+        second = _stdout_collector("--monitors", "process")
+        assert second.wait(timeout=30) != 0
+        assert f"another collector uses {PIN_DIR}" in second.stderr.read()
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)
+    assert _pinned() == set()
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
