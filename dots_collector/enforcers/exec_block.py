@@ -95,7 +95,11 @@ class ExecEnforcer(Enforcer):
         self.bpf.attach_raw_tracepoint(tp=b"sched_process_exec", fn_name=b"dots_exec_block")
 
     def after_load(self) -> None:
-        """Seed the maps: programs every uid may run, loaders, interpreters."""
+        """Seed the maps: programs every uid may run, loaders, interpreters
+        (by inode: a stat each). Their identities, which copies are
+        matched against, are hashed on a thread of their own: a restarted
+        collector is ready in milliseconds, and a decision that needs them
+        waits for them (Judge.programs_ready)."""
         maps = self.judge.maps = KernelMaps(self.bpf)
         self.default_allowed = []
         for path, st in expand(self.default_patterns):
@@ -103,27 +107,38 @@ class ExecEnforcer(Enforcer):
             maps.allow_for_all(key)
             self.judge.default_keys.add(key)
             self.default_allowed.append(path)
-        self.judge.loaders = self._mark(LOADERS, P_LOADER)
-        self.judge.interpreters = self._mark(INTERPRETERS, P_INTERPRETER)
+        marked: dict[int, list[str]] = {P_LOADER: [], P_INTERPRETER: []}
+        for what, patterns in ((P_LOADER, LOADERS), (P_INTERPRETER, INTERPRETERS)):
+            for path, st in expand(patterns):
+                maps.mark_program((kernel_dev(st.st_dev), st.st_ino), what)
+                marked[what].append(path)
+        self.judge.programs_ready.clear()
+        threading.Thread(target=self._identify_programs, args=(marked,), daemon=True,
+                         name="dots-exec-programs").start()
         log.info("exec enforcer ready (%d default allowed programs, %d loaders, "
-                 "%d interpreters)", len(self.default_allowed), len(self.judge.loaders.programs),
-                 len(self.judge.interpreters.programs))
+                 "%d interpreters)", len(self.default_allowed), len(marked[P_LOADER]),
+                 len(marked[P_INTERPRETER]))
+
+    def _identify_programs(self, marked: dict[int, list[str]]) -> None:
+        try:
+            sets = {}
+            for what, paths in marked.items():
+                found = []
+                for path in paths:
+                    try:
+                        found.append(self.cache.of_path(path))
+                    except IdentityError:
+                        continue
+                sets[what] = ProgramSet.of(found)
+            self.judge.loaders, self.judge.interpreters = sets[P_LOADER], sets[P_INTERPRETER]
+        finally:
+            self.judge.programs_ready.set()
 
     def reconcile(self) -> int:
         """After the rules were restored into maps a crashed collector left
         pinned: remove every kernel entry the rules no longer make."""
         with self.judge.lock:
             return self.judge.maps.prune_to_view(self.judge.default_keys)
-
-    def _mark(self, patterns: tuple[str, ...], what: int) -> ProgramSet:
-        found: list[Identity] = []
-        for path, st in expand(patterns):
-            try:
-                found.append(self.cache.of_path(path))
-            except IdentityError:
-                continue
-            self.judge.maps.mark_program((kernel_dev(st.st_dev), st.st_ino), what)
-        return ProgramSet.of(found)
 
     def open(self, deliver) -> None:
         """Start the enforcer's thread: it reads the ring buffer, identifies

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: arguments of an interpreter or loader looked at (the program comes first)
 MAX_ARGUMENT_FILES = 16
+#: how long a decision waits for the loaders and interpreters to be identified
+PROGRAMS_WAIT_S = 60.0
 
 
 @dataclass
@@ -102,14 +104,36 @@ class Judge(MappingJudge):
         self.block_rules: dict[int, Rule] = {}
         self.allow_rules: dict[int, Rule] = {}
         self.known: OrderedDict[Key, tuple[int, Identity]] = OrderedDict()
-        self.loaders = ProgramSet([])
-        self.interpreters = ProgramSet([])
+        self._loaders = ProgramSet([])
+        self._interpreters = ProgramSet([])
+        #: set once loaders and interpreters are identified (hashing them
+        #: takes a second or two: it happens off the collector's start path)
+        self.programs_ready = threading.Event()
+        self.programs_ready.set()
         self.default_keys: set[Key] = set()
         self.user_kills = 0
         self.sweeps = 0
         self.kill_latency_ns: dict[str, list[int]] = {}
         self._scanned: dict[int, float] = {}
         self._deferred: dict[int, tuple[int, int]] = {}
+
+    @property
+    def loaders(self) -> ProgramSet:
+        self.programs_ready.wait(PROGRAMS_WAIT_S)
+        return self._loaders
+
+    @loaders.setter
+    def loaders(self, programs: ProgramSet) -> None:
+        self._loaders = programs
+
+    @property
+    def interpreters(self) -> ProgramSet:
+        self.programs_ready.wait(PROGRAMS_WAIT_S)
+        return self._interpreters
+
+    @interpreters.setter
+    def interpreters(self, programs: ProgramSet) -> None:
+        self._interpreters = programs
 
     # --- rules -------------------------------------------------------------------
     def flags(self, uid: int) -> int:
