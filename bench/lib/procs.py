@@ -24,6 +24,8 @@ from .util import BENCH, COLLECTOR_BIN, REPO, VENV_PYTHON, SectionError, as_user
 
 LOST_RE = re.compile(rb"Lost (\d+) events")
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), not exported before Python 3.10
+#: the bench's collectors pin here, never in an installed collector's directory
+BENCH_PIN_DIR = "/sys/fs/bpf/dots-bench"
 
 
 def _drain_lines(stream, sink: list[bytes], keep: int = 400) -> None:
@@ -67,7 +69,7 @@ class Collector:
     def start(self, timeout: float = 180) -> "Collector":
         # no rules file: a bench collector neither inherits enforcement rules
         # from another collector nor leaves its own for the next one
-        env = {**os.environ, "DOTS_RULES_FILE": ""}
+        env = {**os.environ, "DOTS_RULES_FILE": "", "DOTS_PIN_DIR": BENCH_PIN_DIR}
         if self.bus is not None:
             env["DBUS_SYSTEM_BUS_ADDRESS"] = self.bus.address
         t0 = time.monotonic()
@@ -151,6 +153,10 @@ class Collector:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+            # killed, it left its programs pinned and attached (by design)
+            from dots_collector.pinning import unpin_tree
+
+            unpin_tree(Path(BENCH_PIN_DIR))
 
     # --- on a bus ---------------------------------------------------------------------
     def call(self, member: str, signature: str = "", body: list | None = None) -> list:
@@ -238,6 +244,10 @@ class BpfTrace:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+            # killed, it left its programs pinned and attached (by design)
+            from dots_collector.pinning import unpin_tree
+
+            unpin_tree(Path(BENCH_PIN_DIR))
 
 
 def combined_bpftrace(scripts: list[Path], out: Path) -> Path:
