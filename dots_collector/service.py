@@ -18,9 +18,10 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method, signal
 
 from dots_common import names
-from dots_common.records import RECORD_TYPES, SIGNAL_NAMES
+from dots_common.records import SIGNAL_NAMES, batch_signature
 
 from .core import Collector, CollectorError, InvalidArgument
+from .grouping import GROUPERS
 
 log = logging.getLogger("dots.collector.bus")
 
@@ -145,8 +146,8 @@ class CollectorInterface(ServiceInterface):
 
 
 def batch_signal(name: str, signature: str):
-    """A batch signal ``(batch id, array of records)``; its D-Bus signature
-    is derived from the record type (dots_common.records)."""
+    """A batch signal ``(batch id, array of structs)``; its D-Bus signature
+    is derived from the record type (dots_common.records.batch_signature)."""
     def emit(self, batch, events):
         return [batch, events]
 
@@ -156,8 +157,7 @@ def batch_signal(name: str, signature: str):
 
 
 for _monitor, _signal_name in SIGNAL_NAMES.items():
-    setattr(CollectorInterface, _signal_name,
-            batch_signal(_signal_name, RECORD_TYPES[_monitor].DBUS_SIGNATURE))
+    setattr(CollectorInterface, _signal_name, batch_signal(_signal_name, batch_signature(_monitor)))
 
 
 def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
@@ -205,7 +205,8 @@ def enforcement_variants(state: dict[str, Any]) -> dict[str, Variant]:
 
 
 class BusSink:
-    """Sends each batch as the monitor's signal."""
+    """Sends each batch as the monitor's signal (file events grouped:
+    grouping.py)."""
 
     def __init__(self, interface: CollectorInterface) -> None:
         self.interface = interface
@@ -213,7 +214,8 @@ class BusSink:
                          for monitor, signal_name in SIGNAL_NAMES.items()}
 
     def publish(self, monitor: str, batch_id: int, rows: list[tuple]) -> None:
-        self.emitters[monitor](batch_id, rows)  # rows are the structs, in order
+        group = GROUPERS.get(monitor)
+        self.emitters[monitor](batch_id, group(rows) if group else rows)
 
     def lost(self, monitor: str, total: int) -> None:
         self.interface.EventsLost(monitor, total)

@@ -45,7 +45,8 @@ async def listen(sender, iface):
         if msg.interface == MARKER_IFACE:
             done.set()
         elif msg.interface == iface:
-            print(json.dumps({"member": msg.member, "body": plain(msg.body)}), flush=True)
+            print(json.dumps({"member": msg.member, "signature": msg.signature,
+                              "body": plain(msg.body)}), flush=True)
 
     bus.add_message_handler(on_message)
     for rule in (f"type='signal',sender='{sender}',interface='{iface}'",

@@ -169,3 +169,48 @@ def test_unacked_batches_are_replayed_with_their_ids_until_acked(collector_daemo
     policyd.call(*DEST, "AckBatches", "st", [instance, sent[-1][0]])
     assert collector_daemon.status()["retained_events"] == 0
     assert policyd.call(*DEST, "ReplayBatches", "st", [instance, 0]) == {"ok": [0]}
+
+
+def test_identical_file_events_travel_as_one_struct_with_their_count(system_bus, bus_client,
+                                                                       child_user):
+    """A child opening one file again and again: the FileEvents structs
+    carry each group once with its count (the sum is every open), first
+    and last time; a replay sends the same structs."""
+    from dots_common.records import batch_field_names
+
+    from tests.fixtures.collector import CollectorDaemon
+
+    fields = batch_field_names("filesystem")
+    at = {name: i for i, name in enumerate(fields)}
+    daemon = CollectorDaemon(system_bus, monitors="filesystem")
+    try:
+        policyd = bus_client(POLICYD)
+        set_uids(policyd, [uid_of(child_user)])
+        listener = policyd.listen("org.dots.Collector1", "org.dots.Collector1")
+        n = 400
+        run_as(child_user, ["/bin/sh", "-c", f"for i in $(seq {n}); do : < /etc/hostname; done; "
+                                             ": < /etc/passwd"])
+
+        def mine(structs):
+            return [e for e in structs if e[at["type"]] == "open" and e[at["path"]] == "/etc/hostname"
+                    and e[at["comm"]] == "sh"]
+
+        listener.wait_until(lambda l: any(e[at["path"]] == "/etc/passwd" for e in l.events("FileEvents")),
+                            what="the last open")
+        signals = [s for s in listener.finish() if s["member"] == "FileEvents"]
+        assert all(s["signature"] == "ta(suussuittsut)" for s in signals)
+        structs = mine([e for s in signals for e in s["body"][1]])
+        assert sum(e[at["count"]] for e in structs) == n, "every open counted once"
+        assert len(structs) <= len(signals), "one struct per group and batch"
+        assert all(e[at["ts_ns"]] <= e[at["last_ts_ns"]] for e in structs)
+        assert any(e[at["count"]] > 1 and e[at["ts_ns"]] < e[at["last_ts_ns"]] for e in structs)
+
+        status = daemon.status()
+        again = policyd.listen("org.dots.Collector1", "org.dots.Collector1")
+        first = signals[0]["body"][0]
+        replayed_n = policyd.call(*DEST, "ReplayBatches", "st", [status["instance"], first - 1])["ok"][0]
+        again.wait_until(lambda l: len(l.signals) >= replayed_n, what="the replay")
+        replayed = {s["body"][0]: s["body"][1] for s in again.finish()}
+        assert all(replayed[s["body"][0]] == s["body"][1] for s in signals), "same ids, same structs"
+    finally:
+        daemon.stop()
