@@ -7,7 +7,8 @@ ringbuf.py hands them over: one copy, (offset, length) per record), the
 whose identical events are grouped (grouping.py); marshalling a 1,024-event
 batch signal of those structs), and on the policy daemon's side
 ``from_dbus`` (only when a Record is wanted: the store path takes the
-structs as they are). The batch's 1,024 events all differ (another pid
+structs as they are; ``unmarshall``: dbus-fast reading the signal, which
+the policy daemon pays for every struct). The batch's 1,024 events all differ (another pid
 each): the worst case, where grouping saves nothing; ``grouped_*`` is the
 file monitor's path for 1,024 identical events (one struct). ``store_us``:
 history.store_rows of those structs into a fresh SQLite database
@@ -85,7 +86,10 @@ def _store_cost(monitor: str, structs: list[tuple], events: int | None = None) -
 
 
 def run() -> dict:
+    import io
+
     from dbus_fast import Message, MessageType
+    from dbus_fast._private.unmarshaller import Unmarshaller
 
     from dots_collector.grouping import GROUPERS
     from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, batch_signature
@@ -109,15 +113,20 @@ def run() -> dict:
         signature = "ta" + batch_signature(name)
 
         def marshall(structs=structs):
-            Message(message_type=MessageType.SIGNAL, path="/org/dots/Collector1",
-                    interface="org.dots.Collector1", member=SIGNAL_NAMES[name],
-                    signature=signature, body=[1, structs])._marshall(False)
+            return Message(message_type=MessageType.SIGNAL, path="/org/dots/Collector1",
+                           interface="org.dots.Collector1", member=SIGNAL_NAMES[name],
+                           signature=signature, body=[1, structs])._marshall(False)
+
+        wire = marshall()
 
         results[name] = {
             "decode_us": round(_best(lambda: monitor.decode_rows(read, spans), n=20) / 1024, 2),
             "json_line_us": round(_best(lambda: render(row)), 2),
             "to_dbus_us": round(_best(lambda: group(batch), n=20) / 1024, 2) if name in GROUPERS else 0.0,
             "dbus_marshall_us": round(_best(marshall, n=20) / 1024, 2),
+            "unmarshall_us": round(_best(lambda: Unmarshaller(io.BytesIO(wire)).unmarshall(),
+                                         n=10) / 1024, 2),
+            "wire_bytes": round(len(wire) / 1024, 1),
             "store_us": _store_cost(name, structs),
             "from_dbus_us": round(_best(lambda: cls.from_dbus(batch[0])), 2),
             "ring_record_bytes": len(raw),
