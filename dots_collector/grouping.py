@@ -16,7 +16,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 
-from dots_common.records import FileEvent, field_names
+from dots_common.packed import pack_file_structs
+from dots_common.records import PACKED_MONITORS, FileEvent, field_names
 
 U64_MAX = 2**64 - 1
 
@@ -59,3 +60,14 @@ def group_file_rows(rows: list[tuple]) -> list[tuple]:
 
 #: per monitor, rows -> the structs its batch signal carries
 GROUPERS: dict[str, Callable[[list[tuple]], list[tuple]]] = {"filesystem": group_file_rows}
+#: per packed monitor (dots_common.records.PACKED_MONITORS), structs -> bytes
+PACKERS: dict[str, Callable[[list[tuple]], bytes]] = {"filesystem": pack_file_structs}
+assert set(PACKERS) == PACKED_MONITORS
+
+
+def to_wire(monitor: str, rows: list[tuple]) -> list[tuple] | bytes:
+    """A batch's rows as its signal carries them: grouped, then packed."""
+    group = GROUPERS.get(monitor)
+    structs = group(rows) if group else rows
+    pack = PACKERS.get(monitor)
+    return pack(structs) if pack else structs

@@ -18,10 +18,10 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method, signal
 
 from dots_common import names
-from dots_common.records import SIGNAL_NAMES, batch_signature
+from dots_common.records import SIGNAL_NAMES, signal_signature
 
 from .core import Collector, CollectorError, InvalidArgument
-from .grouping import GROUPERS
+from .grouping import to_wire
 
 log = logging.getLogger("dots.collector.bus")
 
@@ -146,18 +146,18 @@ class CollectorInterface(ServiceInterface):
 
 
 def batch_signal(name: str, signature: str):
-    """A batch signal ``(batch id, array of structs)``; its D-Bus signature
-    is derived from the record type (dots_common.records.batch_signature)."""
+    """A batch signal ``(batch id, structs)``; its D-Bus signature is
+    derived from the record type (dots_common.records.signal_signature)."""
     def emit(self, batch, events):
         return [batch, events]
 
     emit.__name__ = emit.__qualname__ = name
-    emit.__annotations__ = {"return": f"ta{signature}"}
+    emit.__annotations__ = {"return": signature}
     return signal(name=name)(emit)
 
 
 for _monitor, _signal_name in SIGNAL_NAMES.items():
-    setattr(CollectorInterface, _signal_name, batch_signal(_signal_name, batch_signature(_monitor)))
+    setattr(CollectorInterface, _signal_name, batch_signal(_signal_name, signal_signature(_monitor)))
 
 
 def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
@@ -205,8 +205,8 @@ def enforcement_variants(state: dict[str, Any]) -> dict[str, Variant]:
 
 
 class BusSink:
-    """Sends each batch as the monitor's signal (file events grouped:
-    grouping.py)."""
+    """Sends each batch as the monitor's signal (file events grouped and
+    packed: grouping.py)."""
 
     def __init__(self, interface: CollectorInterface) -> None:
         self.interface = interface
@@ -214,8 +214,7 @@ class BusSink:
                          for monitor, signal_name in SIGNAL_NAMES.items()}
 
     def publish(self, monitor: str, batch_id: int, rows: list[tuple]) -> None:
-        group = GROUPERS.get(monitor)
-        self.emitters[monitor](batch_id, group(rows) if group else rows)
+        self.emitters[monitor](batch_id, to_wire(monitor, rows))
 
     def lost(self, monitor: str, total: int) -> None:
         self.interface.EventsLost(monitor, total)

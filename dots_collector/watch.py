@@ -15,6 +15,7 @@ from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from dots_common import names
+from dots_common.packed import unpack_file_structs
 from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, batch_field_names, field_names
 
 
@@ -38,7 +39,10 @@ async def watch() -> None:
             cls = RECORD_TYPES[monitor]
             width = len(field_names(cls))
             extras = batch_field_names(monitor)[width:]
-            for values in msg.body[1]:
+            structs = msg.body[1]
+            if msg.member == "FileEvents":  # packed (dots_common/packed.py)
+                structs = unpack_file_structs(structs)
+            for values in structs:
                 line = cls.from_dbus(values[:width]).to_json()
                 line.update(zip(extras, values[width:]))
                 print(json.dumps(line, separators=(",", ":")))

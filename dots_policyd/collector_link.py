@@ -32,8 +32,9 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from dots_common import names
-from dots_common.records import (RECORD_TYPES, SIGNAL_NAMES, Record, batch_field_names,
-                                 batch_signature, field_names)
+from dots_common.packed import unpack_file_structs
+from dots_common.records import (PACKED_MONITORS, RECORD_TYPES, SIGNAL_NAMES, Record,
+                                 batch_field_names, field_names, signal_signature)
 
 from .bus_trust import Rejections, connection_uid, from_bus_daemon, name_owner
 from .clock import wall_offset_ns
@@ -47,7 +48,10 @@ MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
 #: where uid sits in each monitor's struct
 UID_AT = {mon: field_names(cls).index("uid") for mon, cls in RECORD_TYPES.items()}
 #: a batch signal's signature per monitor (the contract's)
-SIGNATURE = {mon: "ta" + batch_signature(mon) for mon in RECORD_TYPES}
+SIGNATURE = {mon: signal_signature(mon) for mon in RECORD_TYPES}
+#: packed batches' bytes -> structs (dots_common.records.PACKED_MONITORS)
+UNPACKERS = {"filesystem": unpack_file_structs}
+assert set(UNPACKERS) == PACKED_MONITORS
 #: where a struct's event count sits, for monitors whose batches group
 #: identical events (dots_common.records.BATCH_EXTRAS)
 COUNT_AT = {mon: batch_field_names(mon).index("count") for mon in RECORD_TYPES
@@ -243,7 +247,8 @@ class CollectorLink:
             try:
                 if events is None:
                     raise TypeError("its signature is not the record layout of the contract")
-                rows = self._records(monitor, events)
+                unpack = UNPACKERS.get(monitor)
+                rows = self._records(monitor, unpack(events) if unpack else events)
                 fresh = await loop.run_in_executor(self.writer, store_rows, self.db, monitor,
                                                    batch_key(instance, batch), rows,
                                                    wall_offset_ns())

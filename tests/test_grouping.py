@@ -1,10 +1,15 @@
 """The collector groups identical file events of a batch into one struct
-with a count on the way to the bus (dots_collector/grouping.py; the
-contract: BATCH_EXTRAS, FileEvents in dbus/org.dots.Collector1.xml)."""
+with a count on the way to the bus (dots_collector/grouping.py) and packs
+the structs in bytes (dots_common/packed.py), which the policy daemon
+unpacks, refusing anything malformed (the contract: BATCH_EXTRAS,
+PACKED_MONITORS, FileEvents in dbus/org.dots.Collector1.xml)."""
 
 from __future__ import annotations
 
+import pytest
+
 from dots_collector.grouping import U64_MAX, group_file_rows
+from dots_common.packed import HEAD, pack_file_structs, unpack_file_structs
 from dots_collector.service import BusSink, CollectorInterface
 from dots_common.records import batch_field_names
 
@@ -55,4 +60,35 @@ def test_the_bus_sink_sends_file_batches_grouped_and_others_as_they_are():
     sink.publish("filesystem", 4, [ev(ts=1), ev(ts=2)])
     process_rows = [("exec", 1, 0, 1001, 1001, "true", "/usr/bin/true", 0, 5)] * 2
     sink.publish("process", 5, process_rows)
-    assert sent == [("filesystem", 4, [(*ev(ts=1), 2, 2)]), ("process", 5, process_rows)]
+    assert sent[1] == ("process", 5, process_rows)
+    assert sent[0][:2] == ("filesystem", 4) and isinstance(sent[0][2], bytes)
+    assert unpack_file_structs(sent[0][2]) == [(*ev(ts=1), 2, 2)]
+
+
+def test_packed_structs_round_trip_hostile_text_and_extreme_values():
+    rows = [(*ev("rename", path="/home/kid/\u00e9t\u00e9 \"'\n\\x", ts=2**64 - 1,
+                 new_path="/home/kid/" + "a" * 4000, comm="x" * 15), 2**32 - 1, 2**64 - 1),
+            (*ev(result=-(2**31), nbytes=2**64 - 1, ts=0), 1, 0),
+            (*ev(path="", comm="", type_=""), 1, 0)]
+    assert unpack_file_structs(pack_file_structs(rows)) == rows
+    assert unpack_file_structs(b"") == []
+
+
+@pytest.mark.parametrize("row", [
+    (*ev(pid=-1), 1, 0),            # beyond u32
+    (*ev(nbytes=2**64), 1, 0),      # beyond u64
+    (*ev(comm="c" * 256), 1, 0),    # a length beyond its header field
+    (*ev(path="p" * 70000), 1, 0),
+])
+def test_values_the_layout_cannot_hold_are_refused_when_packing(row):
+    with pytest.raises(ValueError):
+        pack_file_structs([row])
+
+
+def test_bytes_that_are_not_well_formed_structs_are_refused():
+    good = pack_file_structs([(*ev(ts=1), 3, 2)])
+    bad = [good[:HEAD.size - 1], good[:-1], good + b"\0", good + good[:HEAD.size],
+           good.replace(b"/home/kid/a", b"/home/kid\0a"), good.replace(b"/home/kid/a", b"/home/kid\xff")]
+    for data in bad:
+        with pytest.raises(ValueError):
+            unpack_file_structs(data)
