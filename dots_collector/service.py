@@ -1,7 +1,8 @@
 """The collector on D-Bus: a thin layer over core.Collector.
 
 Publishes each monitor's batches as a signal carrying an array of structs
-and answers the few methods the policy daemon may call. Who may call or
+(file events: identical ones grouped, the structs packed in bytes:
+grouping.py) and answers the few methods the policy daemon may call. Who may call or
 listen is the bus policy's job (dbus/org.dots.Collector1.conf); the
 contract is dbus/org.dots.Collector1.xml.
 
