@@ -260,10 +260,11 @@ class CollectorLink:
                         self.on_records(monitor, [cls(*row[:width]) for row in rows])
                     except Exception:
                         log.exception("handling a %s batch failed", monitor)
-                self.stored_batches += 1
-                count_at = COUNT_AT.get(monitor)
-                self.stored_events += (len(rows) if count_at is None
-                                       else sum(row[count_at] for row in rows))
+                if fresh:  # (a replayed batch stored before is not counted again)
+                    self.stored_batches += 1
+                    count_at = COUNT_AT.get(monitor)
+                    self.stored_events += (len(rows) if count_at is None
+                                           else sum(row[count_at] for row in rows))
                 unacked += 1
                 if unacked >= ACK_EVERY or self.queue.empty():
                     await self._ack(instance, batch)

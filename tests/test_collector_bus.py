@@ -169,4 +169,3 @@ def test_unacked_batches_are_replayed_with_their_ids_until_acked(collector_daemo
     policyd.call(*DEST, "AckBatches", "st", [instance, sent[-1][0]])
     assert collector_daemon.status()["retained_events"] == 0
     assert policyd.call(*DEST, "ReplayBatches", "st", [instance, 0]) == {"ok": [0]}
-
