@@ -229,7 +229,7 @@ def event_line(e: dict[str, Any]) -> str:
 
 EVENT_COLUMNS = {
     "process": ["type", "pid", "ppid", "comm", "path", "exit_code"],
-    "filesystem": ["type", "pid", "comm", "path", "result", "bytes"],
+    "filesystem": ["type", "pid", "comm", "path", "result", "bytes", "count"],
     "network": ["type", "pid", "comm", "daddr", "dport", "bytes_sent", "bytes_received"],
     "memory": ["pid", "comm", "rss_bytes", "bytes_alloc", "bytes_freed"],
     "disk": ["pid", "comm", "rw", "bytes", "latency_ns"],

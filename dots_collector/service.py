@@ -1,7 +1,8 @@
 """The collector on D-Bus: a thin layer over core.Collector.
 
 Publishes each monitor's batches as a signal carrying an array of structs
-and answers the few methods the policy daemon may call. Who may call or
+(file events: identical ones grouped, the structs packed in bytes:
+grouping.py) and answers the few methods the policy daemon may call. Who may call or
 listen is the bus policy's job (dbus/org.dots.Collector1.conf); the
 contract is dbus/org.dots.Collector1.xml.
 
@@ -18,9 +19,10 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method, signal
 
 from dots_common import names
-from dots_common.records import RECORD_TYPES, SIGNAL_NAMES
+from dots_common.records import SIGNAL_NAMES, signal_signature
 
 from .core import Collector, CollectorError, InvalidArgument
+from .grouping import to_wire
 
 log = logging.getLogger("dots.collector.bus")
 
@@ -145,19 +147,18 @@ class CollectorInterface(ServiceInterface):
 
 
 def batch_signal(name: str, signature: str):
-    """A batch signal ``(batch id, array of records)``; its D-Bus signature
-    is derived from the record type (dots_common.records)."""
+    """A batch signal ``(batch id, structs)``; its D-Bus signature is
+    derived from the record type (dots_common.records.signal_signature)."""
     def emit(self, batch, events):
         return [batch, events]
 
     emit.__name__ = emit.__qualname__ = name
-    emit.__annotations__ = {"return": f"ta{signature}"}
+    emit.__annotations__ = {"return": signature}
     return signal(name=name)(emit)
 
 
 for _monitor, _signal_name in SIGNAL_NAMES.items():
-    setattr(CollectorInterface, _signal_name,
-            batch_signal(_signal_name, RECORD_TYPES[_monitor].DBUS_SIGNATURE))
+    setattr(CollectorInterface, _signal_name, batch_signal(_signal_name, signal_signature(_monitor)))
 
 
 def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
@@ -207,7 +208,8 @@ def enforcement_variants(state: dict[str, Any]) -> dict[str, Variant]:
 
 
 class BusSink:
-    """Sends each batch as the monitor's signal."""
+    """Sends each batch as the monitor's signal (file events grouped and
+    packed: grouping.py)."""
 
     def __init__(self, interface: CollectorInterface) -> None:
         self.interface = interface
@@ -215,7 +217,7 @@ class BusSink:
                          for monitor, signal_name in SIGNAL_NAMES.items()}
 
     def publish(self, monitor: str, batch_id: int, rows: list[tuple]) -> None:
-        self.emitters[monitor](batch_id, rows)  # rows are the structs, in order
+        self.emitters[monitor](batch_id, to_wire(monitor, rows))
 
     def lost(self, monitor: str, total: int) -> None:
         self.interface.EventsLost(monitor, total)

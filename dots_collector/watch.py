@@ -1,6 +1,8 @@
 """``python -m dots_collector.watch``: print the collector's signals as JSON
 lines (the same lines as ``dots-collector --stdout``). A debugging client:
-only root and dots-policyd may receive the collector's signals."""
+only root and dots-policyd may receive the collector's signals. A grouped
+struct (FileEvents: identical events with their count) prints as one
+line with "count" and "last_ts_ns" added."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from dots_common import names
-from dots_common.records import RECORD_TYPES, SIGNAL_NAMES
+from dots_common.packed import unpack_file_structs
+from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, batch_field_names, field_names
 
 
 MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
@@ -32,9 +35,17 @@ async def watch() -> None:
         if msg.member == "EventsLost":
             print(json.dumps({"monitor": msg.body[0], "type": "lost", "lost": msg.body[1]}))
         elif msg.member in MONITOR_OF_SIGNAL:
-            cls = RECORD_TYPES[MONITOR_OF_SIGNAL[msg.member]]
-            for values in msg.body[1]:
-                print(json.dumps(cls.from_dbus(values).to_json(), separators=(",", ":")))
+            monitor = MONITOR_OF_SIGNAL[msg.member]
+            cls = RECORD_TYPES[monitor]
+            width = len(field_names(cls))
+            extras = batch_field_names(monitor)[width:]
+            structs = msg.body[1]
+            if msg.member == "FileEvents":  # packed (dots_common/packed.py)
+                structs = unpack_file_structs(structs)
+            for values in structs:
+                line = cls.from_dbus(values[:width]).to_json()
+                line.update(zip(extras, values[width:]))
+                print(json.dumps(line, separators=(",", ":")))
         sys.stdout.flush()
 
     bus.add_message_handler(on_message)

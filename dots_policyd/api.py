@@ -60,12 +60,16 @@ def status_variants(s: ChildStatus) -> dict[str, Variant]:
 
 def event_variants(event: StoredEvent) -> dict[str, Variant]:
     """A stored record's fields with their D-Bus types (as in the
-    collector's signals), plus "time" as Unix seconds."""
+    collector's signals, file events with their count and last_ts_ns),
+    plus "time" as Unix seconds."""
     record = event.record
     types = [t.signature for t in get_signature_tree(record.DBUS_SIGNATURE).types[0].children]
     fields = dataclasses.fields(record)
     out = {f.name: Variant(code, getattr(record, f.name)) for f, code in zip(fields, types)}
     out["time"] = Variant("d", (event.time - EPOCH).total_seconds())
+    if event.last_ts_ns is not None:  # a stored group of identical events (file events)
+        out["count"] = Variant("u", event.count)
+        out["last_ts_ns"] = Variant("t", event.last_ts_ns)
     return out
 
 

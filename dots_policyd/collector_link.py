@@ -32,7 +32,9 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from dots_common import names
-from dots_common.records import RECORD_TYPES, SIGNAL_NAMES, Record, field_names
+from dots_common.packed import unpack_file_structs
+from dots_common.records import (PACKED_MONITORS, RECORD_TYPES, SIGNAL_NAMES, Record,
+                                 batch_field_names, field_names, signal_signature)
 
 from .bus_trust import Rejections, connection_uid, from_bus_daemon, name_owner
 from .clock import wall_offset_ns
@@ -45,6 +47,15 @@ log = logging.getLogger("dots.policyd.collector")
 MONITOR_OF_SIGNAL = {sig: mon for mon, sig in SIGNAL_NAMES.items()}
 #: where uid sits in each monitor's struct
 UID_AT = {mon: field_names(cls).index("uid") for mon, cls in RECORD_TYPES.items()}
+#: a batch signal's signature per monitor (the contract's)
+SIGNATURE = {mon: signal_signature(mon) for mon in RECORD_TYPES}
+#: packed batches' bytes -> structs (dots_common.records.PACKED_MONITORS)
+UNPACKERS = {"filesystem": unpack_file_structs}
+assert set(UNPACKERS) == PACKED_MONITORS
+#: where a struct's event count sits, for monitors whose batches group
+#: identical events (dots_common.records.BATCH_EXTRAS)
+COUNT_AT = {mon: batch_field_names(mon).index("count") for mon in RECORD_TYPES
+            if "count" in batch_field_names(mon)}
 SYNC_RETRY_SECONDS = 0.2
 ACK_EVERY = 32  # batches; an ack is also sent whenever the queue runs dry
 
@@ -68,7 +79,8 @@ class CollectorLink:
                  client: CollectorClient | None = None,
                  rejections: Rejections | None = None) -> None:
         """``on_records(monitor, records)`` sees each batch once it is
-        stored; ``on_presence(present)`` hears the collector come and go."""
+        stored (one record per struct: a group of identical file events is
+        one); ``on_presence(present)`` hears the collector come and go."""
         self.bus = bus
         self.db = db
         self.children = children
@@ -214,7 +226,7 @@ class CollectorLink:
             return
         # records that cannot be read fail in the store loop, which logs
         # and acknowledges them (a replay would fail again)
-        well_formed = msg.signature == "ta" + RECORD_TYPES[monitor].DBUS_SIGNATURE
+        well_formed = msg.signature == SIGNATURE[monitor]
         # a batch of the wrong layout is logged and acknowledged in its turn
         self.queue.put_nowait((self.instance, body[0], monitor, body[1] if well_formed else None))
 
@@ -235,18 +247,24 @@ class CollectorLink:
             try:
                 if events is None:
                     raise TypeError("its signature is not the record layout of the contract")
-                rows = self._records(monitor, events)
+                unpack = UNPACKERS.get(monitor)
+                rows = self._records(monitor, unpack(events) if unpack else events)
                 fresh = await loop.run_in_executor(self.writer, store_rows, self.db, monitor,
                                                    batch_key(instance, batch), rows,
                                                    wall_offset_ns())
                 if fresh and self.on_records and rows:
                     cls = RECORD_TYPES[monitor]
+                    width = len(field_names(cls))
                     try:
-                        self.on_records(monitor, [cls(*row) for row in rows])
+                        # one record per struct: a group of identical events is one
+                        self.on_records(monitor, [cls(*row[:width]) for row in rows])
                     except Exception:
                         log.exception("handling a %s batch failed", monitor)
-                self.stored_batches += 1
-                self.stored_events += len(rows)
+                if fresh:  # (a replayed batch stored before is not counted again)
+                    self.stored_batches += 1
+                    count_at = COUNT_AT.get(monitor)
+                    self.stored_events += (len(rows) if count_at is None
+                                           else sum(row[count_at] for row in rows))
                 unacked += 1
                 if unacked >= ACK_EVERY or self.queue.empty():
                     await self._ack(instance, batch)

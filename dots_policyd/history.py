@@ -20,7 +20,7 @@ from typing import Any
 import peewee
 from peewee import EXCLUDED, fn
 
-from dots_common.records import RECORD_TYPES, Record, field_names
+from dots_common.records import RECORD_TYPES, Record, batch_field_names, field_names
 
 from .bulk import TimeText, insert_rows
 from .db import bind, dialect, storage_errors
@@ -73,6 +73,10 @@ class DayUsage:
 class StoredEvent:
     time: dt.datetime  # naive UTC
     record: Record
+    #: identical events stored as one row (file events: BATCH_EXTRAS): how
+    #: many, and the last one's CLOCK_BOOTTIME (the record's ts_ns is the first's)
+    count: int = 1
+    last_ts_ns: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,15 +98,21 @@ class _Layout:
 
     model: type[RawEvent]
     record_type: type[Record]
+    #: a row's fields: the batch struct's (the record's, then its
+    #: BATCH_EXTRAS: count and last_ts_ns for file events)
     names: tuple[str, ...]
     values: Callable[[Record], tuple[Any, ...]]
     fields: tuple[peewee.Field, ...]
-    #: the raw table and its columns in row order (record fields, time, batch_id)
+    #: the raw table and its columns in row order (row fields, time, batch_id)
     table: str
     columns: tuple[str, ...]
     #: where uid and ts_ns sit in a row
     uid_at: int
     ts_at: int
+    #: how many of a row's fields are the record's
+    record_width: int
+    #: where a row's event count sits (None: one event per row)
+    count_at: int | None
 
 
 @functools.cache
@@ -110,11 +120,25 @@ def _layout(monitor: str) -> _Layout:
     if monitor not in RAW_MODELS:
         raise ValueError(f"unknown monitor {monitor!r} (expected one of {', '.join(RAW_MODELS)})")
     model, record_type = RAW_MODELS[monitor], RECORD_TYPES[monitor]
-    names = field_names(record_type)
+    record_names = field_names(record_type)
+    names = batch_field_names(monitor)
     fields = tuple(getattr(model, n) for n in names) + (model.time, model.batch_id)
-    return _Layout(model, record_type, names, operator.attrgetter(*names), fields,
+    return _Layout(model, record_type, names, _row_of_record(record_names, names), fields,
                    model._meta.table_name, tuple(f.column_name for f in fields),
-                   names.index("uid"), names.index("ts_ns"))
+                   names.index("uid"), names.index("ts_ns"), len(record_names),
+                   names.index("count") if "count" in names else None)
+
+
+def _row_of_record(record_names: tuple[str, ...], names: tuple[str, ...]
+                   ) -> Callable[[Record], tuple[Any, ...]]:
+    """A Record as a row: a single event (count 1, last_ts_ns its ts_ns)."""
+    values = operator.attrgetter(*record_names)
+    extras = names[len(record_names):]
+    if not extras:
+        return values
+    if extras != ("count", "last_ts_ns"):
+        raise TypeError(f"no row for the batch fields {extras}")
+    return lambda r: (*values(r), 1, r.ts_ns)
 
 
 def _chunk_rows(db: peewee.Database, columns: int) -> int:
@@ -212,15 +236,21 @@ def store_rows(db: peewee.Database, monitor: str, batch_id: str,
     layout = _layout(monitor)
     if not isinstance(batch_id, str) or not 0 < len(batch_id) <= MAX_BATCH_ID:
         raise ValueError(f"batch id must be 1 to {MAX_BATCH_ID} characters")
-    width, ts_at = len(layout.names), layout.ts_at
+    width, ts_at, count_at = len(layout.names), layout.ts_at, layout.count_at
     if any(len(r) != width for r in rows):
         raise TypeError(f"a {monitor} batch may hold only {layout.record_type.__name__} records")
+    events = len(rows)
+    if count_at is not None and rows:
+        counts = [r[count_at] for r in rows]
+        if min(counts) < 1:
+            raise ValueError(f"batch {batch_id}: a group of events with a count below 1")
+        events = sum(counts)
     text = TimeText()
     full = [(*r, text((r[ts_at] + wall_offset_ns) // 1000), batch_id) for r in rows]
     bind(db)
     try:
         with db.atomic():
-            fresh = (IngestedBatch.insert(batch_id=batch_id, monitor=monitor, events=len(full),
+            fresh = (IngestedBatch.insert(batch_id=batch_id, monitor=monitor, events=events,
                                           time=utcnow())
                      .on_conflict_ignore().as_rowcount().execute())
             if not fresh:
@@ -344,9 +374,13 @@ def recent_events(db: peewee.Database, monitor: str, uid: int, limit: int = 100)
     _check_limit(limit)
     bind(db)
     m = layout.model
+    width = layout.record_width
     query = (m.select(*(getattr(m, n) for n in layout.names), m.time).where(m.uid == uid)
              .order_by(m.time.desc(), m.id.desc()).limit(limit).tuples())
-    return [StoredEvent(row[-1], layout.record_type(*row[:-1])) for row in query]
+    if layout.count_at is None:
+        return [StoredEvent(row[-1], layout.record_type(*row[:width])) for row in query]
+    return [StoredEvent(row[-1], layout.record_type(*row[:width]), row[width], row[width + 1])
+            for row in query]
 
 
 # --- audit log ---------------------------------------------------------------------

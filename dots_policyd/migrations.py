@@ -279,6 +279,21 @@ def _migration_5(db: peewee.Database, migrator: SchemaMigrator) -> None:
         db.execute_sql(statement)
 
 
+def _migration_6(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """File events: identical events of a batch stored as one row with
+    their count and the last one's time (dots_common.records.BATCH_EXTRAS);
+    a row stored before stands for one event."""
+    migrator.migrate(
+        migrator.add_column("file_event", "count",
+                            IntegerField(default=1, constraints=[peewee.SQL("DEFAULT 1")]),
+                            allow_not_null=True),
+        migrator.add_column("file_event", "last_ts_ns",
+                            BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")]),
+                            allow_not_null=True),
+    )
+    db.execute_sql("UPDATE file_event SET last_ts_ns = ts_ns")
+
+
 #: version -> the step that brings version - 1 to it
 MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     1: _migration_1,
@@ -286,6 +301,7 @@ MIGRATIONS: dict[int, Callable[[peewee.Database, SchemaMigrator], None]] = {
     3: _migration_3,
     4: _migration_4,
     5: _migration_5,
+    6: _migration_6,
 }
 LATEST = max(MIGRATIONS)
 

@@ -81,6 +81,9 @@ class FileRow(RawEvent):
     result = BigIntegerField()
     bytes = BigIntegerField()
     new_path = TextField(default="")  # schema version 2
+    # schema version 6: identical events of a batch as one row (BATCH_EXTRAS)
+    count = IntegerField(default=1)
+    last_ts_ns = BigIntegerField(default=0)
 
     class Meta:
         table_name = "file_event"

@@ -20,6 +20,7 @@ from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from dots_cli.client import plain
+from dots_common.packed import unpack_file_structs
 
 MARKER_IFACE = "org.dots.Test"
 
@@ -45,7 +46,12 @@ async def listen(sender, iface):
         if msg.interface == MARKER_IFACE:
             done.set()
         elif msg.interface == iface:
-            print(json.dumps({"member": msg.member, "body": plain(msg.body)}), flush=True)
+            body = msg.body
+            if msg.member == "FileEvents" and msg.signature == "tay":
+                # packed structs (dots_common/packed.py): shown as the structs
+                body = [body[0], unpack_file_structs(body[1])]
+            print(json.dumps({"member": msg.member, "signature": msg.signature,
+                              "body": plain(body)}), flush=True)
 
     bus.add_message_handler(on_message)
     for rule in (f"type='signal',sender='{sender}',interface='{iface}'",

@@ -55,8 +55,11 @@ async def main(instance: str) -> None:
         if not line:
             break
         cmd = json.loads(line)
+        # {"hex": "..."} in a body: bytes (an "ay", e.g. packed FileEvents)
+        body = [bytes.fromhex(v["hex"]) if isinstance(v, dict) and "hex" in v else v
+                for v in cmd["body"]]
         bus.send(Message.new_signal(names.COLLECTOR_PATH, names.COLLECTOR_INTERFACE, cmd["member"],
-                                    cmd["signature"], cmd["body"]))
+                                    cmd["signature"], body))
         await bus.call(Message(destination=names.DBUS_BUS_NAME, path=names.DBUS_PATH,
                                interface=names.DBUS_INTERFACE, member="GetId"))  # flushed
         print(json.dumps({"sent": cmd["member"]}), flush=True)

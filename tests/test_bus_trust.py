@@ -154,6 +154,41 @@ def test_a_malformed_batch_from_the_collector_is_acknowledged_and_the_loop_goes_
     assert parent.ok("GetDaemonStatus")[0]["malformed_batches"] >= 2
 
 
+def test_packed_file_batches_are_stored_with_their_counts_and_malformed_ones_refused(
+        fake_collector, policyd_daemon, family_client, parent_user, child_user):
+    """FileEvents carry packed structs (dots_common/packed.py): a group of
+    identical opens reaches the parent's history as one event with its
+    count; bytes that are not well-formed structs (cut short, a length past
+    the end, not UTF-8, a NUL in a path) store nothing, are acknowledged
+    and counted, and the next batch is stored."""
+    from dots_common.packed import pack_file_structs
+
+    parent = family_client(parent_user)
+    child = uid_of(child_user)
+    if child not in [c[0] for c in parent.ok("ListChildren")[0]]:
+        parent.ok("AddChild", "ss", child_user, "13-17")
+    malformed_before = parent.ok("GetDaemonStatus")[0]["malformed_batches"]
+
+    def opened(path: str, count: int = 1) -> tuple:
+        return ("open", 77, child, "cat", path, 0, 3, 0, 10**9, "", count, 10**9 + 5000)
+
+    good = pack_file_structs([opened("/home/kid/game.sav", 500)])
+    nul = pack_file_structs([opened("/home/kid/forged\x00-nul")])
+    latin1 = pack_file_structs([opened("/home/kid/forged-latin1-ABC")]).replace(b"ABC", b"\xe9\xe9\xe9")
+    garbage = [good[:30], good[:-3], good + b"\x01", latin1, nul,
+               pack_file_structs([opened("/home/kid/forged-zero", 0)])]
+    for i, data in enumerate(garbage):
+        fake_collector.emit("FileEvents", "tay", [30 + i, {"hex": data.hex()}])
+    fake_collector.emit("FileEvents", "tay", [40, {"hex": good.hex()}])
+    wait_for(lambda: ["fake-1", 40] in fake_collector.calls("AckBatches"), timeout=30,
+             what="the good batch acknowledged")
+    events = parent.ok("GetRecentEvents", "ssu", child_user, "filesystem", 100)[0]
+    assert [(e["path"], e["count"], e["last_ts_ns"]) for e in events] == [
+        ("/home/kid/game.sav", 500, 10**9 + 5000)], "only the good batch, with its count"
+    status = parent.ok("GetDaemonStatus")[0]
+    assert status["malformed_batches"] >= malformed_before + len(garbage), status
+
+
 def blocked_record(uid: int, path: str) -> list:
     return ProcessEvent("exec_blocked", 4343, 1, uid, uid, path.rsplit("/", 1)[-1][:15], path,
                         0, 10**9).to_dbus()

@@ -48,7 +48,7 @@ def test_new_database_gets_the_latest_schema_matching_the_models(db: peewee.Data
     assert schema_version(db) == 0
     from dots_policyd.site_history import SiteLookupRow
 
-    assert migrate(db) == LATEST == 5
+    assert migrate(db) == LATEST == 6
     for model in (*ALL_MODELS, SiteLookupRow):
         table = model._meta.table_name
         assert columns(db, table) == {f.column_name for f in model._meta.sorted_fields}, table
@@ -93,6 +93,7 @@ def test_upgrade_from_a_version_1_database(target: str):
     [old_event] = recent_events(db, "filesystem", CHILD)
     assert old_event.record == FileEvent("open", 42, CHILD, "cat", "/etc/hostname", 0, 3, 0, 5, new_path="")
     assert old_event.time == dt.datetime(2024, 3, 1, 9)
+    assert (old_event.count, old_event.last_ts_ns) == (1, 5), "a row from before stands for one event"
     assert daily_usage(db, CHILD, DAY, DAY)[0].seconds_granted == 0
     assert daily_usage(db, CHILD, DAY, DAY)[0].seconds_used == 1800
     assert [e.action for e in audit_log(db)] == ["add_child"]

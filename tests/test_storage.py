@@ -142,8 +142,11 @@ def test_hostile_names_round_trip(db: peewee.Database):
 def test_raw_tables_mirror_the_records():
     from dots_common.records import RECORD_TYPES
 
+    from dots_common.records import BATCH_EXTRAS
+
     for monitor, model in RAW_MODELS.items():
         names = {f.name for f in dataclasses.fields(RECORD_TYPES[monitor])}
+        names |= {name for name, _code in BATCH_EXTRAS.get(monitor, ())}
         assert names | {"id", "time", "batch_id"} == set(model._meta.fields), monitor
 
 
@@ -198,6 +201,36 @@ def test_bad_batches_are_refused(db: peewee.Database):
         store_batch(db, "process", "", SAMPLES["process"], OFFSET)
     with pytest.raises(ValueError, match="batch id"):
         store_batch(db, "process", "x" * 1_000_000, SAMPLES["process"], OFFSET)
+    assert count(IngestedBatch) == 0
+
+
+def test_grouped_file_events_are_stored_as_one_row_with_their_count(db: peewee.Database):
+    """The collector's FileEvents structs group identical events (count,
+    last_ts_ns): stored as one row each, read back with both; the batch's
+    event count is the sum of the counts."""
+    from dots_policyd.history import store_rows
+
+    open_ = ("open", 5, CHILD, "cat", "/etc/hostname", 0, 3, 0, 3 * SEC, "")
+    read = ("read", 5, CHILD, "cat", "/etc/hostname", 0, 3, 4096 * 700, 4 * SEC, "")
+    assert store_rows(db, "filesystem", "g-1", [(*open_, 700, 3 * SEC + 999), (*read, 1, 4 * SEC)],
+                      OFFSET, tz=UTC)
+    newest, oldest = recent_events(db, "filesystem", CHILD)
+    assert (oldest.record, oldest.count, oldest.last_ts_ns) == (FileEvent(*open_), 700, 3 * SEC + 999)
+    assert (newest.record, newest.count, newest.last_ts_ns) == (FileEvent(*read), 1, 4 * SEC)
+    assert IngestedBatch.get(IngestedBatch.batch_id == "g-1").events == 701
+    # a single event stored as a record counts once
+    store_batch(db, "filesystem", "g-2", [FileEvent(*open_[:-2], 5 * SEC)], OFFSET, tz=UTC)
+    assert (recent_events(db, "filesystem", CHILD)[0].count,
+            recent_events(db, "filesystem", CHILD)[0].last_ts_ns) == (1, 5 * SEC)
+
+
+@pytest.mark.parametrize("count_", [0, -1])
+def test_a_group_of_no_events_is_refused(db: peewee.Database, count_: int):
+    from dots_policyd.history import store_rows
+
+    row = ("open", 5, CHILD, "cat", "/etc/hostname", 0, 3, 0, 3 * SEC, "", count_, 3 * SEC)
+    with pytest.raises(ValueError, match="count below 1"):
+        store_rows(db, "filesystem", "g-0", [row], OFFSET)
     assert count(IngestedBatch) == 0
 
 
