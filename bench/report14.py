@@ -162,12 +162,18 @@ priority boost). The policy daemon stores batches as received (rows, no
 Record per event): SQLite `executemany` on one prepared statement,
 PostgreSQL `COPY`.
 
-Not done this round: the D-Bus batch stays an array of structs (a packed
-`ay` would take dbus-fast's marshalling, ~1 µs an event, off both ends,
-but test_enforce_exec.py, test_enforce_net.py and dots_collector/watch.py
-decode the signals too); fewer, richer kernel events (a file's open,
-bytes and close as one record; exec with its exit) change what the parent
-sees and the policy daemon's rollups.
+File events on the bus (dots_collector/grouping.py, dots_common/packed.py):
+events of one batch that differ only in time and bytes travel as one entry
+with a count, first and last time and summed bytes, and the FileEvents
+signal is `tay`, packed fixed fields plus lengths (the layout is in
+dbus/org.dots.Collector1.xml); unpacking refuses a whole batch on any
+inconsistency. The policy daemon stores one row per group (migration 6:
+`count`, `last_ts_ns`), so a parent still sees how often. The other four
+signals stay arrays of structs.
+
+Not done this round: fewer, richer kernel events (a file's open, bytes
+and close as one record; exec with its exit) change what the parent sees
+and the policy daemon's rollups.
 
 The lean collector: a short-lived loader process (dots_collector/loader.py,
 bcc) compiles each object, moves bcc's tracepoint attachments (perf-event

