@@ -82,9 +82,24 @@ def read_traits(stream: BinaryIO) -> ElfTraits | None:
         return None
 
 
+def _segment_chunks(elf: ELFFile, seg, size: int = 1 << 20):
+    """A segment's bytes a MiB at a time: a 50 MiB code segment (node)
+    is hashed without holding it, or two copies of it, in memory."""
+    offset, left = seg["p_offset"], seg["p_filesz"]
+    while left > 0:
+        elf.stream.seek(offset)
+        chunk = elf.stream.read(min(size, left))
+        if not chunk:
+            return
+        yield chunk
+        offset += len(chunk)
+        left -= len(chunk)
+
+
 def _traits(elf: ELFFile) -> ElfTraits:
     code = hashlib.sha256()
-    chunks: list[bytes] = []
+    fuzzy = tlsh.Tlsh()  # fed as it goes: the same digest as tlsh.hash(all of it)
+    code_bytes = 0
     has_interp = False
     build_id = None
     for seg in elf.iter_segments():
@@ -92,19 +107,25 @@ def _traits(elf: ELFFile) -> ElfTraits:
         if ptype == "PT_INTERP":
             has_interp = True
         elif ptype == "PT_LOAD" and seg["p_flags"] & PF_X:
-            data = seg.data()
-            code.update(data)
-            chunks.append(data)
+            for chunk in _segment_chunks(elf, seg):
+                code.update(chunk)
+                fuzzy.update(chunk)
+                code_bytes += len(chunk)
         elif ptype == "PT_NOTE" and build_id is None:
             for note in seg.iter_notes():
                 if note["n_type"] == "NT_GNU_BUILD_ID":
                     build_id = str(note["n_desc"])
                     break
-    blob = b"".join(chunks)
-    digest = tlsh.hash(blob) if len(blob) >= MIN_TLSH_BYTES else ""
+    digest = ""
+    if code_bytes >= MIN_TLSH_BYTES:
+        try:
+            fuzzy.final()
+            digest = fuzzy.hexdigest()
+        except ValueError:  # too little variety in the bytes for a digest
+            digest = ""
     return ElfTraits(build_id=build_id, code_sha256=code.hexdigest(),
                      code_tlsh=digest if digest and digest != "TNULL" else None,
-                     code_bytes=len(blob), has_interp=has_interp,
+                     code_bytes=code_bytes, has_interp=has_interp,
                      kind=_kind(elf, has_interp))
 
 
