@@ -23,10 +23,10 @@ F_BLOCKS, F_ALLOW = 1, 2
 #: values of the "programs" map: what a file is for
 P_LOADER, P_INTERPRETER = 1, 2
 ANY_UID = 0xFFFFFFFF
-MAX_EXE_ENTRIES = 65536
+MAX_EXE_ENTRIES = 8192
 #: identified executables remembered by kernel (dev, ino); the kernel's
 #: "seen" LRU has the same size
-MAX_KNOWN = 16384
+MAX_KNOWN = 2048
 
 #: (macro, struct, member spellings across kernels) read from the running
 #: kernel's BTF at load time

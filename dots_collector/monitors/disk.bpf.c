@@ -24,7 +24,7 @@
 #include "common.h"
 
 #ifndef MAX_PENDING
-#define MAX_PENDING 16384
+#error "the loader defines MAX_PENDING"
 #endif
 #define RWBS_LEN 10     /* char rwbs[10] in the block tracepoints */
 

@@ -30,7 +30,7 @@ class DiskMonitor(Monitor):
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = (), interval: float = 5.0,
-                 stale_after: float = 30.0, max_pending: int = 4096) -> None:
+                 stale_after: float = 30.0, max_pending: int = 1024) -> None:
         super().__init__(kib_per_cpu, extra_cflags)
         self.tick_interval = interval
         self.stale_after_ns = int(stale_after * 1e9)

@@ -20,10 +20,10 @@
 #include "common.h"
 
 #ifndef MAX_PIDS
-#define MAX_PIDS 16384
+#error "the loader defines MAX_PIDS"
 #endif
 #ifndef MAX_PTRS
-#define MAX_PTRS 32768
+#error "the loader defines MAX_PTRS"
 #endif
 #ifndef DOTS_PAGE_SIZE
 #define DOTS_PAGE_SIZE 4096
@@ -113,9 +113,17 @@ TRACEPOINT_PROBE(kmem, kmalloc)
  * process still holds. One lookup for an allocation we did not see. */
 TRACEPOINT_PROBE(kmem, kfree)
 {
-    /* every kfree on the machine comes here: while no watched process has
-     * an allocation in `allocs`, one array read and out (the cost of the
-     * uid check), not a hash lookup */
+    /* every kfree on the machine comes here. The uid check first: a free
+     * run by a user nobody watches costs that and nothing else. Frees run
+     * by uid 0 go on (kernel threads: RCU callbacks, workers, softirq on
+     * the idle task free what others allocated); a free run in softirq on
+     * top of an unwatched user's task is not counted (alloc - freed then
+     * overstates what the process holds by that object). Then, while no
+     * watched process has an allocation in `allocs`, one array read and
+     * out, not a hash lookup. */
+    u32 uid = current_uid();
+    if (uid != 0 && !uid_wanted(uid))
+        return 0;
     u32 zero = 0;
     u64 *n = outstanding.lookup(&zero);
     if (!n || *n == 0)

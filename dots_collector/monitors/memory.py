@@ -39,7 +39,7 @@ class MemoryMonitor(Monitor):
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = (), interval: float = 1.0,
-                 max_pids: int = 8192, max_ptrs: int = 16384,
+                 max_pids: int = 2048, max_ptrs: int = 4096,
                  track_free: bool = True) -> None:
         # nothing goes through its ring buffer: the smallest one (two pages),
         # whatever size the other monitors get

@@ -40,11 +40,10 @@
 #define EV_CONNECT_FAILED 3
 
 #ifndef MAX_SOCKS
-#define MAX_SOCKS 16384
+#error "the loader defines MAX_SOCKS"
 #endif
-#ifndef MAX_LISTENERS
-#define MAX_LISTENERS 4096
-#endif
+/* listening TCP ports of the whole machine */
+#define MAX_LISTENERS 512
 
 struct owner {
     u32 pid;
@@ -237,9 +236,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 }
 
 #ifndef DOTS_NO_SOCK_LENGTH   /* defined by the loader on kernels without them */
-/* The hot path: one hash lookup by socket pointer, one atomic add. */
+/* The hot path: the uid check (both tracepoints fire in the process doing
+ * the I/O, so bytes count when a watched user's process moves them), then
+ * one hash lookup by socket pointer and one atomic add. */
 static __always_inline void count_bytes(void *skp, int protocol, int ret, int is_send)
 {
+    if (!uid_wanted(current_uid()))
+        return;
     if (protocol != DOTS_IPPROTO_TCP || ret <= 0)
         return;
     u64 sk = (u64)skp;
