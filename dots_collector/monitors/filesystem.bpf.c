@@ -131,9 +131,10 @@ BPF_ARRAY(excluded, struct prefix, MAX_PREFIXES);
 /* [0] = fds left uncounted because `fds` was full */
 BPF_ARRAY(fs_stats, u64, 1);
 /* Entries in `pending` [0] and `io_inflight` [1]. The exits of reads,
- * writes and opens check the uid first (an unwatched user's syscall costs
- * that check and nothing else); a watched one then reads this count and
- * looks for its thread in those maps only while they hold something. */
+ * writes and opens read this count first (one inlined array read, no
+ * helper call: while nobody watched is in such a syscall that is all),
+ * then check the uid (an unwatched user's syscall stops there), and only
+ * then look for their thread in those maps. */
 #define IN_PENDING 0
 #define IN_IO 1
 BPF_ARRAY(in_flight, u64, 2);
@@ -215,12 +216,12 @@ static __always_inline int io_enter(u32 fd)
 
 static __always_inline int io_exit(long ret, int is_write)
 {
+    if (none_in_flight(IN_IO))      /* one array read: nobody watched is in one */
+        return 0;
     if (!uid_wanted(current_uid()))
         return 0;
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id;
-    if (none_in_flight(IN_IO))
-        return 0;
     u32 *fdp = io_inflight.lookup(&tid);   /* misses for untracked fds */
     if (!fdp)
         return 0;
@@ -495,12 +496,12 @@ static __always_inline void track_fd(u32 tgid, u32 fd, struct fd_info *fi)
 
 static __always_inline int finish(long ret)
 {
+    if (none_in_flight(IN_PENDING)) /* one array read: nobody watched is in one */
+        return 0;
     if (!uid_wanted(current_uid()))
         return 0;
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id, tgid = id >> 32;
-    if (none_in_flight(IN_PENDING))
-        return 0;
     struct pending *pp = pending.lookup(&tid);   /* misses unless monitored */
     if (!pp)
         return 0;
