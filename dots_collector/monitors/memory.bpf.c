@@ -60,8 +60,11 @@ BPF_TABLE("lru_hash", u64, struct alloc_owner, allocs, MAX_PTRS);
  * users idle) it is 0 and kfree costs one array read. */
 BPF_ARRAY(outstanding, u64, 1);
 /* rss_stat mm_id -> tgid, so that RSS changes made by another task
- * (reclaim, khugepaged: curr == 0) reach the owner's entry. */
-BPF_TABLE("lru_hash", u32, u32, mm_owner, MAX_PIDS);
+ * (reclaim, khugepaged: curr == 0) reach the owner's entry. A plain hash
+ * that grows with its entries (an LRU preallocates ~80 bytes per entry):
+ * sched_process_exit and a new mm remove an entry, and user space removes
+ * the one of a process it forgets (memory.py), so the dead never fill it. */
+BPF_F_TABLE("hash", u32, u32, mm_owner, MAX_PIDS, BPF_F_NO_PREALLOC);
 
 /* The current process's entry, created on first use. The common case is
  * one lookup; comm is copied only when the entry is created. */
