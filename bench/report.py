@@ -24,6 +24,9 @@ REPO = HERE.parent
 README = REPO / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 from dots_common.limits import MONITORS  # noqa: E402
+from dots_collector.enforcers.exec_wire import MAX_EXE_ENTRIES  # noqa: E402
+from dots_collector.enforcers.net_block import MAX_BLOCKED_NETS  # noqa: E402
+from lib.memory import KERNEL_TARGET_BYTES  # noqa: E402
 MIB = 1024 * 1024
 
 
@@ -245,8 +248,9 @@ def targets(r: dict) -> tuple[list[str], list[str]]:
                           "the source down)")
         k = get(mem, "kernel", "total_bytes")
         if k is not None:
-            line = f"kernel memory of maps, ring buffers and programs {mib(k)} (target ≤ 2 MB)"
-            if k > 2 * MIB:
+            line = (f"kernel memory of maps, ring buffers and programs {mib(k)} "
+                    f"(target ≤ {mib(KERNEL_TARGET_BYTES)})")
+            if k > KERNEL_TARGET_BYTES:
                 big = ", ".join(f"{m['name']} ({m['kind']}, {m['max_entries']:,} entries, "
                                 f"{mib(m['memlock'])})" for m in get(mem, "kernel", "largest_maps",
                                                                        default=[])[:5])
@@ -271,10 +275,12 @@ def targets(r: dict) -> tuple[list[str], list[str]]:
     for kind in ("addresses", "apps"):
         for n, d in (get(sc, kind, "by_entries", default={}) or {}).items():
             if d.get("in_force") is not None and d["in_force"] < d["requested"]:
-                cap = ("net_block.bpf.c's LPM trie holds MAX_BLOCKED_NETS = 65,536 entries for all "
-                       "uids (SetBlockedAddresses takes at most 4,096 per uid)" if kind == "addresses"
-                       else "exec_block.bpf.c's block map holds MAX_EXE_ENTRIES = 65,536 entries for "
-                       "all uids (SetBlockedExecutables takes at most 1,024 paths per call)")
+                cap = (f"net_block.bpf.c's LPM trie holds MAX_BLOCKED_NETS = {MAX_BLOCKED_NETS:,} "
+                       "entries for all uids (SetBlockedAddresses takes at most 4,096 per uid)"
+                       if kind == "addresses"
+                       else f"exec_block.bpf.c's block map holds MAX_EXE_ENTRIES = "
+                       f"{MAX_EXE_ENTRIES:,} entries for all uids (SetBlockedExecutables takes at "
+                       "most 1,024 paths per call)")
                 missed.append(f"{int(n):,} blocked {kind} requested, {d['in_force']:,} in force: "
                               f"{cap}; the call that would overflow it is refused "
                               f"({d.get('error')})")
@@ -482,7 +488,8 @@ def section(r: dict, chart: str | None, chart_note: str) -> str:
               f"| {kib_mib(get(mem, 'runner', 'VmHWM'))} | ≤ 80 MB |")
             w(f"| kernel: {k.get('maps', 0)} maps + {k.get('programs', 0)} programs "
               f"| {mib(k.get('total_bytes'))} (maps {mib(k.get('map_bytes'))} of which ring buffers "
-              f"{mib(k.get('ringbuf_bytes'))}; programs {mib(k.get('prog_bytes'))}) | — | ≤ 2 MB |")
+              f"{mib(k.get('ringbuf_bytes'))}; programs {mib(k.get('prog_bytes'))}) | — | "
+              f"≤ {mib(KERNEL_TARGET_BYTES)} |")
             w("")
             if k.get("largest_maps"):
                 w("Largest maps: " + ", ".join(f"`{m['name']}` {m['kind']} × {m['max_entries']:,} = "

@@ -33,6 +33,7 @@
  * reported once per process until userspace has looked at its mappings
  * ("pending" map), which it then checks the same way.
  */
+#define DOTS_NO_UID_FILTER  /* enforced_uids is this object's filter */
 #include "common.h"
 
 #define DOTS_SIGKILL 9
@@ -65,16 +66,16 @@
 #define DOTS_MAP_ANONYMOUS 0x20
 
 #ifndef MAX_ENFORCED_UIDS
-#define MAX_ENFORCED_UIDS 1024
+#error "the loader defines MAX_ENFORCED_UIDS"
 #endif
 #ifndef MAX_EXE_ENTRIES
-#define MAX_EXE_ENTRIES 65536
+#error "the loader defines MAX_EXE_ENTRIES"
 #endif
 #ifndef KILL_SAME_SIZE
 #define KILL_SAME_SIZE 1
 #endif
 #ifndef MAX_SEEN
-#define MAX_SEEN 65536
+#error "the loader defines MAX_SEEN"
 #endif
 
 struct exe_key {
@@ -123,11 +124,11 @@ BPF_TABLE("lru_hash", struct file_key, u64, seen, MAX_SEEN);
 /* (size, uid) -> number of the uid's blocked programs of that size */
 BPF_F_TABLE("hash", struct size_key, u32, blocked_sizes, MAX_EXE_ENTRIES, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* (dev, ino) of loaders and interpreters (and copies of them) -> P_* */
-BPF_F_TABLE("hash", struct file_key, u8, programs, 4096, BPF_F_NO_PREALLOC);  /* grows with its entries */
+BPF_F_TABLE("hash", struct file_key, u8, programs, 1024, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* (uid, dev, ino) -> ctime: judged fine to map executable in allow-list mode */
 BPF_TABLE("lru_hash", struct exe_key, u64, mapped_ok, MAX_SEEN);
 /* tgid -> 1: an mprotect(PROT_EXEC) notice userspace has not handled yet */
-BPF_TABLE("lru_hash", u32, u8, pending, 4096);
+BPF_TABLE("lru_hash", u32, u8, pending, 512);
 /* [0] = programs killed here */
 BPF_PERCPU_ARRAY(kills, u64, 1);
 

@@ -45,7 +45,7 @@ from . import btf
 from .base import Enforcer
 from .exec_judge import Judge, Rule, resolve
 from .exec_maps import KernelMaps
-from .exec_wire import (BTF_OFFSETS, MAX_EXE_ENTRIES, MAX_KNOWN, P_INTERPRETER, P_LOADER, Key,
+from .exec_wire import (BTF_OFFSETS, MAX_EXE_ENTRIES, MAX_SEEN, P_INTERPRETER, P_LOADER, Key,
                         Notice)
 from ..ringbuf import RingReader
 from .identity import HashCache, Identity, IdentityError, kernel_dev
@@ -83,7 +83,7 @@ class ExecEnforcer(Enforcer):
     # --- loading --------------------------------------------------------------
     def cflags(self) -> list[str]:
         return [*super().cflags(), f"-DMAX_ENFORCED_UIDS={MAX_UIDS}",
-                f"-DMAX_EXE_ENTRIES={MAX_EXE_ENTRIES}", f"-DMAX_SEEN={MAX_KNOWN}",
+                f"-DMAX_EXE_ENTRIES={MAX_EXE_ENTRIES}", f"-DMAX_SEEN={MAX_SEEN}",
                 f"-DKILL_SAME_SIZE={int(self.kill_same_size)}", *btf.cflags(BTF_OFFSETS)]
 
     def spec(self) -> dict[str, Any]:

@@ -23,10 +23,15 @@ F_BLOCKS, F_ALLOW = 1, 2
 #: values of the "programs" map: what a file is for
 P_LOADER, P_INTERPRETER = 1, 2
 ANY_UID = 0xFFFFFFFF
-MAX_EXE_ENTRIES = 65536
-#: identified executables remembered by kernel (dev, ino); the kernel's
-#: "seen" LRU has the same size
+MAX_EXE_ENTRIES = 8192
+#: identified executables remembered by user space (dev, ino): more than
+#: the kernel's "seen" LRU holds, so that what the kernel still takes as
+#: judged is still known here when the rules change
 MAX_KNOWN = 16384
+#: the kernel's "seen" and "mapped_ok" LRUs (~88 bytes of kernel memory
+#: each, preallocated): a miss costs a first-seen notice, answered from
+#: the hash cache (dots_identity HashCache, 16,384 files), not a new hash
+MAX_SEEN = 2048
 
 #: (macro, struct, member spellings across kernels) read from the running
 #: kernel's BTF at load time

@@ -23,16 +23,17 @@
  * address meets the IPv4 rules. Only uapi context fields and helpers are
  * used (struct bpf_sock_addr is stable ABI).
  */
+#define DOTS_NO_UID_FILTER  /* enforced_uids is this object's filter */
 #include "common.h"
 
 #ifndef MAX_ENFORCED_UIDS
-#define MAX_ENFORCED_UIDS 1024
+#error "the loader defines MAX_ENFORCED_UIDS"
 #endif
 #ifndef MAX_BLOCKED_NETS
-#define MAX_BLOCKED_NETS 65536
+#error "the loader defines MAX_BLOCKED_NETS"
 #endif
 #ifndef MAX_DYN_ADDRS
-#define MAX_DYN_ADDRS 65536
+#error "the loader defines MAX_DYN_ADDRS"
 #endif
 
 #define OP_CONNECT 0
@@ -92,7 +93,7 @@ BPF_LPM_TRIE(local_nets, struct local_key, u8, 64);
 /* (uid, deny|allow, address) -> expiry (CLOCK_BOOTTIME ns), filled from the filter's answers */
 BPF_F_TABLE("hash", struct dyn_key, u64, dyn_addrs, MAX_DYN_ADDRS, BPF_F_NO_PREALLOC);
 /* socket cookie -> where its DNS query was going before the redirect */
-BPF_TABLE("lru_hash", u64, struct orig_dst, dns_orig, 16384);
+BPF_TABLE("lru_hash", u64, struct orig_dst, dns_orig, 1024);  /* DNS sockets waiting for their answer */
 /* resolver ports (host order) no enforced uid may bind */
 BPF_F_TABLE("hash", u32, u8, reserved_ports, MAX_ENFORCED_UIDS, BPF_F_NO_PREALLOC);
 /* [0] = connects and sends denied, [1] = DNS queries redirected */

@@ -27,7 +27,7 @@ from .cgroup import cgroup2_mount
 log = logging.getLogger(__name__)
 
 MAX_BLOCKED_NETS = 65536
-MAX_DYN_ADDRS = 65536
+MAX_DYN_ADDRS = 8192
 UID_BITS = 32
 #: what counts as "this machine" (never offline, never outside the allow-list)
 DEFAULT_LOCAL_NETS = ("127.0.0.0/8", "::1/128")

@@ -24,7 +24,37 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_RINGBUF_KIB_PER_CPU", "HERE", "PAGE_SIZE", "Monitor", "cstr"]
 
 HERE = MONITORS_DIR
-FILTER_NOBODY, FILTER_LISTED, FILTER_ALL = 0, 1, 2  # common.h
+# the uid filter (common.h): a bitmap of UID_WORDS u64 words for the uids
+# below UID_BITMAP_UIDS, then one word of flags for the bigger ones
+UID_WORDS = 1024
+UID_BITMAP_UIDS = UID_WORDS * 64
+UID_BIG_LISTED, UID_BIG_ALL = 1, 2
+ALL_BITS = (1 << 64) - 1
+
+
+def uid_words(uids: set[int]) -> list[int]:
+    """The uid_filter array that watches these uids (empty: every uid)."""
+    if not uids:
+        return [ALL_BITS] * UID_WORDS + [UID_BIG_ALL]
+    words = [0] * (UID_WORDS + 1)
+    for uid in uids:
+        if uid < UID_BITMAP_UIDS:
+            words[uid >> 6] |= 1 << (uid & 63)
+        else:
+            words[UID_WORDS] = UID_BIG_LISTED
+    return words
+
+
+def read_words(table: Any) -> list[int]:
+    """The uid_filter array as the kernel holds it."""
+    words = [0] * (UID_WORDS + 1)
+    for key, value in table.items():
+        words[key.value] = value.value
+    return words
+
+
+def write_word(table: Any, idx: int, word: int) -> None:
+    table[ctypes.c_int(idx)] = ctypes.c_uint64(word)
 
 
 class Monitor(BpfObject):
@@ -52,28 +82,40 @@ class Monitor(BpfObject):
         """Monitor only these uids; an empty set monitors every uid. (Until
         the first call the kernel side reports nobody.)
 
-        Order matters: new uids go in before the list is put in force, and
-        "every uid" is put in force before the old uids are removed, so no
-        wanted event is dropped while the set changes."""
+        Order matters: new uids go in before old ones leave (a word of the
+        bitmap is first written with its old and new bits, then with the
+        new ones only; big uids are added to monitored_uids before the
+        flags look there), so no wanted event is dropped while the set
+        changes."""
         wanted = set(uids)
         self.watching = wanted or None
+        words = self.bpf[b"uid_filter"]
         table = self.bpf[b"monitored_uids"]
-        state = self.bpf[b"filter_state"]
+        have = read_words(words)
+        want = uid_words(wanted)
         current = {k.value for k in table.keys()}
-        for uid in wanted - current:
+        big = {uid for uid in wanted if uid >= UID_BITMAP_UIDS}
+        for idx in range(UID_WORDS):
+            if want[idx] & ~have[idx]:
+                write_word(words, idx, have[idx] | want[idx])
+        for uid in big - current:
             table[ctypes.c_uint32(uid)] = ctypes.c_uint8(1)
-        if not wanted:
-            state[ctypes.c_int(0)] = ctypes.c_uint32(FILTER_ALL)
-        for uid in current - wanted:
+        if want[UID_WORDS] & ~have[UID_WORDS]:
+            write_word(words, UID_WORDS, have[UID_WORDS] | want[UID_WORDS])
+        for idx in range(UID_WORDS + 1):
+            if have[idx] & ~want[idx]:
+                write_word(words, idx, want[idx])
+        for uid in current - big:
             del table[ctypes.c_uint32(uid)]
-        if wanted:
-            state[ctypes.c_int(0)] = ctypes.c_uint32(FILTER_LISTED)
 
     def monitor_nobody(self) -> None:
         """Report nothing at all until the next set_uids()."""
         self.watching = set()
-        state = self.bpf[b"filter_state"]
-        state[ctypes.c_int(0)] = ctypes.c_uint32(FILTER_NOBODY)
+        words = self.bpf[b"uid_filter"]
+        have = read_words(words)
+        for idx in range(UID_WORDS, -1, -1):  # the big uids' flags first
+            if have[idx]:
+                write_word(words, idx, 0)
         table = self.bpf[b"monitored_uids"]
         for key in list(table.keys()):
             del table[key]

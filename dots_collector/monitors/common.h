@@ -21,32 +21,48 @@
 
 #define TASK_COMM_LEN 16
 
-/* uid -> 1: the uids watched while filter_state[0] == FILTER_LISTED. */
-BPF_HASH(monitored_uids, u32, u8, MAX_MONITORED_UIDS);
-/* [0]: FILTER_NOBODY until the loader sets the filter (so nothing slips
- * through between attaching and setting it), FILTER_LISTED, or FILTER_ALL
- * (an empty uid list given by the loader: every uid). */
-#define FILTER_NOBODY 0
-#define FILTER_LISTED 1
-#define FILTER_ALL 2
-BPF_ARRAY(filter_state, u32, 1);
+#ifndef DOTS_NO_UID_FILTER
+/* The uid filter, checked first by every probe (before any other map
+ * lookup), so a user nobody watches costs one array read.
+ *
+ * uid_filter[uid >> 6] bit (uid & 63): uid is watched, for uids below
+ * UID_BITMAP_UIDS (an array lookup the verifier inlines: no call, no hash).
+ * uid_filter[UID_WORDS] holds flags for the bigger uids (LDAP, sssd and
+ * idmapped ranges): UID_BIG_LISTED = look them up in monitored_uids,
+ * UID_BIG_ALL = every one. "Every uid" is every bit set plus UID_BIG_ALL;
+ * nobody (the state until the loader sets the filter, so nothing slips
+ * through between attaching and setting it) is all zero.
+ * The Python side (monitors/base.py) writes whole words, new bits before
+ * old ones are cleared, so no wanted event is dropped while the set
+ * changes. */
+#define UID_WORDS 1024                      /* 8 KiB: uids 0..65535 */
+#define UID_BITMAP_UIDS (UID_WORDS * 64)
+#define UID_BIG_LISTED 1
+#define UID_BIG_ALL 2
+BPF_ARRAY(uid_filter, u64, UID_WORDS + 1);
+/* uid -> 1: watched uids >= UID_BITMAP_UIDS (grows with its entries) */
+BPF_F_TABLE("hash", u32, u8, monitored_uids, MAX_MONITORED_UIDS, BPF_F_NO_PREALLOC);
+
+static __always_inline int uid_wanted(u32 uid)
+{
+    if (uid < UID_BITMAP_UIDS) {
+        u32 idx = uid >> 6;
+        u64 *word = uid_filter.lookup(&idx);
+        return word && ((*word >> (uid & 63)) & 1);
+    }
+    u32 fidx = UID_WORDS;
+    u64 *flags = uid_filter.lookup(&fidx);
+    if (!flags || *flags == 0)
+        return 0;
+    if (*flags & UID_BIG_ALL)
+        return 1;
+    return monitored_uids.lookup(&uid) != 0;
+}
+#endif /* DOTS_NO_UID_FILTER */
 /* [0] = events dropped because the ring buffer was full. */
 BPF_PERCPU_ARRAY(lost_events, u64, 1);
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
-
-/* The hot path: one array lookup, then one hash lookup only when a
- * filter is set. No string work happens before this check. */
-static __always_inline int uid_wanted(u32 uid)
-{
-    u32 zero = 0;
-    u32 *state = filter_state.lookup(&zero);
-    if (!state || *state == FILTER_NOBODY)
-        return 0;
-    if (*state == FILTER_ALL)
-        return 1;
-    return monitored_uids.lookup(&uid) != 0;
-}
 
 static __always_inline u32 current_uid(void)
 {

@@ -24,7 +24,7 @@
 #include "common.h"
 
 #ifndef MAX_PENDING
-#define MAX_PENDING 16384
+#error "the loader defines MAX_PENDING"
 #endif
 #define RWBS_LEN 10     /* char rwbs[10] in the block tracepoints */
 
@@ -58,6 +58,50 @@ struct disk_event {
 };
 
 BPF_TABLE("lru_hash", struct io_key, struct io_owner, pending, MAX_PENDING);
+/* How many entries `pending` holds: [Q_ADDED] - [Q_REMOVED] - [Q_SWEPT].
+ * The probes after block_bio_queue run wherever the block layer likes
+ * (kblockd, interrupts: no uid to check) for every uid's I/O; they read
+ * this first, so while nobody watched has I/O queued each costs one
+ * inlined array read instead of a hash lookup. The kernel counts what it
+ * adds and removes (atomically); user space counts what its sweep
+ * deletes (disk.py, the only writer of [Q_SWEPT]). Entries the LRU evicts
+ * are not subtracted: the count then stays above the truth, which costs
+ * lookups, never a missed completion. */
+#define Q_ADDED 0
+#define Q_REMOVED 1
+#define Q_SWEPT 2
+BPF_ARRAY(queued, u64, 3);
+
+static __always_inline void count_queued(u32 which)
+{
+    u64 *n = queued.lookup(&which);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
+
+static __always_inline int nothing_queued(void)
+{
+    u32 a = Q_ADDED, r = Q_REMOVED, w = Q_SWEPT;
+    u64 *added = queued.lookup(&a);
+    u64 *removed = queued.lookup(&r);
+    u64 *swept = queued.lookup(&w);
+    return !added || !removed || !swept || *added - *removed - *swept == 0;
+}
+
+/* An entry at key: a new one is counted in Q_ADDED, a replaced one not. */
+static __always_inline void put_owner(struct io_key *key, struct io_owner *o)
+{
+    if (pending.insert(key, o) == 0)
+        count_queued(Q_ADDED);
+    else
+        pending.update(key, o);
+}
+
+static __always_inline void drop_owner(struct io_key *key)
+{
+    if (pending.delete(key) == 0)
+        count_queued(Q_REMOVED);
+}
 
 static __always_inline void set_key(struct io_key *key, u32 dev, u64 sector)
 {
@@ -70,6 +114,8 @@ static __always_inline void set_key(struct io_key *key, u32 dev, u64 sector)
 static __always_inline void move_owner(u32 from_dev, u64 from_sector,
                                        u32 to_dev, u64 to_sector, int keep_old)
 {
+    if (nothing_queued())
+        return;
     struct io_key from, to;
     set_key(&from, from_dev, from_sector);
     struct io_owner *o = pending.lookup(&from);
@@ -77,9 +123,9 @@ static __always_inline void move_owner(u32 from_dev, u64 from_sector,
         return;
     struct io_owner copy = *o;
     set_key(&to, to_dev, to_sector);
-    pending.update(&to, &copy);
+    put_owner(&to, &copy);
     if (!keep_old)
-        pending.delete(&from);
+        drop_owner(&from);
 }
 
 TRACEPOINT_PROBE(block, block_bio_queue)
@@ -100,7 +146,7 @@ TRACEPOINT_PROBE(block, block_bio_queue)
     o.pid = bpf_get_current_pid_tgid() >> 32;
     o.uid = uid;
     bpf_get_current_comm(&o.comm, sizeof(o.comm));
-    pending.update(&key, &o);
+    put_owner(&key, &o);
     return 0;
 }
 
@@ -123,10 +169,11 @@ TRACEPOINT_PROBE(block, block_bio_remap)
 /* Appended to a request: the request keeps its sector and owner. */
 TRACEPOINT_PROBE(block, block_bio_backmerge)
 {
+    if (nothing_queued())
+        return 0;
     struct io_key key;
     set_key(&key, args->dev, args->sector);
-    if (pending.lookup(&key))
-        pending.delete(&key);
+    drop_owner(&key);
     return 0;
 }
 
@@ -141,15 +188,18 @@ TRACEPOINT_PROBE(block, block_bio_frontmerge)
 /* A request absorbed by the request before it: it never completes itself. */
 TRACEPOINT_PROBE(block, block_rq_merge)
 {
+    if (nothing_queued())
+        return 0;
     struct io_key key;
     set_key(&key, args->dev, args->sector);
-    if (pending.lookup(&key))
-        pending.delete(&key);
+    drop_owner(&key);
     return 0;
 }
 
 TRACEPOINT_PROBE(block, block_rq_issue)
 {
+    if (nothing_queued())
+        return 0;
     struct io_key key;
     set_key(&key, args->dev, args->sector);
     struct io_owner *o = pending.lookup(&key);
@@ -162,6 +212,8 @@ TRACEPOINT_PROBE(block, block_rq_issue)
 
 TRACEPOINT_PROBE(block, block_rq_complete)
 {
+    if (nothing_queued())
+        return 0;
     struct io_key key;
     set_key(&key, args->dev, args->sector);
     struct io_owner *o = pending.lookup(&key);
@@ -194,8 +246,8 @@ TRACEPOINT_PROBE(block, block_rq_complete)
         rest.bytes -= done;
         struct io_key next;
         set_key(&next, args->dev, args->sector + nr_sector);
-        pending.update(&next, &rest);
+        put_owner(&next, &rest);
     }
-    pending.delete(&key);
+    drop_owner(&key);
     return 0;
 }

@@ -9,6 +9,7 @@ entries do not linger; skipped completions are counted in ``lost``.
 
 from __future__ import annotations
 
+import ctypes
 import struct
 import time
 from collections.abc import Iterable
@@ -21,6 +22,8 @@ from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
 EVENT = struct.Struct("<QQQIIIII10s16s2x")
 # struct io_owner (disk.bpf.c): queue_ts, issue_ts, then pid, uid, bytes, pad, comm
 OWNER_TS = struct.Struct("<QQ")
+#: disk.bpf.c `queued`: the entries user space swept out of `pending`
+Q_SWEPT = 2
 
 
 class DiskMonitor(Monitor):
@@ -30,7 +33,7 @@ class DiskMonitor(Monitor):
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = (), interval: float = 5.0,
-                 stale_after: float = 30.0, max_pending: int = 4096) -> None:
+                 stale_after: float = 30.0, max_pending: int = 1024) -> None:
         super().__init__(kib_per_cpu, extra_cflags)
         self.tick_interval = interval
         self.stale_after_ns = int(stale_after * 1e9)
@@ -88,6 +91,10 @@ class DiskMonitor(Monitor):
             removed += 1
             if issue_ts:
                 self.missed += 1
+        if removed:  # disk.bpf.c `queued`: this process is the only writer of Q_SWEPT
+            counts = self.bpf[b"queued"]
+            slot = ctypes.c_int(Q_SWEPT)
+            counts[slot] = ctypes.c_uint64(counts[slot].value + removed)
         self.stale += removed
         return removed
 

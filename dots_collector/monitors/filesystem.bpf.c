@@ -39,14 +39,16 @@
 #define PREFIX_LEN 64            /* power of two: used as an index mask */
 #define MAX_PREFIXES 16
 #ifndef MAX_TRACKED_FDS
-#define MAX_TRACKED_FDS 16384
+#error "the loader defines MAX_TRACKED_FDS"
 #endif
-#ifndef MAX_INFLIGHT
-#define MAX_INFLIGHT 16384
-#endif
-/* fds scanned at process exit; higher ones are swept by user space */
+/* watched threads inside an open/unlink/rename or a tracked read/write */
+#define MAX_INFLIGHT 1024
+/* watched processes with tracked fds */
+#define MAX_FD_PROCS 1024
+/* fds scanned at process exit; higher ones are swept by user space (the
+ * verifier walks every iteration: 256 of them exceeded its 1M limit) */
 #ifndef EXIT_FD_SCAN
-#define EXIT_FD_SCAN 256
+#define EXIT_FD_SCAN 128
 #endif
 /* [0] = the collector's pid, never reported (no feedback loop): a map, not
  * a constant, because the pinned programs outlive the collector that
@@ -103,7 +105,7 @@ struct prefix {
 
 BPF_F_TABLE("hash", struct fd_key, struct fd_info, fds, MAX_TRACKED_FDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* tgid -> highest tracked fd + 1: bounds the scan at exit */
-BPF_F_TABLE("hash", u32, u32, fd_hi, MAX_TRACKED_FDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
+BPF_F_TABLE("hash", u32, u32, fd_hi, MAX_FD_PROCS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 BPF_F_TABLE("hash", u32, struct pending, pending, MAX_INFLIGHT, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* tid -> fd of a read/write in flight on a tracked fd */
 BPF_F_TABLE("hash", u32, u32, io_inflight, MAX_INFLIGHT, BPF_F_NO_PREALLOC);  /* grows with its entries */
@@ -128,10 +130,11 @@ static __always_inline void output_event(struct file_event *e, u32 plen)
 BPF_ARRAY(excluded, struct prefix, MAX_PREFIXES);
 /* [0] = fds left uncounted because `fds` was full */
 BPF_ARRAY(fs_stats, u64, 1);
-/* Entries in `pending` [0] and `io_inflight` [1]. Every read, write and
- * open exit on the machine looks for its thread in those maps; while they
- * are empty (nobody watched is in such a syscall) one array read says so
- * instead of a hash lookup: the cost of an unwatched user's syscall. */
+/* Entries in `pending` [0] and `io_inflight` [1]. The exits of reads,
+ * writes and opens read this count first (one inlined array read, no
+ * helper call: while nobody watched is in such a syscall that is all),
+ * then check the uid (an unwatched user's syscall stops there), and only
+ * then look for their thread in those maps. */
 #define IN_PENDING 0
 #define IN_IO 1
 BPF_ARRAY(in_flight, u64, 2);
@@ -213,10 +216,12 @@ static __always_inline int io_enter(u32 fd)
 
 static __always_inline int io_exit(long ret, int is_write)
 {
+    if (none_in_flight(IN_IO))      /* one array read: nobody watched is in one */
+        return 0;
+    if (!uid_wanted(current_uid()))
+        return 0;
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id;
-    if (none_in_flight(IN_IO))
-        return 0;
     u32 *fdp = io_inflight.lookup(&tid);   /* misses for untracked fds */
     if (!fdp)
         return 0;
@@ -276,14 +281,16 @@ static __always_inline void emit_io(u32 type, struct fd_key *key, struct fd_info
     output_event(e, fi->plen);
 }
 
-/* One "read" and/or one "write" event with the totals, then forget the fd. */
-static __always_inline void flush_fd(struct fd_key *key)
+/* One "read" and/or one "write" event with the totals (when the caller's
+ * uid check, made at the close, still wants them: the filter may have
+ * changed since the open), then forget the fd. */
+static __always_inline void flush_fd(struct fd_key *key, int wanted)
 {
     struct fd_info *fi = fds.lookup(key);
     if (!fi)
         return;
     u64 r = fi->rbytes, w = fi->wbytes;
-    if ((r || w) && uid_wanted(fi->uid)) {   /* the filter may have changed */
+    if ((r || w) && wanted) {
         u64 now = bpf_ktime_get_boot_ns();
         if (r)
             emit_io(EV_READ, key, fi, r, now);
@@ -298,7 +305,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
     if (!uid_wanted(current_uid()))
         return 0;
     struct fd_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = args->fd};
-    flush_fd(&key);
+    flush_fd(&key, 1);
     return 0;
 }
 
@@ -313,7 +320,7 @@ static __always_inline int dup_enter(u32 oldfd, u32 newfd)
         return 0;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct fd_key key = {.tgid = tgid, .fd = newfd};
-    flush_fd(&key);
+    flush_fd(&key, 1);
     key.fd = oldfd;
     struct fd_info *old = fds.lookup(&key);
     u32 zero = 0;
@@ -371,30 +378,50 @@ TRACEPOINT_PROBE(task, task_newtask)
     return 0;
 }
 
-TRACEPOINT_PROBE(sched, sched_process_exit)
+/* A process's fds at its exit: reported (when its uid is watched) and
+ * forgotten. The uid check once, and two loops: the verifier walks each
+ * loop's every iteration, and a branch on the check in the body would
+ * double the paths it walks per fd. */
+static __always_inline void flush_process(u32 tgid)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tid = id, tgid = id >> 32;
-    if (uid_wanted(current_uid())) {
-        /* a syscall that never returned */
-        if (pending.delete(&tid) == 0)
-            count_in_flight(IN_PENDING, -1);
-        if (io_inflight.delete(&tid) == 0)
-            count_in_flight(IN_IO, -1);
-    }
-    if (tid != tgid)                 /* a thread: the fds live on */
-        return 0;
     u32 *hi = fd_hi.lookup(&tgid);   /* no uid check: always clean up */
     if (!hi)
-        return 0;
+        return;
     u32 n = *hi;
     fd_hi.delete(&tgid);
+    if (!uid_wanted(current_uid())) {
+#pragma clang loop unroll(disable)
+        for (u32 fd = 0; fd < EXIT_FD_SCAN; fd++) {
+            if (fd >= n)
+                break;
+            struct fd_key key = {.tgid = tgid, .fd = fd};
+            fds.delete(&key);
+        }
+        return;
+    }
 #pragma clang loop unroll(disable)
     for (u32 fd = 0; fd < EXIT_FD_SCAN; fd++) {
         if (fd >= n)
             break;
         struct fd_key key = {.tgid = tgid, .fd = fd};
-        flush_fd(&key);
+        flush_fd(&key, 1);
+    }
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = id, tgid = id >> 32;
+    if (tid == tgid)                 /* not a thread: the fds die with it */
+        flush_process(tgid);
+    /* a syscall that never returned (or whose exit the uid check skipped:
+     * the filter changed meanwhile), whatever the uid now. After the loops:
+     * the verifier walks them once per distinct state they start from. */
+    if (!none_in_flight(IN_PENDING) || !none_in_flight(IN_IO)) {
+        if (pending.delete(&tid) == 0)
+            count_in_flight(IN_PENDING, -1);
+        if (io_inflight.delete(&tid) == 0)
+            count_in_flight(IN_IO, -1);
     }
     return 0;
 }
@@ -457,7 +484,7 @@ static __always_inline void fill_event(struct file_event *e, struct fd_info *fi,
 static __always_inline void track_fd(u32 tgid, u32 fd, struct fd_info *fi)
 {
     struct fd_key key = {.tgid = tgid, .fd = fd};
-    flush_fd(&key);
+    flush_fd(&key, 1);
     if (fds.update(&key, fi) != 0) {
         count_untracked();
         return;
@@ -471,10 +498,12 @@ static __always_inline void track_fd(u32 tgid, u32 fd, struct fd_info *fi)
 
 static __always_inline int finish(long ret)
 {
+    if (none_in_flight(IN_PENDING)) /* one array read: nobody watched is in one */
+        return 0;
+    if (!uid_wanted(current_uid()))
+        return 0;
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = id, tgid = id >> 32;
-    if (none_in_flight(IN_PENDING))
-        return 0;
     struct pending *pp = pending.lookup(&tid);   /* misses unless monitored */
     if (!pp)
         return 0;

@@ -53,7 +53,7 @@ class FilesystemMonitor(Monitor):
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = (),
                  excluded_prefixes: Iterable[str] = DEFAULT_EXCLUDED_PREFIXES,
-                 max_tracked_fds: int = 16384) -> None:
+                 max_tracked_fds: int = 4096) -> None:
         super().__init__(kib_per_cpu, extra_cflags)
         self.excluded_prefixes = normalize_prefixes(excluded_prefixes)
         self.max_tracked_fds = max_tracked_fds

@@ -20,10 +20,10 @@
 #include "common.h"
 
 #ifndef MAX_PIDS
-#define MAX_PIDS 16384
+#error "the loader defines MAX_PIDS"
 #endif
 #ifndef MAX_PTRS
-#define MAX_PTRS 32768
+#error "the loader defines MAX_PTRS"
 #endif
 #ifndef DOTS_PAGE_SIZE
 #define DOTS_PAGE_SIZE 4096
@@ -60,8 +60,11 @@ BPF_TABLE("lru_hash", u64, struct alloc_owner, allocs, MAX_PTRS);
  * users idle) it is 0 and kfree costs one array read. */
 BPF_ARRAY(outstanding, u64, 1);
 /* rss_stat mm_id -> tgid, so that RSS changes made by another task
- * (reclaim, khugepaged: curr == 0) reach the owner's entry. */
-BPF_TABLE("lru_hash", u32, u32, mm_owner, MAX_PIDS);
+ * (reclaim, khugepaged: curr == 0) reach the owner's entry. A plain hash
+ * that grows with its entries (an LRU preallocates ~80 bytes per entry):
+ * sched_process_exit and a new mm remove an entry, and user space removes
+ * the one of a process it forgets (memory.py), so the dead never fill it. */
+BPF_F_TABLE("hash", u32, u32, mm_owner, MAX_PIDS, BPF_F_NO_PREALLOC);
 
 /* The current process's entry, created on first use. The common case is
  * one lookup; comm is copied only when the entry is created. */
@@ -113,12 +116,20 @@ TRACEPOINT_PROBE(kmem, kmalloc)
  * process still holds. One lookup for an allocation we did not see. */
 TRACEPOINT_PROBE(kmem, kfree)
 {
-    /* every kfree on the machine comes here: while no watched process has
-     * an allocation in `allocs`, one array read and out (the cost of the
-     * uid check), not a hash lookup */
+    /* every kfree on the machine comes here. While no watched process has
+     * an allocation in `allocs`: one array read and out (no helper call,
+     * cheaper still than the uid check). Else the uid check: a free run by
+     * a user nobody watches costs that and nothing else. Frees run by uid 0
+     * go on (kernel threads: RCU callbacks, workers, softirq on the idle
+     * task free what others allocated); a free run in softirq on top of an
+     * unwatched user's task is not counted (alloc - freed then overstates
+     * what the process holds by that object). */
     u32 zero = 0;
     u64 *n = outstanding.lookup(&zero);
     if (!n || *n == 0)
+        return 0;
+    u32 uid = current_uid();
+    if (uid != 0 && !uid_wanted(uid))
         return 0;
     u64 ptr = (u64)args->ptr;
     struct alloc_owner *owner = allocs.lookup(&ptr);

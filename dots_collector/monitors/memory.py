@@ -39,7 +39,7 @@ class MemoryMonitor(Monitor):
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = (), interval: float = 1.0,
-                 max_pids: int = 8192, max_ptrs: int = 16384,
+                 max_pids: int = 2048, max_ptrs: int = 4096,
                  track_free: bool = True) -> None:
         # nothing goes through its ring buffer: the smallest one (two pages),
         # whatever size the other monitors get
@@ -77,8 +77,9 @@ class MemoryMonitor(Monitor):
             return
         table = self.bpf[b"stats"]
         for key, raw in self._entries():
-            if STATS.unpack(raw)[9] not in wanted:
-                self._forget(table, key)
+            fields = STATS.unpack(raw)
+            if fields[9] not in wanted:
+                self._forget(table, key, fields[11])
 
     def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
         return []  # nothing is sent through the ring buffer
@@ -92,12 +93,23 @@ class MemoryMonitor(Monitor):
             items = table.items()
         return [(k if isinstance(k, int) else k.value, bytes(v)) for k, v in items]
 
-    def _forget(self, table, pid: int) -> None:
+    def _forget(self, table, pid: int, mm_id: int) -> None:
+        """Drop pid's entry, and its mm's owner entry if it still names pid
+        (sched_process_exit removes it; this covers an exit not seen, so
+        that mm_owner, a plain hash, never fills up with the dead)."""
         try:
             del table[ctypes.c_uint32(pid)]
         except KeyError:
             pass
         self.last.pop(pid, None)
+        if mm_id:
+            owners = self.bpf[b"mm_owner"]
+            key = ctypes.c_uint32(mm_id)
+            try:
+                if owners[key].value == pid:
+                    del owners[key]
+            except KeyError:
+                pass
 
     def periodic(self, final: bool = False) -> list[MemorySample]:
         """One sample per process whose counters or RSS changed since its
@@ -110,7 +122,7 @@ class MemoryMonitor(Monitor):
         out: list[MemorySample] = []
         for pid, raw in self._entries():
             (b_alloc, b_freed, p_alloc, p_freed, *rss, exit_ts,
-             uid, seen, _mm_id, comm) = STATS.unpack(raw)
+             uid, seen, mm_id, comm) = STATS.unpack(raw)
             counters = (b_alloc, b_freed, p_alloc, p_freed)
             current = (*counters, (*rss, seen))
             previous = self.last.get(pid)
@@ -128,7 +140,7 @@ class MemoryMonitor(Monitor):
             elif exit_ts == 0 and not os.path.exists(f"/proc/{pid}"):
                 gone = True  # its exit was not seen (e.g. the map was full then)
             if gone:
-                self._forget(table, pid)
+                self._forget(table, pid, mm_id)
         self.samples += len(out)
         return out
 

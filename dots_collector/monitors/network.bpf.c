@@ -40,11 +40,10 @@
 #define EV_CONNECT_FAILED 3
 
 #ifndef MAX_SOCKS
-#define MAX_SOCKS 16384
+#error "the loader defines MAX_SOCKS"
 #endif
-#ifndef MAX_LISTENERS
-#define MAX_LISTENERS 4096
-#endif
+/* listening TCP ports of the whole machine */
+#define MAX_LISTENERS 512
 
 struct owner {
     u32 pid;
@@ -98,6 +97,37 @@ BPF_F_TABLE("hash", u64, struct sock_info, socks, MAX_SOCKS, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", struct listen_key, struct listener, listeners, MAX_LISTENERS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* [0] = sockets not tracked because `socks` was full */
 BPF_ARRAY(net_stats, u64, 1);
+/* [0] = entries in `socks`. Every send and receive on the machine reads it
+ * first: while no watched socket is tracked, one inlined array read (no
+ * helper call, cheaper than the uid check) and out. */
+BPF_ARRAY(live_socks, u64, 1);
+
+static __always_inline void count_live(s64 delta)
+{
+    u32 zero = 0;
+    u64 *n = live_socks.lookup(&zero);
+    if (n)
+        __sync_fetch_and_add(n, delta);
+}
+
+/* These run in softirq for every uid's sockets: no uid to check there. */
+static __always_inline int no_live_socks(void)
+{
+    u32 zero = 0;
+    u64 *n = live_socks.lookup(&zero);
+    return !n || *n == 0;
+}
+
+/* Track sk (a new entry is counted in live_socks; a pointer reused
+ * without a close we saw keeps its count). 0, or the update's error. */
+static __always_inline int track_sock(u64 sk, struct sock_info *si)
+{
+    if (socks.insert(&sk, si) == 0) {
+        count_live(1);
+        return 0;
+    }
+    return socks.update(&sk, si);
+}
 
 static __always_inline void current_owner(struct owner *o)
 {
@@ -171,7 +201,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         struct sock_info si = {};
         current_owner(&si.o);
         si.gen = bpf_ktime_get_boot_ns();
-        if (socks.update(&sk, &si) != 0)
+        if (track_sock(sk, &si) != 0)
             table_full();
         return 0;
     }
@@ -194,6 +224,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
     if (new == TCP_ESTABLISHED) {
         if (old == TCP_SYN_SENT) {          /* our connect() completed */
+            if (no_live_socks())
+                return 0;
             struct sock_info *si = socks.lookup(&sk);
             if (!si)
                 return 0;
@@ -216,7 +248,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         si.provisional = 1;
         si.established = 1;
         COPY_ADDRS(&si, args);
-        if (socks.update(&sk, &si) != 0) {
+        if (track_sock(sk, &si) != 0) {
             table_full();
             return 0;
         }
@@ -225,22 +257,32 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     }
 
     if (new == TCP_CLOSE) {
+        if (no_live_socks())
+            return 0;
         struct sock_info *si = socks.lookup(&sk);
         if (!si)
             return 0;
         COPY_ADDRS(si, args);   /* a failed connect never got them */
         if (uid_wanted(si->o.uid))
             emit(old == TCP_SYN_SENT ? EV_CONNECT_FAILED : EV_CLOSE, sk, si);
-        socks.delete(&sk);
+        if (socks.delete(&sk) == 0)
+            count_live(-1);
     }
     return 0;
 }
 
 #ifndef DOTS_NO_SOCK_LENGTH   /* defined by the loader on kernels without them */
-/* The hot path: one hash lookup by socket pointer, one atomic add. */
+/* The hot path: the tracepoint's own arguments (free to read), the count
+ * of tracked sockets (none: out), then the uid check (both tracepoints fire in the process doing the I/O, so bytes
+ * count when a watched user's process moves them), then one hash lookup by
+ * socket pointer and one atomic add. */
 static __always_inline void count_bytes(void *skp, int protocol, int ret, int is_send)
 {
     if (protocol != DOTS_IPPROTO_TCP || ret <= 0)
+        return;
+    if (no_live_socks())
+        return;
+    if (!uid_wanted(current_uid()))
         return;
     u64 sk = (u64)skp;
     struct sock_info *si = socks.lookup(&sk);

@@ -45,7 +45,7 @@ class NetworkMonitor(Monitor):
     tick_interval = 5.0
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
-                 extra_cflags: Iterable[str] = (), max_sockets: int = 16384) -> None:
+                 extra_cflags: Iterable[str] = (), max_sockets: int = 4096) -> None:
         super().__init__(kib_per_cpu, extra_cflags)
         self.max_sockets = max_sockets
         # (sk, gen) -> [sent, received] already reported, last report (boot ns)

@@ -24,9 +24,10 @@
 #define EV_EXEC 1
 #define EV_EXIT 2
 #define PATH_LEN 256
-#ifndef MAX_PIDS
-#define MAX_PIDS 65536
-#endif
+/* processes alive on the whole machine (a desktop runs a few hundred) */
+#define MAX_PIDS 8192
+/* watched processes between exit_group (or a fatal signal) and their exit */
+#define MAX_EXITING 1024
 
 struct event_head {
     u64 ts_ns;
@@ -47,7 +48,7 @@ struct exec_event {
 /* tgid -> parent tgid, for processes (not threads). */
 BPF_F_TABLE("hash", u32, u32, parents, MAX_PIDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* tgid -> exit code, only for monitored uids between exit_group and exit. */
-BPF_F_TABLE("hash", u32, s32, exit_codes, MAX_PIDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
+BPF_F_TABLE("hash", u32, s32, exit_codes, MAX_EXITING, BPF_F_NO_PREALLOC);  /* grows with its entries */
 
 static __always_inline void fill_head(struct event_head *h, u32 type, u32 pid, u64 uid_gid)
 {
@@ -74,12 +75,12 @@ TRACEPOINT_PROBE(task, task_newtask)
 
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
+    u64 uid_gid = bpf_get_current_uid_gid();
+    if (!uid_wanted((u32)uid_gid))
+        return 0;
     u32 child = args->child_pid;
     u32 *known = parents.lookup(&child);
     if (!known)                 /* a new thread, not a process */
-        return 0;
-    u64 uid_gid = bpf_get_current_uid_gid();
-    if (!uid_wanted((u32)uid_gid))
         return 0;
     struct event_head *h = events.ringbuf_reserve(sizeof(*h));
     if (!h) {
