@@ -167,23 +167,29 @@ def _collector_pins(pid: int) -> Path | None:
     return Path("/sys/fs/bpf/dots")
 
 
-def _pinned_programs(pin_dir: Path) -> set[int]:
-    """Ids of the programs the links pinned under pin_dir attach."""
+def _pinned(pin_dir: Path) -> tuple[set[int], dict[int, dict]]:
+    """Ids of the programs the links pinned under pin_dir attach, and the
+    pinned maps (the manifests are pinned, never held by the collector)."""
     from dots_collector import libbpf
 
-    ids = set()
-    for link in pin_dir.glob("*/link_*"):
+    progs: set[int] = set()
+    maps: dict[int, dict] = {}
+    for pin in [*pin_dir.glob("*/link_*"), *pin_dir.glob("*/map_*"), *pin_dir.glob("*/manifest")]:
         try:
-            fd = libbpf.obj_get(link)
+            fd = libbpf.obj_get(pin)
         except OSError:
             continue
         try:
             info = _fdinfo(os.getpid(), str(fd))
             if "prog_id" in info:
-                ids.add(int(info["prog_id"]))
+                progs.add(int(info["prog_id"]))
+            elif "map_id" in info:
+                maps[int(info["map_id"])] = {"type": int(info.get("map_type", 0)),
+                                             "max_entries": int(info.get("max_entries", 0)),
+                                             "memlock": int(info.get("memlock", 0))}
         finally:
             os.close(fd)
-    return ids
+    return progs, maps
 
 
 def bpf_memory(pid: int) -> dict:
@@ -191,14 +197,15 @@ def bpf_memory(pid: int) -> dict:
     programs a process holds: the ``memlock`` of each map and program fd in
     /proc/PID/fdinfo (what ``bpftool map show`` / ``prog show`` print as
     bytes_memlock), each id counted once, with bpftool's names. For
-    dots-collector, whose programs are held by links pinned in bpffs, the
-    programs those links attach."""
+    dots-collector, whose programs are held by links pinned in bpffs: every
+    map pinned (manifests included) and the programs of the pinned links."""
     maps: dict[int, dict] = {}
     progs: dict[int, dict] = {}
     pins = _collector_pins(pid)
     if pins is not None:
         known = _bpftool("prog")
-        for prog_id in _pinned_programs(pins):
+        pinned_progs, maps = _pinned(pins)
+        for prog_id in pinned_progs:
             progs[prog_id] = {"memlock": int(known.get(prog_id, {}).get("bytes_memlock", 0))}
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
