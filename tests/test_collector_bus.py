@@ -107,11 +107,17 @@ def test_stdout_mode_prints_flat_json_lines(child_user):
     uid = uid_of(child_user)
     proc = subprocess.Popen([str(REPO / ".venv/bin/dots-collector"), "--stdout",
                              "--monitors", "process", "--uid", str(uid)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: b"ready" in _stderr_so_far(proc), timeout=60, what="collector ready")
-        run_as(child_user, ["/usr/bin/true"])
-        line = wait_for(lambda: _exec_line(proc), what="the exec line")
+        wait_for(lambda: b"dots.collector: ready" in _stderr_so_far(proc), timeout=60,
+                 what="collector ready")
+        done = run_as(child_user, ["/usr/bin/true"])
+        try:
+            line = wait_for(lambda: _exec_line(proc), what="the exec line")
+        except AssertionError as e:
+            raise AssertionError(f"{e} (true exited {done.returncode}; lines: "
+                                 f"{_stdout_lines.get(proc.pid)}; collector log: "
+                                 f"{_stderr_so_far(proc).decode(errors='replace')})") from None
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -137,10 +143,28 @@ def _stderr_so_far(proc) -> bytes:
     return _stderr_buf[proc.pid]
 
 
+_stdout_lines: dict[int, list[str]] = {}
+
+
 def _exec_line(proc):
-    line = proc.stdout.readline()
-    data = json.loads(line) if line.strip() else None
-    return data if data and data.get("type") == "exec" and data["path"] == "/usr/bin/true" else None
+    """The exec line of /usr/bin/true if one came (never blocks: a missing
+    line must fail by the deadline, not hang the suite)."""
+    import fcntl
+    import os
+
+    fd = proc.stdout.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+    lines = _stdout_lines.setdefault(proc.pid, [""])
+    try:
+        while chunk := os.read(fd, 65536):
+            lines[-1:] = (lines[-1] + chunk.decode()).split("\n")
+    except BlockingIOError:
+        pass
+    for line in lines[:-1]:
+        data = json.loads(line) if line.strip() else None
+        if data and data.get("type") == "exec" and data["path"] == "/usr/bin/true":
+            return data
+    return None
 
 
 def test_unacked_batches_are_replayed_with_their_ids_until_acked(collector_daemon, bus_client,

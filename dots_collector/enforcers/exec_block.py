@@ -115,7 +115,7 @@ class ExecEnforcer(Enforcer):
         self.judge.programs_ready.clear()
         threading.Thread(target=self._identify_programs, args=(marked,), daemon=True,
                          name="dots-exec-programs").start()
-        log.info("exec enforcer ready (%d default allowed programs, %d loaders, "
+        log.info("exec enforcer maps seeded (%d default allowed programs, %d loaders, "
                  "%d interpreters)", len(self.default_allowed), len(marked[P_LOADER]),
                  len(marked[P_INTERPRETER]))
 
