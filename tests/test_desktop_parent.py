@@ -59,7 +59,7 @@ def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_cl
              timeout=20, what="the daemon to report the new limit")
     # toasts are read by screen readers (and this test): an error shows as one
     app.click("Add child")
-    # toasts queue: this one shows once "Save limits"'s toast (6 s) is gone
+    # (on a loaded machine a walk of the accessibility tree takes seconds)
     app.find("Type the user name of the child first", timeout=30)
     # a signal forged by another user (any user may emit on the system bus)
     # is ignored: sent before a real change, it is not shown when that is
