@@ -125,6 +125,7 @@ class HouseholdAgent:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._stopping.clear()
         self.family.subscribe(self._on_family_event)
         self._listener_thread = threading.Thread(target=self._listen, name="dots-household-listen",
                                                  daemon=True)
@@ -146,7 +147,10 @@ class HouseholdAgent:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         assert self._wake is not None
-        while True:
+        # not `while True`: Python 3.11's wait_for can swallow the cancel
+        # of stop() when a wake-up lands at the same moment (gh-86296), and
+        # stop() would then wait for this loop forever
+        while not self._stopping.is_set():
             self._wake.clear()
             try:
                 # the policy first: what a NOTIFY woke us for reaches the enforcers at once
