@@ -406,8 +406,12 @@ def test_signals_reach_listeners(policyd_daemon, family_client, bus_client, pare
     parent.ok("AnswerRequest", "ubu", request_id, True, 0)
     (denied_id,) = me.ok("RequestTime", "us", 5, "")
     parent.ok("AnswerRequest", "ubu", denied_id, False, 0)
-    listener.wait_until(lambda l: len(l.signals) >= 5)  # unicast: not ordered with the marker
-    signals = [(s["member"], s["body"]) for s in listener.finish()]
+    # LimitReached may come too, whenever the preset's allowed hours end
+    # while the test runs (time of day): not what this test is about
+    asked = lambda sigs: [(s["member"], s["body"]) for s in sigs  # noqa: E731
+                          if s["member"] != "LimitReached"]
+    listener.wait_until(lambda l: len(asked(l.signals)) >= 5)  # unicast: not ordered with the marker
+    signals = asked(listener.finish())
     assert signals == [
         ("PolicyChanged", [uid, version]),
         ("RequestCreated", [request_id, uid, 15]),
