@@ -148,6 +148,12 @@ def _bpftool(kind: str) -> dict[int, dict]:
         return {}
 
 
+def _map_entry(info: dict[str, str]) -> dict:
+    """A map's fdinfo as the report keeps it."""
+    return {"type": int(info.get("map_type", 0)), "max_entries": int(info.get("max_entries", 0)),
+            "memlock": int(info.get("memlock", 0))}
+
+
 def _collector_pins(pid: int) -> Path | None:
     """The pin directory of a dots-collector process (its programs are held
     by pinned links, not by the process): --pin-dir, else DOTS_PIN_DIR,
@@ -184,9 +190,7 @@ def _pinned(pin_dir: Path) -> tuple[set[int], dict[int, dict]]:
             if "prog_id" in info:
                 progs.add(int(info["prog_id"]))
             elif "map_id" in info:
-                maps[int(info["map_id"])] = {"type": int(info.get("map_type", 0)),
-                                             "max_entries": int(info.get("max_entries", 0)),
-                                             "memlock": int(info.get("memlock", 0))}
+                maps[int(info["map_id"])] = _map_entry(info)
         finally:
             os.close(fd)
     return progs, maps
@@ -219,9 +223,7 @@ def bpf_memory(pid: int) -> dict:
         if target == "anon_inode:bpf-map":
             info = _fdinfo(pid, fd)
             if "map_id" in info:
-                maps[int(info["map_id"])] = {"type": int(info.get("map_type", 0)),
-                                             "max_entries": int(info.get("max_entries", 0)),
-                                             "memlock": int(info.get("memlock", 0))}
+                maps[int(info["map_id"])] = _map_entry(info)
         elif target == "anon_inode:bpf-prog":
             info = _fdinfo(pid, fd)
             if "prog_id" in info:
