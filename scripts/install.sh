@@ -83,6 +83,19 @@ getent passwd dots-policyd >/dev/null || {
     log "created user dots-policyd"
 }
 
+# --- the checkout must be reachable by dots-policyd and the test users --------
+# They run the venv's programs from here: a checkout under a private
+# directory (mktemp -d is 0700) would fail with "Permission denied". Only
+# the traverse bit is added, never read or write.
+dir="$here"
+while [ "$dir" != "/" ]; do
+    if [ "$(id -u)" = 0 ] && [ "$(( 0$(stat -c %a "$dir") & 1 ))" = 0 ]; then
+        log "letting other users traverse $dir (chmod o+x): dots-policyd runs $venv"
+        chmod o+x "$dir"
+    fi
+    dir=$(dirname "$dir")
+done
+
 # --- the venv --------------------------------------------------------------
 if [ -x "$venv/bin/python" ] && ! grep -q "^home = $(dirname "$python")\$" "$venv/pyvenv.cfg"; then
     log "$venv was made by another Python; recreating it with $python"
