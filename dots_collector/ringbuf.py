@@ -30,7 +30,6 @@ BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
 HDR_SIZE = 8
 _POS = struct.Struct("<Q")
-_LEN = struct.Struct("<I")
 
 Spans = list[tuple[int, int]]
 
@@ -64,18 +63,21 @@ class RingReader:
             return b"", []
         start = PAGE_SIZE + (cons & self.mask)
         buf = self._prod[start:start + (prod - cons)]
+        # records start 8-aligned: their u32 length words read as items of
+        # a u32 view (cheaper than a struct unpack per record)
+        words = memoryview(buf)[:(prod - cons) & ~3].cast("I")
         spans: Spans = []
         append = spans.append
-        unpack = _LEN.unpack_from
         off, end = 0, prod - cons
         while off < end:
-            length = unpack(buf, off)[0]
+            length = words[off >> 2]
             if length & BUSY_BIT:
                 break  # reserved, not committed yet: the next read gets it
             size = length & ~(BUSY_BIT | DISCARD_BIT)
             if not length & DISCARD_BIT:
                 append((off + HDR_SIZE, size))
             off += (size + HDR_SIZE + 7) & ~7
+        words.release()
         if off:
             _POS.pack_into(self._cons, 0, cons + off)
         self.records += len(spans)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dots_common.records import Record
 
-from ..bpfobject import DEFAULT_RINGBUF_KIB_PER_CPU, MONITORS_DIR, PAGE_SIZE, BpfObject, cstr
+from ..bpfobject import DEFAULT_RINGBUF_KIB_PER_CPU, MONITORS_DIR, PAGE_SIZE, BpfObject, CStrings, cstr
 
 if TYPE_CHECKING:
     from ..config import CollectorConfig
@@ -70,6 +70,8 @@ class Monitor(BpfObject):
         #: uids the kernel side reports: None = every uid (user space uses
         #: it for records made from maps, see wants())
         self.watching: set[int] | None = set()
+        #: names and paths of records, decoded once (decode_rows)
+        self.texts = CStrings()
 
     @classmethod
     def options(cls, config: "CollectorConfig") -> dict[str, Any]:

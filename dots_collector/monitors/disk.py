@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from dots_common.records import DiskEvent
 
-from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
+from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor
 
 # struct disk_event (disk.bpf.c)
 EVENT = struct.Struct("<QQQIIIII10s16s2x")
@@ -50,11 +50,12 @@ class DiskMonitor(Monitor):
         """DiskEvent rows: pid, uid, comm, dev, sector, bytes, nr_sector, rw,
         latency_ns, ts_ns."""
         unpack = EVENT.unpack_from
+        texts = self.texts
         out = []
         for off, _size in spans:
             (ts_ns, latency_ns, sector, pid, uid, dev, nr_sector, nbytes,
              rwbs, comm) = unpack(buf, off)
-            out.append((pid, uid, cstr(comm), dev, sector, nbytes, nr_sector, cstr(rwbs),
+            out.append((pid, uid, texts[comm], dev, sector, nbytes, nr_sector, texts[rwbs],
                         latency_ns, ts_ns))
         return out
 

@@ -97,14 +97,17 @@ class FilesystemMonitor(Monitor):
         """FileEvent rows: type, pid, uid, comm, path, flags, result, bytes,
         ts_ns, new_path."""
         unpack, head = HEAD.unpack_from, HEAD.size
+        longest = head + PATH_LEN
         reported, closed = self._reported, self._closed
+        texts = self.texts
         out = []
+        append = out.append
         for off, size in spans:
             (ts_ns, nbytes, gen, result, kind, pid, uid, flags, comm) = unpack(buf, off)
-            path = buf[off + head:off + min(size, head + PATH_LEN)]
+            path = texts[buf[off + head:off + (size if size < longest else longest)]]
             new_path = ""
             if kind == EV_RENAME:
-                new_path = cstr(buf[off + head + PATH_LEN:off + head + 2 * PATH_LEN])
+                new_path = cstr(buf[off + longest:off + longest + PATH_LEN])
             elif kind == EV_READ or kind == EV_WRITE:
                 # the kernel sends totals at close/exit: subtract what
                 # periodic() already reported for this fd
@@ -116,8 +119,8 @@ class FilesystemMonitor(Monitor):
                 closed.append(key)
                 if nbytes <= 0:
                     continue
-            out.append((TYPES[kind], pid, uid, cstr(comm), cstr(path), flags, result, nbytes,
-                        ts_ns, new_path))
+            append((TYPES[kind], pid, uid, texts[comm], path, flags, result, nbytes,
+                    ts_ns, new_path))
         return out
 
     # --- long-lived files and dead processes ----------------------------------

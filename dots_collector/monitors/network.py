@@ -51,6 +51,9 @@ class NetworkMonitor(Monitor):
         # (sk, gen) -> [sent, received] already reported, last report (boot ns)
         self._reported: dict[tuple[int, int], list[int]] = {}
         self._closed: collections.deque[tuple[int, int]] = collections.deque(maxlen=4096)
+        #: address texts by family, decoded once (decode_rows)
+        self._addresses = {socket.AF_INET: AddressTexts(socket.AF_INET),
+                           socket.AF_INET6: AddressTexts(socket.AF_INET6)}
 
     def cflags(self) -> list[str]:
         flags = [*super().cflags(), f"-DMAX_SOCKS={self.max_sockets}"]
@@ -101,6 +104,7 @@ class NetworkMonitor(Monitor):
         sport, dport, bytes_sent, bytes_received, ts_ns."""
         unpack = EVENT.unpack_from
         reported, closed = self._reported, self._closed
+        texts, addresses = self.texts, self._addresses
         out = []
         for off, _size in spans:
             (ts_ns, sent, received, gen, sk, kind, pid, uid, family, sport, dport, _pad,
@@ -111,9 +115,9 @@ class NetworkMonitor(Monitor):
                     sent -= done[0]
                     received -= done[1]
                 closed.append((sk, gen))
-            out.append((TYPES[kind], pid, uid, cstr(comm), family, ip_text(family, saddr),
-                        ip_text(family, daddr), sport, dport, max(sent, 0), max(received, 0),
-                        ts_ns))
+            addr = addresses.get(family) or AddressTexts(family)
+            out.append((TYPES[kind], pid, uid, texts[comm], family, addr[saddr], addr[daddr],
+                        sport, dport, max(sent, 0), max(received, 0), ts_ns))
         return out
 
     # --- live sockets ---------------------------------------------------------
@@ -188,3 +192,21 @@ def socket_owners(inodes: set[int]) -> dict[int, tuple[int, str]]:
         except OSError:
             continue
     return owners
+
+
+class AddressTexts(dict):
+    """``addresses[raw]`` is ``ip_text(family, raw)``, remembered (a storm
+    talks to the same few peers); emptied at ``limit`` entries."""
+
+    __slots__ = ("family", "limit")
+
+    def __init__(self, family: int, limit: int = 4096) -> None:
+        super().__init__()
+        self.family = family
+        self.limit = limit
+
+    def __missing__(self, raw: bytes) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        text = self[raw] = ip_text(self.family, raw)
+        return text

@@ -40,6 +40,7 @@ class ProcessMonitor(Monitor):
         """ProcessEvent rows: type, pid, ppid, uid, gid, comm, path,
         exit_code, ts_ns."""
         unpack, head = HEAD.unpack_from, HEAD.size
+        texts = self.texts
         out = []
         for off, _size in spans:
             ts_ns, kind, pid, ppid, uid, gid, exit_code, comm = unpack(buf, off)
@@ -48,7 +49,7 @@ class ProcessMonitor(Monitor):
                 path = cstr(buf[off + head:off + head + PATH_LEN])
                 if not path.startswith("/"):
                     path = absolute_exe(pid, path)
-            out.append((TYPES[kind], pid, ppid, uid, gid, cstr(comm), path, exit_code, ts_ns))
+            out.append((TYPES[kind], pid, ppid, uid, gid, texts[comm], path, exit_code, ts_ns))
         return out
 
 
