@@ -116,3 +116,38 @@ def test_a_full_bus_socket_makes_the_writer_wait_not_disconnect():
     assert sock.send(b"x" * 10) == 0
     assert sock.sendmsg([b"x"], []) == 0
     assert sock.fileno() == 7
+
+
+def test_decoded_texts_are_remembered_but_bounded_and_never_wrong():
+    """Names, paths and addresses are decoded once (bpfobject.CStrings,
+    network.AddressTexts): every record still reads as an uncached decode
+    would, the first record of a family included, and the caches stay
+    within their limit however many distinct texts pass."""
+    from dots_collector.bpfobject import CStrings, cstr
+    from dots_collector.monitors import network
+
+    texts = CStrings(limit=8)
+    raws = [f"/p/{i}\0junk".encode() for i in range(50)] + [b"\xff\xfe\0", b"x" * 16]
+    for _ in range(2):
+        assert [texts[r] for r in raws] == [cstr(r) for r in raws]
+        assert len(texts) <= 8
+
+    monitor = network.NetworkMonitor()
+    comm = b"curl".ljust(16, b"\0")
+
+    def record(family: int, saddr: bytes, daddr: bytes, pid: int) -> bytes:
+        return network.EVENT.pack(1, 0, 0, 0, 0, 0, pid, 1000, family, 1, 2, 0,
+                                  saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), comm)
+
+    v6 = bytes(15) + b"\1"
+    recs = [record(2, bytes([10, 0, 0, i % 7]), bytes([192, 168, 1, 1]), i) for i in range(20)]
+    recs += [record(10, v6, v6, 99), record(2, bytes([1, 2, 3, 4]), bytes([5, 6, 7, 8]), 100)]
+    buf = b"".join(recs)
+    size = network.EVENT.size
+    rows = monitor.decode_rows(buf, [(i * size, size) for i in range(len(recs))])
+    assert [(r[5], r[6]) for r in rows] == (
+        [(f"10.0.0.{i % 7}", "192.168.1.1") for i in range(20)]
+        + [("::1", "::1"), ("1.2.3.4", "5.6.7.8")])
+    assert all(r[3] == "curl" for r in rows)
+    # remembered from the first record on: 7 sources, 1 destination, 2 more
+    assert len(monitor._addresses[2]) == 10

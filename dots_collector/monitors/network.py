@@ -115,9 +115,12 @@ class NetworkMonitor(Monitor):
                     sent -= done[0]
                     received -= done[1]
                 closed.append((sk, gen))
-            addr = addresses.get(family) or AddressTexts(family)
+            addr = addresses.get(family)
+            if addr is None:  # neither AF_INET nor AF_INET6: not remembered
+                addr = AddressTexts(family)
             out.append((TYPES[kind], pid, uid, texts[comm], family, addr[saddr], addr[daddr],
-                        sport, dport, max(sent, 0), max(received, 0), ts_ns))
+                        sport, dport, sent if sent > 0 else 0,
+                        received if received > 0 else 0, ts_ns))
         return out
 
     # --- live sockets ---------------------------------------------------------
