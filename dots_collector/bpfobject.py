@@ -89,6 +89,9 @@ class BpfObject:
     default_kib_per_cpu: ClassVar[int] = DEFAULT_RINGBUF_KIB_PER_CPU
     #: a typical ring buffer record with its header, for the wake-up threshold
     record_bytes: ClassVar[int] = 384
+    #: every record is one struct of one size (the ring reader then cuts a
+    #: read into records without walking it: ringbuf.py)
+    fixed_records: ClassVar[bool] = False
 
     def __init__(self, kib_per_cpu: int | None = None, extra_cflags: Iterable[str] = ()) -> None:
         self.pages = ringbuf_pages(kib_per_cpu or self.default_kib_per_cpu)
@@ -201,7 +204,7 @@ class BpfObject:
         which never builds a Record object)."""
         self._deliver = deliver
         self._deliver_rows = deliver_rows
-        self._reader = RingReader(self.ring_fd, self.ringbuf_bytes)
+        self._reader = RingReader(self.ring_fd, self.ringbuf_bytes, self.fixed_records)
 
     def consume(self) -> None:
         """Decode and deliver everything the ring buffer holds now, without

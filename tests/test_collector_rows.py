@@ -89,6 +89,37 @@ def test_ring_reader_stops_at_a_busy_record_and_skips_discarded_ones(monkeypatch
     assert reader.read()[1] == []  # still busy: nothing more, nothing skipped
 
 
+
+def test_ring_reader_of_one_size_records_cuts_without_a_walk_and_still_stops_at_busy(monkeypatch):
+    """The fixed-size path (disk, network) gives what the walk gives: all
+    records of a clean read, the committed ones before a busy tail, and a
+    read with a discarded record falls back to the walk."""
+    ring = FakeRing(PAGE_SIZE)
+    monkeypatch.setattr(mmap, "mmap", _single_mapping(ring))
+    reader = RingReader(ring.fd, PAGE_SIZE, fixed_size=True)
+    recs = [bytes([i]) * 12 for i in range(6)]  # 12 bytes: a 24-byte stride
+    for r in recs[:3]:
+        ring.put(r)
+    buf, spans = reader.read()
+    assert [buf[o:o + n] for o, n in spans] == recs[:3]
+    ring.put(recs[3])
+    ring.put(recs[4], BUSY_BIT)
+    ring.put(recs[5], BUSY_BIT)
+    buf, spans = reader.read()
+    assert [buf[o:o + n] for o, n in spans] == [recs[3]]
+    assert struct.unpack_from("<Q", ring.mm, 0)[0] == 4 * 24  # not past the busy one
+    # the producer commits both: they come on the next read
+    for i, at in ((4, 4 * 24), (5, 5 * 24)):
+        struct.pack_into("<I", ring.mm, 2 * PAGE_SIZE + at, 12)
+    buf, spans = reader.read()
+    assert [buf[o:o + n] for o, n in spans] == recs[4:6]
+    ring.put(recs[0])
+    ring.put(recs[1], DISCARD_BIT)
+    ring.put(recs[2])
+    buf, spans = reader.read()
+    assert [buf[o:o + n] for o, n in spans] == [recs[0], recs[2]]
+    assert reader.read()[1] == []
+
 def _single_mapping(ring: FakeRing):
     real = mmap.mmap
 
@@ -151,3 +182,66 @@ def test_decoded_texts_are_remembered_but_bounded_and_never_wrong():
     assert all(r[3] == "curl" for r in rows)
     # remembered from the first record on: 7 sources, 1 destination, 2 more
     assert len(monitor._addresses[2]) == 10
+
+
+# A producer's view of consumer_pos: a C loop on another CPU reading it as
+# the kernel does (one 8-byte load) while the reader advances it.
+WATCHER = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+int main(int argc, char **argv)
+{
+    volatile uint64_t *pos = mmap(0, 4096, PROT_READ, MAP_SHARED, atoi(argv[2]), 0);
+    uint64_t target = strtoull(argv[1], 0, 10), last = 0;
+    if (pos == MAP_FAILED)
+        return 2;
+    puts("ready");
+    fflush(stdout);
+    for (;;) {
+        uint64_t v = *pos;
+        if (v < last) {
+            printf("backwards: %llu after %llu\n", (unsigned long long)v, (unsigned long long)last);
+            return 1;
+        }
+        last = v;
+        if (v >= target)
+            break;
+    }
+    puts("ok");
+    return 0;
+}
+"""
+
+
+def test_consumer_position_never_seen_torn_by_a_producer(tmp_path, monkeypatch):
+    """The kernel reads consumer_pos with one 8-byte load to decide whether
+    the ring is full. Written a byte at a time (struct "<Q"), a producer
+    could catch it half written, far behind its real value, and drop a
+    record into a nearly empty ring (~1 in 10,000 events at 100,000/s).
+    A C watcher spins on the position while 100,000 reads advance it
+    across thousands of byte carries: it must never go backwards."""
+    import subprocess
+
+    src = tmp_path / "watch.c"
+    src.write_text(WATCHER)
+    subprocess.run(["gcc", "-O2", "-o", str(tmp_path / "watch"), str(src)], check=True)
+    ring = FakeRing(PAGE_SIZE)
+    monkeypatch.setattr(mmap, "mmap", _single_mapping(ring))
+    reader = RingReader(ring.fd, PAGE_SIZE)
+    rounds = 100_000
+    target = rounds * 16
+    watcher = subprocess.Popen([str(tmp_path / "watch"), str(target), str(ring.fd)],
+                               stdout=subprocess.PIPE, text=True, pass_fds=(ring.fd,))
+    try:
+        assert watcher.stdout.readline().strip() == "ready"
+        for _ in range(rounds):
+            ring.put(b"12345678")
+            assert reader.read()[1]
+        out, _ = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, out
+    assert struct.unpack_from("<Q", ring.mm, 0)[0] == target

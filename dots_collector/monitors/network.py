@@ -42,6 +42,7 @@ class NetworkMonitor(Monitor):
     name = "network"
     record_type = NetworkEvent
     record_bytes = 128  # struct net_event (108 bytes) and the header
+    fixed_records = True  # one struct, reserved in one place
     tick_interval = 5.0
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
