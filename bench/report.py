@@ -228,9 +228,8 @@ def targets(r: dict) -> tuple[list[str], list[str]]:
                        f"{total * 100_000 / 1e6:.1f} at 100,000/s on this 2-CPU machine, and the "
                        f"policy daemon's ingest alone tops out near "
                        f"{1e6 / max(0.1, c.get('policyd_ingest', 0.1)):,.0f} ev/s on one CPU")
-            missed.append(f"{line}: events are lost in the kernel when the collector falls "
-                          "~800 file events (its 256 KiB ring buffer) behind, i.e. when it does "
-                          "not get a CPU often enough" + cpu + extra)
+            missed.append(f"{line}: the kernel found no room in the ring buffer for some "
+                          "events (counted as lost)" + cpu + extra)
         else:
             met.append(line)
     mem = r.get("memory", {})
