@@ -116,8 +116,13 @@ def rows(r: dict) -> list[tuple[str, str, str, str]]:
                       f"{l.get('loadavg_start', 0):.1f})"
                       for l in ([t["sustained_60s"]] if "sustained_60s" in t else []))
             + (f" ({t['error']})" if t.get("error") else ""))
-        out.append((f"ingest into {db} ≥ {target:,} ev/s with 0 lost", text, "—",
-                    _verdict(None if zero is None else zero >= target)))
+        # met only when the 60 s hold at the target lost nothing too (a
+        # quick run without it is judged on its short steps alone)
+        held = t.get("sustained_60s")
+        held_ok = held is None or (held.get("zero_lost") and held["achieved_rate"] >= 0.99 * target)
+        out.append((f"ingest into {db} ≥ {target:,} ev/s with 0 lost"
+                    + (", held 60 s" if held is not None else ""), text, "—",
+                    _verdict(None if zero is None else zero >= target and bool(held_ok))))
     return out
 
 
