@@ -62,9 +62,11 @@ def rows(r: dict) -> list[tuple[str, str, str, str]]:
         rate = max((x["offered_per_s"] or 0) for x in runs)
         accounted = all(x["accounted"] is not False for x in runs)
         counted = all(x["generated"] is not None for x in runs)
+        by_kernel = any(x.get("generated_by") == "kernel" for x in runs)
         out.append((f"{m}: nothing lost below 250k ev/s offered, delivered + lost = generated",
                     f"{lost:,} lost of {gen:,} at up to {rate:,} ev/s offered; delivered + lost = "
-                    f"generated: {('yes' if accounted else 'NO') if counted else 'not countable'} "
+                    f"generated: {('yes' if accounted else 'NO') if counted else 'not countable'}"
+                    f"{' (by the kernel’s count)' if by_kernel and counted else ''} "
                     f"(load {runs[0]['loadavg_1min']:.1f})",
                     "—" if bt_lost is None else f"{bt_lost:,} lost (overhead runs)",
                     _verdict(False) if lost or not accounted else

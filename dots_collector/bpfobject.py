@@ -57,22 +57,24 @@ def cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
 
 
-class CStrings(dict):
-    """``texts[raw]`` is ``cstr(raw)``, remembered: the same few names and
-    paths come back record after record (a storm opens one file 100,000
-    times a second), and a dict hit costs a fifth of a split and a decode.
-    Bounded: emptied when it reaches ``limit`` entries."""
+class DecodeCache(dict):
+    """``cache[raw]`` is ``decode(raw)`` (by default ``cstr``), remembered:
+    the same few names, paths and addresses come back record after record
+    (a storm opens one file 100,000 times a second), and a dict hit costs a
+    fifth of a split and a decode. Bounded: emptied when it reaches
+    ``limit`` entries."""
 
-    __slots__ = ("limit",)
+    __slots__ = ("decode", "limit")
 
-    def __init__(self, limit: int = 4096) -> None:
+    def __init__(self, decode: Callable[[bytes], str] = cstr, limit: int = 4096) -> None:
         super().__init__()
+        self.decode = decode
         self.limit = limit
 
     def __missing__(self, raw: bytes) -> str:
         if len(self) >= self.limit:
             self.clear()
-        text = self[raw] = cstr(raw)
+        text = self[raw] = self.decode(raw)
         return text
 
 

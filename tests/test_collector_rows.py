@@ -150,14 +150,14 @@ def test_a_full_bus_socket_makes_the_writer_wait_not_disconnect():
 
 
 def test_decoded_texts_are_remembered_but_bounded_and_never_wrong():
-    """Names, paths and addresses are decoded once (bpfobject.CStrings,
-    network.AddressTexts): every record still reads as an uncached decode
+    """Names, paths and addresses are decoded once (bpfobject.DecodeCache):
+    every record still reads as an uncached decode
     would, the first record of a family included, and the caches stay
     within their limit however many distinct texts pass."""
-    from dots_collector.bpfobject import CStrings, cstr
+    from dots_collector.bpfobject import DecodeCache, cstr
     from dots_collector.monitors import network
 
-    texts = CStrings(limit=8)
+    texts = DecodeCache(limit=8)
     raws = [f"/p/{i}\0junk".encode() for i in range(50)] + [b"\xff\xfe\0", b"x" * 16]
     for _ in range(2):
         assert [texts[r] for r in raws] == [cstr(r) for r in raws]

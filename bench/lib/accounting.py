@@ -9,9 +9,14 @@ counted), and its resident memory after loading.
 "generated": the storm program's own count of the operations that make
 events (posix_spawn = fork + exec + exit; file open / write / read /
 unlink; connect + accept + 2 closes per loopback connection; completed
-disk requests are not countable by the workload, so disk gives delivered
-and lost only). One collector run per storm, started before and stopped
-after it; ``rounds`` runs per storm.
+disk requests are not countable by the workload). Every run also reads
+the kernel's own count from the pinned maps before the collector stops:
+``submitted`` (records committed to the ring buffer, common.h) and the
+ring's ``lost_events``; for disk, "generated" is that count, so delivered
++ lost = generated checks that every record the kernel committed came out
+of the collector. (Disk's "lost" also holds completions the kernel did not
+run our program for: they appear in neither count.) One collector run per
+storm, started before and stopped after it; ``rounds`` runs per storm.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 import time
 from typing import Any
 
-from .procs import Collector
+from .procs import BENCH_PIN_DIR, Collector
 from .util import summarize
 from .workloads import Workspace, calibrate, run_storm
 
@@ -58,6 +63,26 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
+def _kernel_count(monitor: str, name: str) -> int | None:
+    """The sum over CPUs of a monitor's pinned per-CPU u64 counter [0]."""
+    import ctypes
+    from pathlib import Path
+
+    from dots_collector import libbpf
+
+    try:
+        fd = libbpf.obj_get(Path(BENCH_PIN_DIR) / monitor / f"map_{name}")
+    except OSError:
+        return None
+    try:
+        values = (ctypes.c_uint64 * libbpf.possible_cpus())()
+        if not libbpf.lookup(fd, ctypes.c_uint32(0), values):
+            return None
+        return sum(values)
+    finally:
+        os.close(fd)
+
+
 def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
     observer = Collector([monitor], [user.uid]).start()
     pid = observer.process.pid
@@ -70,17 +95,25 @@ def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
         # the collector reads what is left within its drain interval (50 ms)
         time.sleep(SETTLE_S)
         cpu_total = (_cpu_ns(pid) - cpu0) / 1e9
+        # the kernel's count, while the pins exist (a clean stop removes them)
+        submitted = _kernel_count(monitor, "submitted")
+        ring_lost = _kernel_count(monitor, "lost_events")
     finally:
         counts = observer.stop()
     wall = time.monotonic() - t0
-    generated = storm.get("events") if monitor in COUNTED else None
-    if generated is not None:
-        generated += EXTRA_EVENTS.get(monitor, 0)
     delivered, lost = counts["events"], counts["lost"]
+    if monitor in COUNTED:
+        generated = storm.get("events")
+        if generated is not None:
+            generated += EXTRA_EVENTS.get(monitor, 0)
+    else:  # the kernel's count: committed, plus lost (ring full or skipped)
+        generated = None if submitted is None else submitted + lost
     cpu_storm = cpu_total
     return {
         "iterations": iterations, "elapsed_s": storm["elapsed_s"], "wall_s": round(wall, 3),
         "generated": generated, "delivered": delivered, "lost": lost,
+        "generated_by": "workload" if monitor in COUNTED else "kernel",
+        "kernel_submitted": submitted, "kernel_ring_lost": ring_lost,
         "accounted": (delivered + lost == generated) if generated is not None else None,
         "offered_per_s": round((generated if generated is not None else delivered + lost)
                                / storm["elapsed_s"]),

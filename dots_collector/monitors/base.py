@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dots_common.records import Record
 
-from ..bpfobject import DEFAULT_RINGBUF_KIB_PER_CPU, MONITORS_DIR, PAGE_SIZE, BpfObject, CStrings, cstr
+from ..bpfobject import DEFAULT_RINGBUF_KIB_PER_CPU, MONITORS_DIR, PAGE_SIZE, BpfObject, DecodeCache, cstr
 
 if TYPE_CHECKING:
     from ..config import CollectorConfig
 
-__all__ = ["DEFAULT_RINGBUF_KIB_PER_CPU", "HERE", "PAGE_SIZE", "Monitor", "cstr"]
+__all__ = ["DEFAULT_RINGBUF_KIB_PER_CPU", "HERE", "PAGE_SIZE", "DecodeCache", "Monitor", "cstr"]
 
 HERE = MONITORS_DIR
 # the uid filter (common.h): a bitmap of UID_WORDS u64 words for the uids
@@ -71,7 +71,7 @@ class Monitor(BpfObject):
         #: it for records made from maps, see wants())
         self.watching: set[int] | None = set()
         #: names and paths of records, decoded once (decode_rows)
-        self.texts = CStrings()
+        self.texts = DecodeCache()
 
     @classmethod
     def options(cls, config: "CollectorConfig") -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import functools
 import os
 import socket
 import struct
@@ -28,7 +29,7 @@ from collections.abc import Iterable
 
 from dots_common.records import NetworkEvent, ip_text
 
-from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
+from .base import DEFAULT_RINGBUF_KIB_PER_CPU, DecodeCache, Monitor, cstr
 
 # struct net_event (network.bpf.c)
 EVENT = struct.Struct("<QQQQQIIIHHHH16s16s16s")
@@ -53,8 +54,8 @@ class NetworkMonitor(Monitor):
         self._reported: dict[tuple[int, int], list[int]] = {}
         self._closed: collections.deque[tuple[int, int]] = collections.deque(maxlen=4096)
         #: address texts by family, decoded once (decode_rows)
-        self._addresses = {socket.AF_INET: AddressTexts(socket.AF_INET),
-                           socket.AF_INET6: AddressTexts(socket.AF_INET6)}
+        self._addresses = {family: DecodeCache(functools.partial(ip_text, family))
+                           for family in (socket.AF_INET, socket.AF_INET6)}
 
     def cflags(self) -> list[str]:
         flags = [*super().cflags(), f"-DMAX_SOCKS={self.max_sockets}"]
@@ -118,7 +119,7 @@ class NetworkMonitor(Monitor):
                 closed.append((sk, gen))
             addr = addresses.get(family)
             if addr is None:  # neither AF_INET nor AF_INET6: not remembered
-                addr = AddressTexts(family)
+                addr = DecodeCache(functools.partial(ip_text, family))
             out.append((TYPES[kind], pid, uid, texts[comm], family, addr[saddr], addr[daddr],
                         sport, dport, sent if sent > 0 else 0,
                         received if received > 0 else 0, ts_ns))
@@ -197,20 +198,3 @@ def socket_owners(inodes: set[int]) -> dict[int, tuple[int, str]]:
             continue
     return owners
 
-
-class AddressTexts(dict):
-    """``addresses[raw]`` is ``ip_text(family, raw)``, remembered (a storm
-    talks to the same few peers); emptied at ``limit`` entries."""
-
-    __slots__ = ("family", "limit")
-
-    def __init__(self, family: int, limit: int = 4096) -> None:
-        super().__init__()
-        self.family = family
-        self.limit = limit
-
-    def __missing__(self, raw: bytes) -> str:
-        if len(self) >= self.limit:
-            self.clear()
-        text = self[raw] = ip_text(self.family, raw)
-        return text
