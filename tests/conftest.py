@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,26 @@ pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.bus", "tests.fixtur
                   "tests.fixtures.polkit", "tests.fixtures.policyd", "tests.fixtures.logind"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+def _afternoon_tz() -> str:
+    """A fixed-offset zone in which it is now between 16:00 and 16:59.
+
+    The presets' allowed hours (15:00-18:30 and 14:00-22:00 on school days,
+    up to 08:00-23:00 at weekends) all hold the late afternoon. The
+    tests that add a child with a preset and then run its programs would
+    otherwise depend on the hour CI runs at: at night the policy daemon
+    rightly ends the child's session and kills them. The test process and
+    every process it starts through helpers.as_user (the policy daemons
+    included) share this zone, so "today" is the same day for all of them.
+    Tests about hours and time zones set their own clocks and zones."""
+    offset = (16 - time.gmtime().tm_hour) % 24  # local = UTC + offset hours
+    if offset > 12:
+        offset -= 24
+    return f"DOTS{-offset:+d}"  # POSIX counts the offset west of UTC
+
+
+os.environ["TZ"] = os.environ.get("DOTS_TEST_TZ") or _afternoon_tz()
+time.tzset()
 
 # No collector the tests start keeps or restores enforcement rules, unless a
 # test asks for a rules file of its own: one test's rules must not bite another.

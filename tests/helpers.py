@@ -34,11 +34,13 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float 
 def as_user(user: str, argv: Sequence[str], env: dict[str, str] | None = None) -> list[str]:
     """argv run as ``user`` (real and effective ids, groups) via setpriv,
     with a clean environment plus ``env`` (and the system bus address of
-    the test's private bus, when one is set)."""
+    the test's private bus and the suite's time zone, when they are set)."""
     pw = pwd.getpwnam(user)
     extra = dict(env or {})
     if "DBUS_SYSTEM_BUS_ADDRESS" in os.environ:
         extra.setdefault("DBUS_SYSTEM_BUS_ADDRESS", os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
+    if "TZ" in os.environ:  # the suite's zone (conftest.py), unless env names one
+        extra.setdefault("TZ", os.environ["TZ"])
     prefix = ["/usr/bin/env", *(f"{k}={v}" for k, v in extra.items())] if extra else []
     return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
             "--reset-env", *prefix, *argv]
