@@ -89,8 +89,6 @@ class BpfObject:
     #: for log lines: "monitor" or "enforcer"
     kind: ClassVar[str] = "BPF object"
     default_kib_per_cpu: ClassVar[int] = DEFAULT_RINGBUF_KIB_PER_CPU
-    #: a typical ring buffer record with its header, for the wake-up threshold
-    record_bytes: ClassVar[int] = 384
     #: every record is one struct of one size (the ring reader then cuts a
     #: read into records without walking it: ringbuf.py)
     fixed_records: ClassVar[bool] = False
@@ -114,18 +112,19 @@ class BpfObject:
         return self.source_dir / f"{self.name}.bpf.c"
 
     @property
-    def wakeup_every(self) -> int:
-        """Records per CPU between two wake-ups of the reader (common.h
-        submit_event): a power of two, so that a wake-up comes before a
-        quarter of the ring holds typical records from every CPU."""
+    def wakeup_shift(self) -> int:
+        """log2 of the bytes a CPU commits between two wake-ups of the
+        reader (common.h wakeup_flags): half the ring divided by the CPUs,
+        rounded down to a power of two, so that a wake-up comes before half
+        the ring is full even when every CPU produces."""
         import os
 
-        n = max(1, self.ringbuf_bytes // 4 // self.record_bytes // (os.cpu_count() or 1))
-        return min(256, 1 << (n.bit_length() - 1))
+        share = max(PAGE_SIZE, self.ringbuf_bytes // 2 // (os.cpu_count() or 1))
+        return share.bit_length() - 1
 
     def cflags(self) -> list[str]:
         return ["-Wno-ignored-attributes", f"-DRINGBUF_PAGES={self.pages}",
-                f"-DMAX_MONITORED_UIDS={MAX_UIDS}", f"-DWAKEUP_EVERY={self.wakeup_every}",
+                f"-DMAX_MONITORED_UIDS={MAX_UIDS}", f"-DWAKEUP_SHIFT={self.wakeup_shift}",
                 *self.extra_cflags]
 
     def program_text(self) -> str:

@@ -3,7 +3,9 @@
 Rows (tuples in a record's field order) are rendered through one
 %-template per record type, derived from the record's fields: the same
 text as ``json.dumps(record.to_json(), separators=(",", ":"))`` at a
-fifth of its cost (no dict, no encoder object per line).
+fifth of its cost (no dict, no encoder object per line). A whole read's
+rows are rendered by one list comprehension made for the record type
+(its text fields escaped in place), with no Python call per row.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from json.encoder import encode_basestring_ascii
+from collections.abc import Callable
 from typing import TextIO
 
 from dots_common.records import RECORD_TYPES, Record, field_names
@@ -25,21 +28,19 @@ def line_template(cls: type[Record]) -> tuple[str, tuple[bool, ...]]:
     return "{" + ",".join(parts) + "}\n", texts
 
 
-def line_renderer(cls: type[Record]):
-    """row -> JSON line of a record type."""
+def rows_renderer(cls: type[Record]) -> Callable[[list[tuple]], str]:
+    """rows -> their JSON lines, for one record type. The comprehension is
+    generated from the record's fields (only indexes and the escaping of
+    the text fields vary), so a row costs one %-format and nothing else."""
     template, texts = line_template(cls)
-    text_at = [i for i, t in enumerate(texts) if t]
-
-    def render(row: tuple) -> str:
-        values = list(row)
-        for i in text_at:
-            values[i] = encode_basestring_ascii(values[i])
-        return template % tuple(values)
-
-    return render
+    values = ", ".join(f"enc(r[{i}])" if text else f"r[{i}]" for i, text in enumerate(texts))
+    code = f"def render(rows):\n    return ''.join([T % ({values},) for r in rows])\n"
+    scope = {"T": template, "enc": encode_basestring_ascii}
+    exec(compile(code, f"<render {cls.__name__}>", "exec"), scope)
+    return scope["render"]
 
 
-RENDERERS = {monitor: line_renderer(cls) for monitor, cls in RECORD_TYPES.items()}
+RENDERERS = {monitor: rows_renderer(cls) for monitor, cls in RECORD_TYPES.items()}
 
 
 class JsonLinesSink:
@@ -47,8 +48,7 @@ class JsonLinesSink:
         self.out = out
 
     def publish(self, monitor: str, batch_id: int, rows: list[tuple]) -> None:
-        render = RENDERERS[monitor]
-        self.out.write("".join([render(row) for row in rows]))
+        self.out.write(RENDERERS[monitor](rows))
         self.out.flush()
 
     def lost(self, monitor: str, total: int) -> None:

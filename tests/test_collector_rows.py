@@ -9,6 +9,7 @@ import asyncio
 import json
 import mmap
 import struct
+import time
 
 from dots_collector.batcher import Batcher
 from dots_collector.ringbuf import BUSY_BIT, DISCARD_BIT, PAGE_SIZE, RingReader
@@ -29,26 +30,29 @@ SAMPLES = [
 
 def test_stdout_line_of_a_row_is_the_json_of_its_record():
     for record in SAMPLES:
-        line = RENDERERS[record.MONITOR](tuple(record.to_dbus()))
+        row = tuple(record.to_dbus())
+        line = RENDERERS[record.MONITOR]([row])
         assert line == json.dumps(record.to_json(), separators=(",", ":")) + "\n"
         assert json.loads(line) == record.to_json()
+        assert RENDERERS[record.MONITOR]([row, row, row]) == line * 3
 
 
-def test_batches_of_rows_are_cut_at_max_events():
+def test_batches_of_rows_are_cut_at_max_events_and_sent_when_due():
     sent: list[tuple[str, int]] = []
-
-    async def run() -> None:
-        batcher = Batcher(lambda monitor, rows: sent.append((monitor, len(rows))),
-                          max_events=10, max_delay=0.01)
-        batcher.extend("process", [(i,) for i in range(7)])
-        batcher.extend("process", [(i,) for i in range(25)])
-        batcher.add("disk", (1,))
-        await asyncio.sleep(0.05)
-
-    asyncio.run(run())
-    assert sent[:3] == [("process", 10), ("process", 10), ("process", 10)]
+    batcher = Batcher(lambda monitor, rows: sent.append((monitor, len(rows))),
+                      max_events=10, max_delay=0.5)
+    batcher.extend("process", [(i,) for i in range(7)])
+    batcher.extend("process", [(i,) for i in range(25)])
+    batcher.add("disk", (1,))
+    assert sent == [("process", 10), ("process", 10), ("process", 10)]
+    now = time.monotonic()
+    batcher.flush_due(tick=0.1, now=now)  # 0.1 s from now they are not 0.5 s old
+    assert len(sent) == 3
+    batcher.flush_due(tick=0.1, now=now + 0.45)  # next tick they would be
     assert sorted(sent[3:]) == [("disk", 1), ("process", 2)]
     assert sum(n for m, n in sent if m == "process") == 32
+    batcher.flush_due(tick=0.1, now=now + 5)
+    assert len(sent) == 5  # nothing is sent twice
 
 
 class FakeRing:

@@ -160,7 +160,7 @@ os._exit(0)                           # no close(): the exit flushes the counter
 
 
 def test_fd_beyond_the_exit_scan_is_swept_from_user_space(load_monitor, child_user, child_dir):
-    """The kernel scans fds below EXIT_FD_SCAN (256) at exit; a higher one
+    """The kernel scans fds below EXIT_FD_SCAN (64) at exit; a higher one
     is found by periodic() once its process is gone."""
     uid = uid_of(child_user)
     run = load_fs(load_monitor, uid)

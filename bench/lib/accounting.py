@@ -11,7 +11,7 @@ events (posix_spawn = fork + exec + exit; file open / write / read /
 unlink; connect + accept + 2 closes per loopback connection; completed
 disk requests are not countable by the workload). Every run also reads
 the kernel's own count from the pinned maps before the collector stops:
-``submitted`` (records committed to the ring buffer, common.h) and the
+``submitted.records`` (records committed to the ring buffer, common.h) and the
 ring's ``lost_events``; for disk, "generated" is that count, so delivered
 + lost = generated checks that every record the kernel committed came out
 of the collector. (Disk's "lost" also holds completions the kernel did not
@@ -63,8 +63,9 @@ def _rss_kib(pid: int) -> int | None:
     return None
 
 
-def _kernel_count(monitor: str, name: str) -> int | None:
-    """The sum over CPUs of a monitor's pinned per-CPU u64 counter [0]."""
+def _kernel_count(monitor: str, name: str, words: int = 1) -> int | None:
+    """The sum over CPUs of a monitor's pinned per-CPU counter [0]: its
+    first u64 (of ``words``: `submitted` holds records, then bytes)."""
     import ctypes
     from pathlib import Path
 
@@ -75,10 +76,10 @@ def _kernel_count(monitor: str, name: str) -> int | None:
     except OSError:
         return None
     try:
-        values = (ctypes.c_uint64 * libbpf.possible_cpus())()
+        values = (ctypes.c_uint64 * (words * libbpf.possible_cpus()))()
         if not libbpf.lookup(fd, ctypes.c_uint32(0), values):
             return None
-        return sum(values)
+        return sum(values[::words])
     finally:
         os.close(fd)
 
@@ -92,11 +93,11 @@ def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
         storm = run_storm(ws, monitor, iterations, user)
-        # the collector reads what is left within its drain interval (50 ms)
+        # the collector reads what is left at its next tick (core.TICK)
         time.sleep(SETTLE_S)
         cpu_total = (_cpu_ns(pid) - cpu0) / 1e9
         # the kernel's count, while the pins exist (a clean stop removes them)
-        submitted = _kernel_count(monitor, "submitted")
+        submitted = _kernel_count(monitor, "submitted", words=2)
         ring_lost = _kernel_count(monitor, "lost_events")
     finally:
         counts = observer.stop()

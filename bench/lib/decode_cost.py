@@ -132,7 +132,7 @@ def run() -> dict:
 
         results[name] = {
             "decode_us": round(_best(lambda: monitor.decode_rows(read, spans), n=20) / 1024, 2),
-            "json_line_us": round(_best(lambda: render(row)), 2),
+            "json_line_us": round(_best(lambda: render(batch), n=20) / len(batch), 2),
             "to_dbus_us": round(_best(lambda: group(batch), n=20) / 1024, 2) if name in GROUPERS else 0.0,
             "dbus_marshall_us": round(_best(marshall, n=20) / 1024 - (
                 _best(lambda: group(batch), n=20) / 1024 if name in GROUPERS else 0), 2),

@@ -80,34 +80,44 @@ static __always_inline void count_lost(void)
 /* Events are reserved in each probe with
  *     e = events.ringbuf_reserve(sizeof(*e)); if (!e) { count_lost(); ... }
  * (bcc cannot rewrite a map method written inside a macro) and committed
- * with submit_event(e).
+ * with submit_event(e, sizeof(*e)).
  *
- * Wake-ups per batch, not per record: a commit wakes the reader only on
- * every WAKEUP_EVERY-th record of a CPU (the loader derives it from the
- * ring's size: well under a quarter of the ring per wake-up); in between
- * the collector reads on a timer (core.py DRAIN_INTERVAL). A wake-up costs
- * the reader tens of microseconds, a record a fraction of one.
+ * Wake-ups per batch, not per record: a commit wakes the reader only when
+ * its CPU's committed bytes cross a multiple of 2^WAKEUP_SHIFT, which the
+ * loader sets to half the ring divided by the number of CPUs (so at most
+ * half the ring fills before a wake-up, however many CPUs produce); in
+ * between the collector reads on its timer (core.py TICK). On this kind of
+ * VM a wake-up costs the reader ~0.2 ms of CPU, a record ~2 us. Counting
+ * bytes, not records, lets small records (fork, exit) come in bigger
+ * batches than the biggest (exec, rename) without risking the ring.
  * (bpf_ringbuf_query would give the bytes waiting, but bcc 0.26 cannot
  * pass it the map.) `submitted` also counts what was generated: per
- * monitor, submitted + lost = generated. */
-#ifndef WAKEUP_EVERY
-#define WAKEUP_EVERY 32          /* a power of two */
+ * monitor, submitted.records + lost = generated. */
+#ifndef WAKEUP_SHIFT
+#define WAKEUP_SHIFT 14
 #endif
-BPF_PERCPU_ARRAY(submitted, u64, 1);
+struct ring_count {
+    u64 records;
+    u64 bytes;          /* with each record's 8-byte header and padding */
+};
+BPF_PERCPU_ARRAY(submitted, struct ring_count, 1);
 
-static __always_inline u64 wakeup_flags(void)
+static __always_inline u64 wakeup_flags(u32 size)
 {
     u32 zero = 0;
-    u64 *n = submitted.lookup(&zero);
+    struct ring_count *n = submitted.lookup(&zero);
     if (!n)
         return BPF_RB_FORCE_WAKEUP;
-    *n += 1;
-    return (*n & (WAKEUP_EVERY - 1)) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
+    u64 before = n->bytes;
+    u64 after = before + ((size + 8 + 7) & ~7);
+    n->records += 1;
+    n->bytes = after;
+    return ((before ^ after) >> WAKEUP_SHIFT) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline void submit_event(void *e)
+static __always_inline void submit_event(void *e, u32 size)
 {
-    events.ringbuf_submit(e, wakeup_flags());
+    events.ringbuf_submit(e, wakeup_flags(size));
 }
 
 /* Read a __data_loc string of a tracepoint record. */

@@ -237,7 +237,7 @@ TRACEPOINT_PROBE(block, block_rq_complete)
         e->bytes = done;
         bpf_probe_read_kernel(&e->rwbs, sizeof(e->rwbs), args->rwbs);
         __builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
-        submit_event(e);
+        submit_event(e, sizeof(*e));
     }
 
     /* A partial completion: the rest of the request now starts further on. */

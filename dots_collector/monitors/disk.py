@@ -29,7 +29,6 @@ Q_SWEPT = 2
 class DiskMonitor(Monitor):
     name = "disk"
     record_type = DiskEvent
-    record_bytes = 96  # struct disk_event (72 bytes) and the header
     fixed_records = True  # one struct, reserved in one place
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,

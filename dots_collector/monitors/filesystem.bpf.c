@@ -46,9 +46,10 @@
 /* watched processes with tracked fds */
 #define MAX_FD_PROCS 1024
 /* fds scanned at process exit; higher ones are swept by user space (the
- * verifier walks every iteration: 256 of them exceeded its 1M limit) */
+ * verifier walks every iteration: 256 of them exceeded its 1M limit, and
+ * 128 did once records were counted by their bytes for the wake-ups) */
 #ifndef EXIT_FD_SCAN
-#define EXIT_FD_SCAN 128
+#define EXIT_FD_SCAN 64
 #endif
 /* [0] = the collector's pid, never reported (no feedback loop): a map, not
  * a constant, because the pinned programs outlive the collector that
@@ -117,15 +118,39 @@ BPF_PERCPU_ARRAY(scratch, struct fd_info, 1);
 BPF_PERCPU_ARRAY(evbuf, struct file_event, 1);
 #define EVENT_HEAD (sizeof(struct file_event) - PATH_LEN)
 
-static __always_inline void output_event(struct file_event *e, u32 plen)
+/* A record is counted in `submitted` only once committed (submitted +
+ * lost = generated). `quiet` (the exit scan, which looks the counter up
+ * once for all its fds): never wake the reader, the records wait for the
+ * collector's tick or the next wake-up. A lookup and a wake-up branch per
+ * fd in that loop made the verifier walk more than its 1M instructions. */
+static __always_inline void output_event(struct file_event *e, u32 plen,
+                                         struct ring_count *quiet)
 {
     if (plen > PATH_LEN)
         plen = PATH_LEN;
     if (plen < 1)
         plen = 1;
-    if (events.ringbuf_output(e, EVENT_HEAD + plen, wakeup_flags()) != 0)
+    u64 size = (EVENT_HEAD + plen + 8 + 7) & ~7;
+    struct ring_count *n = quiet;
+    u64 flags = BPF_RB_NO_WAKEUP;
+    if (!quiet) {
+        u32 zero = 0;
+        n = submitted.lookup(&zero);
+        if (!n) {               /* never: an array's element always exists */
+            count_lost();
+            return;
+        }
+        if ((n->bytes ^ (n->bytes + size)) >> WAKEUP_SHIFT)
+            flags = BPF_RB_FORCE_WAKEUP;
+    }
+    if (events.ringbuf_output(e, EVENT_HEAD + plen, flags) != 0) {
         count_lost();
+        return;
+    }
+    n->records += 1;
+    n->bytes += size;
 }
+
 /* filled by the loader; the first entry with len == 0 ends the list */
 BPF_ARRAY(excluded, struct prefix, MAX_PREFIXES);
 /* [0] = fds left uncounted because `fds` was full */
@@ -260,7 +285,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pwritev) { return io_exit(args->ret, 1); }
 /* ---- reporting the counters ---------------------------------------------- */
 
 static __always_inline void emit_io(u32 type, struct fd_key *key, struct fd_info *fi,
-                                    u64 bytes, u64 now)
+                                    u64 bytes, u64 now, struct ring_count *quiet)
 {
     u32 zero = 0;
     struct file_event *e = evbuf.lookup(&zero);
@@ -278,13 +303,13 @@ static __always_inline void emit_io(u32 type, struct fd_key *key, struct fd_info
      * I/O (a forked child may have exec'd since the open) */
     bpf_get_current_comm(e->comm, sizeof(e->comm));
     __builtin_memcpy(e->path, fi->path, sizeof(e->path));
-    output_event(e, fi->plen);
+    output_event(e, fi->plen, quiet);
 }
 
 /* One "read" and/or one "write" event with the totals (when the caller's
  * uid check, made at the close, still wants them: the filter may have
- * changed since the open), then forget the fd. */
-static __always_inline void flush_fd(struct fd_key *key, int wanted)
+ * changed since the open), then forget the fd. `quiet`: output_event. */
+static __always_inline void flush_fd(struct fd_key *key, int wanted, struct ring_count *quiet)
 {
     struct fd_info *fi = fds.lookup(key);
     if (!fi)
@@ -293,9 +318,9 @@ static __always_inline void flush_fd(struct fd_key *key, int wanted)
     if ((r || w) && wanted) {
         u64 now = bpf_ktime_get_boot_ns();
         if (r)
-            emit_io(EV_READ, key, fi, r, now);
+            emit_io(EV_READ, key, fi, r, now, quiet);
         if (w)
-            emit_io(EV_WRITE, key, fi, w, now);
+            emit_io(EV_WRITE, key, fi, w, now, quiet);
     }
     fds.delete(key);
 }
@@ -305,7 +330,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
     if (!uid_wanted(current_uid()))
         return 0;
     struct fd_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = args->fd};
-    flush_fd(&key, 1);
+    flush_fd(&key, 1, 0);
     return 0;
 }
 
@@ -320,7 +345,7 @@ static __always_inline int dup_enter(u32 oldfd, u32 newfd)
         return 0;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct fd_key key = {.tgid = tgid, .fd = newfd};
-    flush_fd(&key, 1);
+    flush_fd(&key, 1, 0);
     key.fd = oldfd;
     struct fd_info *old = fds.lookup(&key);
     u32 zero = 0;
@@ -399,12 +424,16 @@ static __always_inline void flush_process(u32 tgid)
         }
         return;
     }
+    u32 zero = 0;
+    struct ring_count *count = submitted.lookup(&zero);
+    if (!count)                      /* never: an array's element always exists */
+        return;
 #pragma clang loop unroll(disable)
     for (u32 fd = 0; fd < EXIT_FD_SCAN; fd++) {
         if (fd >= n)
             break;
         struct fd_key key = {.tgid = tgid, .fd = fd};
-        flush_fd(&key, 1);
+        flush_fd(&key, 1, count);
     }
 }
 
@@ -484,7 +513,7 @@ static __always_inline void fill_event(struct file_event *e, struct fd_info *fi,
 static __always_inline void track_fd(u32 tgid, u32 fd, struct fd_info *fi)
 {
     struct fd_key key = {.tgid = tgid, .fd = fd};
-    flush_fd(&key, 1);
+    flush_fd(&key, 1, 0);
     if (fds.update(&key, fi) != 0) {
         count_untracked();
         return;
@@ -546,7 +575,7 @@ static __always_inline int finish(long ret)
         fi->gen = bpf_ktime_get_boot_ns();
         bpf_get_current_comm(fi->comm, sizeof(fi->comm));
         fill_event(&r->e, fi, type, tgid, ret);
-        submit_event(r);
+        submit_event(r, sizeof(*r));
         return 0;
     }
 
@@ -567,7 +596,7 @@ static __always_inline int finish(long ret)
     if (!e)
         return 0;
     fill_event(e, fi, type, tgid, ret);
-    output_event(e, fi->plen);
+    output_event(e, fi->plen, 0);
     return 0;
 }
 

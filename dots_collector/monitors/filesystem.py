@@ -47,7 +47,6 @@ DEFAULT_EXCLUDED_PREFIXES: tuple[str, ...] = ("/proc", "/sys", "/dev", "/var/lib
 class FilesystemMonitor(Monitor):
     name = "filesystem"
     record_type = FileEvent
-    record_bytes = 128  # 64 bytes of head, the path's bytes, the header
     tick_interval = 5.0
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,

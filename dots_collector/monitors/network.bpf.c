@@ -177,7 +177,7 @@ static __always_inline void emit(u32 type, u64 sk, struct sock_info *si)
     __builtin_memcpy(e->saddr, si->saddr, sizeof(e->saddr));
     __builtin_memcpy(e->daddr, si->daddr, sizeof(e->daddr));
     __builtin_memcpy(e->comm, si->o.comm, sizeof(e->comm));
-    submit_event(e);
+    submit_event(e, sizeof(*e));
 }
 
 static __always_inline void table_full(void)

@@ -42,7 +42,6 @@ TRACEFS = "/sys/kernel/tracing"
 class NetworkMonitor(Monitor):
     name = "network"
     record_type = NetworkEvent
-    record_bytes = 128  # struct net_event (108 bytes) and the header
     fixed_records = True  # one struct, reserved in one place
     tick_interval = 5.0
 

@@ -89,7 +89,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     }
     fill_head(h, EV_FORK, child, uid_gid);
     h->ppid = *known;
-    submit_event(h);
+    submit_event(h, sizeof(*h));
     return 0;
 }
 
@@ -105,7 +105,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     }
     fill_head(&e->h, EV_EXEC, bpf_get_current_pid_tgid() >> 32, uid_gid);
     READ_DATA_LOC_STR(e->path, args, filename);
-    submit_event(e);
+    submit_event(e, sizeof(*e));
     return 0;
 }
 
@@ -151,7 +151,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
             fill_head(h, EV_EXIT, tgid, uid_gid);
             s32 *code = exit_codes.lookup(&tgid);
             h->exit_code = code ? *code : 0;
-            submit_event(h);
+            submit_event(h, sizeof(*h));
         }
     }
     exit_codes.delete(&tgid);

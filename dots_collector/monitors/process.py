@@ -20,7 +20,6 @@ TYPES = ("fork", "exec", "exit")
 class ProcessMonitor(Monitor):
     name = "process"
     record_type = ProcessEvent
-    record_bytes = 192  # fork/exit 64 bytes, exec 328: mostly forks and exits
 
     def after_load(self) -> None:
         self.seed_parents()
