@@ -85,8 +85,15 @@ def rows(r: dict) -> list[tuple[str, str, str, str]]:
         ok = None if mon is None else (mon <= 1.10 and (bt is None or mon < bt))
         out.append((f"{m} storm monitored ≤ 1.10× and below bpftrace", _x(mon_s), _x(bt_s),
                     _noisy(mon_s) or _verdict(ok)))
-        out.append((f"{m} storm filtered out ≤ 1.03×", _x(flt_s), "—",
+        busy_s = _get(s, "filtered_busy", "ratio")
+        gated = " (nobody watched running: its kmem probes detached)" if busy_s else ""
+        out.append((f"{m} storm filtered out ≤ 1.03×{gated}", _x(flt_s), "—",
                     _noisy(flt_s) or _verdict(None if flt is None else flt <= 1.03)))
+        if busy_s:
+            busy = _med(busy_s)
+            out.append((f"{m} storm filtered out ≤ 1.03× (a watched user running a process)",
+                        _x(busy_s), "—",
+                        _noisy(busy_s) or _verdict(None if busy is None else busy <= 1.03)))
     rss = _get(r, "memory", "collector_loaded", "VmRSS")
     acc_rss = [x.get("collector_rss_kib") for a in acc.values() for x in a.get("runs", [])
                if x.get("collector_rss_kib")]

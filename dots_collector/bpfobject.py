@@ -158,6 +158,11 @@ class BpfObject:
         """Links :meth:`attach` made, for pinning."""
         return []
 
+    def gated_programs(self) -> dict[str, int]:
+        """Programs pinned unattached ("category:event" -> fd), which the
+        object attaches itself when it needs them (monitors/probe_gate.py)."""
+        return {}
+
     def load(self) -> None:
         """Compile, attach, then ``after_load``, all in this process (tests;
         the collector has the loader do it and opens the pins)."""

@@ -3,6 +3,8 @@ the collector finds, checks and removes them.
 
 ``<pin_dir>/<object>/`` holds ``link_<n>`` (every attachment, as a BPF
 link: while it is pinned the program runs, whoever holds an fd or not),
+``prog_<category>__<event>`` (programs the collector attaches and detaches
+itself, monitors/probe_gate.py),
 ``map_<name>`` (every map) and ``manifest``: a one-element array map
 holding the object's fingerprint and bcc's JSON description of each map's
 key and value, so that the collector can open the maps without bcc
@@ -118,6 +120,8 @@ def pin_object(obj: Any, directory: Path, print_: str) -> int:
     links = _links(obj)
     for i, fd in enumerate(links):
         libbpf.obj_pin(fd, directory / f"link_{i}")
+    for tracepoint, fd in obj.gated_programs().items():
+        libbpf.obj_pin(fd, directory / gated_program_pin(tracepoint))
     layouts = {}
     for name, fd, key_desc, leaf_desc in _bcc_tables(obj.bpf):
         libbpf.obj_pin(fd, directory / f"map_{name}")
@@ -133,6 +137,11 @@ def pin_object(obj: Any, directory: Path, print_: str) -> int:
     finally:
         os.close(fd)
     return len(links)
+
+
+def gated_program_pin(tracepoint: str) -> str:
+    """The pin's name of a program attached on demand ("kmem:kfree")."""
+    return "prog_" + tracepoint.replace(":", "__")
 
 
 # --- the collector's side ----------------------------------------------------------

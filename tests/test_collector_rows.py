@@ -5,7 +5,6 @@ as the kernel lays it out (busy and discarded records)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import mmap
 import struct

@@ -6,13 +6,12 @@ kernel memory per entry preallocated)."""
 from __future__ import annotations
 
 import ctypes
-import subprocess
 import time
 
 import pytest
 
-from tests.helpers import VENV_PYTHON, as_user, uid_of
-from tests.test_monitor_memory import INTERVAL
+from tests.helpers import uid_of
+from tests.test_monitor_memory import INTERVAL, released, started_held
 
 pytestmark = pytest.mark.bpf
 
@@ -27,9 +26,10 @@ def test_no_owner_entry_outlives_its_process(load_monitor, child_user):
     run = load_monitor("memory", uids=[uid_of(child_user)], interval=INTERVAL)
     pids = []
     for _ in range(5):
-        proc = subprocess.run(as_user(child_user, [VENV_PYTHON, "-c", TOUCH]),
-                              capture_output=True, text=True, check=True)
-        assert proc.stdout == "done\n"
+        proc = started_held(child_user, TOUCH)  # run once the kmem probes are attached
+        released(run, proc)
+        out, _ = proc.communicate(timeout=30)
+        assert out == "done\n"
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         time.sleep(INTERVAL)

@@ -3,10 +3,15 @@
 Samples come from periodic(), which the collector calls every tick
 interval; these tests call it at that pace themselves (MonitorRun.wait_for
 would poll it every 20 ms and so sample every 20 ms).
+
+The kmem probes are attached only while a watched process runs
+(probe_gate.py): a workload whose allocations are counted is held at its
+first line until the monitor has attached them (started_held, released).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -50,6 +55,43 @@ print(rounds)
 """
 
 
+#: what a held workload runs first: wait for the go
+HELD = "import sys\nsys.stdin.readline()\n"
+
+
+def started_held(user: str, code: str, *args: str) -> subprocess.Popen:
+    """A Python workload as ``user``, waiting for a line on stdin before
+    it runs ``code`` (its exec is what makes the monitor attach)."""
+    return subprocess.Popen(as_user(user, [VENV_PYTHON, "-c", HELD + code, *args]),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def released(run, *procs: subprocess.Popen) -> None:
+    """Once the kmem probes are attached, let the held workloads run."""
+    deadline = time.monotonic() + 10
+    while not run.monitor.gate.is_open:
+        assert time.monotonic() < deadline, "the kmem probes were not attached"
+        time.sleep(0.02)
+        run.monitor.consume()  # the exec's wake-up record
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+
+
+def kmem_links() -> set[str]:
+    """Tracepoints of this process's BPF links on kmem events (fdinfo)."""
+    out = set()
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                info = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if info.get("link_type", "").strip() == "perf" and "tp_name" in info:
+            out.add(info["tp_name"].strip())
+    return out & {"kmalloc", "kfree", "mm_page_alloc", "mm_page_free", "rss_stat"}
+
+
 def vm_rss_kib() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -73,9 +115,9 @@ def sample_until(run, done, timeout: float = 20.0) -> list[MemorySample]:
 def test_rss_of_a_process_that_touches_150_mib(load_monitor, child_user):
     uid = uid_of(child_user)
     run = load_monitor("memory", uids=[uid], interval=INTERVAL)
-    proc = subprocess.Popen(as_user(child_user, [VENV_PYTHON, "-c", HOLD_150_MIB]),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = started_held(child_user, HOLD_150_MIB)
     try:
+        released(run, proc)
         assert proc.stdout.readline() == "ready\n"
         deadline = time.monotonic() + 10
         big = None
@@ -107,8 +149,9 @@ def test_samples_stay_bounded_under_allocation_churn(load_monitor, child_user):
     rss_before = vm_rss_kib()
     seconds = 2.0
     started = time.monotonic()
-    proc = subprocess.Popen(as_user(child_user, [VENV_PYTHON, "-c", CHURN, str(seconds)]),
-                            stdout=subprocess.PIPE, text=True)
+    proc = started_held(child_user, CHURN, str(seconds))
+    released(run, proc)
+    proc.stdin.close()
     sample_until(run, lambda: proc.poll() is not None)
     elapsed = time.monotonic() - started
     rounds = int(proc.stdout.read())
@@ -140,11 +183,17 @@ def test_samples_stay_bounded_under_allocation_churn(load_monitor, child_user):
 def test_uid_filter_drops_other_users_in_the_kernel(load_monitor, child_user, other_user):
     uid = uid_of(child_user)
     run = load_monitor("memory", uids=[uid], interval=INTERVAL)
-    other = run_as(other_user, [VENV_PYTHON, "-c", CHURN, "0.5"])
-    assert other.returncode == 0
-    marker = run_as(child_user, [VENV_PYTHON, "-c", "bytearray(b'x') * (8 << 20)"])
-    assert marker.returncode == 0
-    sample_until(run, lambda: any(r.uid == uid for r in run.records), timeout=10)
+    # a process of the watched user keeps the kmem probes attached: the
+    # other user's allocations reach them and the uid check drops them
+    marker = started_held(child_user, "bytearray(b'x') * (8 << 20)\nsys.stdin.read()")
+    try:
+        released(run, marker)
+        other = run_as(other_user, [VENV_PYTHON, "-c", CHURN, "0.5"])
+        assert other.returncode == 0
+        sample_until(run, lambda: any(r.pid == marker.pid for r in run.records), timeout=10)
+    finally:
+        marker.stdin.close()
+        marker.wait(timeout=10)
     assert not [r for r in run.records if r.uid != uid]
     assert run.monitor.lost == 0
 
@@ -154,10 +203,10 @@ def test_a_full_map_counts_lost_events(load_monitor, child_user):
     are counted as lost, not silently dropped."""
     uid = uid_of(child_user)
     run = load_monitor("memory", uids=[uid], interval=INTERVAL, max_pids=2)
-    hold = "import sys; b = bytearray(b'x') * (4 << 20); sys.stdin.read()"
-    procs = [subprocess.Popen(as_user(child_user, [VENV_PYTHON, "-c", hold]),
-                              stdin=subprocess.PIPE) for _ in range(4)]
+    hold = "b = bytearray(b'x') * (4 << 20)\nsys.stdin.read()"
+    procs = [started_held(child_user, hold) for _ in range(4)]
     try:
+        released(run, *procs)
         time.sleep(1.0)
         run.drain()
         assert run.monitor.lost > 0
@@ -169,10 +218,41 @@ def test_a_full_map_counts_lost_events(load_monitor, child_user):
     # once they have exited, their entries go and the map has room again
     held = {p.pid for p in procs}
     sample_until(run, lambda: not held & run.monitor.last.keys(), timeout=30)
-    marker = subprocess.Popen(as_user(child_user, [VENV_PYTHON, "-c", hold]),
-                              stdin=subprocess.PIPE)
+    marker = started_held(child_user, hold)
     try:
+        released(run, marker)
         sample_until(run, lambda: any(r.pid == marker.pid for r in run.records), timeout=30)
     finally:
         marker.stdin.close()
         marker.wait(timeout=10)
+
+
+def test_kmem_probes_are_attached_only_while_a_watched_process_runs(load_monitor, child_user,
+                                                                    other_user, monkeypatch):
+    """Nobody watched runs: no kmem probe is attached, so another user's
+    allocation storm costs no BPF at all. A watched user's exec attaches
+    them (its wake-up record); they go again once it has exited."""
+    from dots_collector.monitors import memory
+
+    monkeypatch.setattr(memory, "PROC_SCAN_GAP", 0.0)  # look in /proc at every sample
+    uid = uid_of(child_user)
+    run = load_monitor("memory", uids=[uid], interval=INTERVAL)
+    assert not run.monitor.gate.is_open and kmem_links() == set()
+    other = run_as(other_user, [VENV_PYTHON, "-c", CHURN, "0.3"])
+    assert other.returncode == 0
+    run.drain()
+    assert not run.monitor.gate.is_open and kmem_links() == set()
+    assert run.records == []
+
+    proc = started_held(child_user, "bytearray(b'x') * (16 << 20)\nsys.stdin.read()")
+    try:
+        released(run, proc)
+        assert kmem_links() == {t.split(":")[1] for t in memory.GATED}
+        sample_until(run, lambda: sum(r.pages_alloc_bytes for r in run.records
+                                      if r.pid == proc.pid) >= 16 * MiB, timeout=10)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    sample_until(run, lambda: not run.monitor.gate.is_open, timeout=10)
+    assert kmem_links() == set()
+    assert run.monitor.gate.opened == 1 and run.monitor.gate.closed == 1

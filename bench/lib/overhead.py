@@ -9,7 +9,12 @@ pair), the order of the conditions rotating from round to round:
   lines (every event decoded and serialized in user space; "lost" lines
   give the kernel's lost counter);
 * filtered: the same collector monitoring another uid (that runs nothing):
-  the tracepoints fire, the in-kernel uid check says no;
+  the tracepoints fire, the in-kernel uid check says no (the memory
+  monitor attaches its kmem probes only while a watched process runs, so
+  here they are not attached at all);
+* filtered_busy (memory only): the same, while the watched uid runs a
+  ``sleep`` (a child logged in beside the user of the storm): the kmem
+  probes are attached and the uid check says no;
 * bpftrace: bench/bpftrace/NAME.bt on the same tracepoints, printing (or
   aggregating) the same events for the bench uid, read by this process.
 
@@ -20,25 +25,37 @@ with every monitor and the enforcers (the deployed configuration).
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 from . import decode_cost
 from .procs import BpfTrace, Collector, combined_bpftrace
 from .util import BENCH, SectionError, bpf_memory, cpu_seconds, ratio_summary, summarize
 from .workloads import (IDLE_USER, MIXED_DESCRIPTION, STORM_DESCRIPTIONS, Mixed, Workspace,
-                        calibrate, run_storm)
+                        calibrate, run_storm, spawn_kw)
 
 from dots_common.limits import MONITORS  # noqa: E402
 SEED_CLAIMS = {"process": "1–2 %", "filesystem": "2–5 %", "network": "1–3 %",
                "memory": "3–7 %", "disk": "2–4 %"}
 CONDITIONS = ["monitored", "filtered", "bpftrace"]
+#: monitors whose probes are attached only while a watched process runs
+GATED_MONITORS = {"memory"}
 BPFTRACE_DIR = BENCH / "bpftrace"
 
 
 def _run_condition(cond: str, monitors: list[str], uid: int, idle_uid: int, script,
-                   workload, enforcers: bool = False, want_kernel_memory: bool = False) -> dict:
+                   workload, enforcers: bool = False, want_kernel_memory: bool = False,
+                   idle_user=None) -> dict:
     """Start the observer, run the workload, stop the observer."""
     run: dict[str, Any] = {"condition": cond}
+    if cond == "filtered_busy":  # the watched uid has a process (started first)
+        holder = subprocess.Popen(["sleep", "3600"], **spawn_kw(idle_user))
+        try:
+            return _run_condition("filtered", monitors, uid, idle_uid, script, workload,
+                                  enforcers, want_kernel_memory) | {"condition": cond}
+        finally:
+            holder.kill()
+            holder.wait()
     if cond == "bpftrace":
         observer: Any = BpfTrace(script, uid).start()
     else:
@@ -120,19 +137,22 @@ def run_monitor(ws: Workspace, settings, progress, monitor: str) -> dict:
     def conditioned(cond, first):
         run = _run_condition(cond, [monitor], user.uid, idle.uid, script,
                              lambda: run_storm(ws, monitor, iterations, user),
-                             want_kernel_memory=first and cond == "monitored")
+                             want_kernel_memory=first and cond == "monitored", idle_user=idle)
         if "kernel_memory" in run:
             kernel_memory.update(run.pop("kernel_memory"))
         return run
 
-    runs = paired_rounds(progress, monitor, settings.pairs, CONDITIONS, bare, conditioned)
-    summary = _summaries(runs, CONDITIONS)
+    conditions = CONDITIONS + (["filtered_busy"] if monitor in GATED_MONITORS else [])
+    runs = paired_rounds(progress, monitor, settings.pairs, conditions, bare, conditioned)
+    summary = _summaries(runs, conditions)
 
     def fmt(cond: str) -> str:
         r = summary[cond]["ratio"]
         return "—" if not r else f"{(r['median'] - 1) * 100:+.1f} % ({r['min']:.2f}–{r['max']:.2f}×)"
 
-    progress(f"{monitor}: monitored {fmt('monitored')}, filtered out {fmt('filtered')}, "
+    busy = f" ({fmt('filtered_busy')} with a watched process running)" \
+        if "filtered_busy" in summary else ""
+    progress(f"{monitor}: monitored {fmt('monitored')}, filtered out {fmt('filtered')}{busy}, "
              f"bpftrace {fmt('bpftrace')}; the seed claims {SEED_CLAIMS[monitor]}")
     return {"workload": STORM_DESCRIPTIONS[monitor], "calibration": cal,
             "iterations": iterations, "seed_claim": SEED_CLAIMS[monitor],

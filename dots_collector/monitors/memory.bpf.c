@@ -15,6 +15,12 @@
  * the pages freed by the exit itself were counted. The map is bounded; an
  * event that finds it full is counted in lost_events.
  *
+ * The kmem probes fire for every allocation on the machine, watched or
+ * not: user space attaches them only while a watched process runs
+ * (probe_gate.py) and says so in `gate`. While they are detached, an exec
+ * by a watched user puts a wake-up record in the ring buffer, and user
+ * space attaches them at once.
+ *
  * Only tracepoint arguments and helpers are read (no kernel struct).
  */
 #include "common.h"
@@ -65,6 +71,8 @@ BPF_ARRAY(outstanding, u64, 1);
  * sched_process_exit and a new mm remove an entry, and user space removes
  * the one of a process it forgets (memory.py), so the dead never fill it. */
 BPF_F_TABLE("hash", u32, u32, mm_owner, MAX_PIDS, BPF_F_NO_PREALLOC);
+/* [0]: 1 while user space has the kmem probes attached */
+BPF_ARRAY(gate, u32, 1);
 
 /* The current process's entry, created on first use. The common case is
  * one lookup; comm is copied only when the entry is created. */
@@ -213,9 +221,17 @@ TRACEPOINT_PROBE(kmem, rss_stat)
     return 0;
 }
 
-/* exec changes comm (and uid for a set-uid program): refresh them. */
+/* exec changes comm (and uid for a set-uid program): refresh them. An
+ * exec by a watched user while the kmem probes are detached wakes user
+ * space to attach them (a login execs its shell after setuid). */
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
+    u32 zero = 0;
+    u32 *attached = gate.lookup(&zero);
+    if (attached && !*attached && uid_wanted(current_uid())) {
+        u32 wake = 1;
+        events.ringbuf_output(&wake, sizeof(wake), BPF_RB_FORCE_WAKEUP);
+    }
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct mem_stats *s = stats.lookup(&tgid);
     if (!s)

@@ -3,9 +3,16 @@ aggregated in the kernel (see memory.bpf.c) and sampled every interval.
 
 The kernel counters only grow; each sample carries how much they grew since
 the previous sample of that pid, so reading the map never races with the
-probes that update it. No ring buffer is used: the number of records is
-bounded by (active processes) x (1 / interval), however many allocations
-happen.
+probes that update it. No ring buffer carries samples: the number of
+records is bounded by (active processes) x (1 / interval), however many
+allocations happen. The ring buffer only carries a wake-up: an exec by a
+watched user while the kmem probes are detached.
+
+The kmem probes (every allocation on the machine hits them) are attached
+only while a watched process runs (probe_gate.py): from that exec, from
+set_uids() finding one in /proc, and until a sample finds every watched
+process gone. Allocations made in the millisecond or so between such an
+exec and the attach are not counted.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from pathlib import Path
 
 from dots_common.records import MemorySample
 
+from .. import libbpf
+from ..pinning import gated_program_pin
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, PAGE_SIZE, Monitor, cstr
+from .probe_gate import ProbeGate
 
 # struct mem_stats (memory.bpf.c)
 STATS = struct.Struct("<QQQQ4qQIII4x16s")
@@ -31,6 +41,12 @@ RESIDENT_SEEN = sum(1 << m for m in RSS_RESIDENT)
 EXIT_GRACE_NS = 100_000_000
 NO_RING_KIB_PER_CPU = 4
 EXIT_FORMAT = Path("/sys/kernel/tracing/events/sched/sched_process_exit/format")
+#: the probes attached only while a watched process runs
+GATED = ("kmem:kmalloc", "kmem:kfree", "kmem:mm_page_alloc", "kmem:mm_page_free", "kmem:rss_stat")
+#: /proc is scanned for watched processes at most this often (s), besides
+#: set_uids(): while the probes are detached (an exec wakes us sooner), and
+#: while they are attached but no sample shows a live watched process
+PROC_SCAN_GAP = 10.0
 
 
 class MemoryMonitor(Monitor):
@@ -55,6 +71,8 @@ class MemoryMonitor(Monitor):
         #: (rss_stat members..., seen)) as last reported
         self.last: dict[int, tuple] = {}
         self.samples = 0
+        self.gate = ProbeGate({})
+        self._proc_scanned = 0.0
 
     def cflags(self) -> list[str]:
         flags = [*super().cflags(), f"-DMAX_PIDS={self.max_pids}",
@@ -68,21 +86,88 @@ class MemoryMonitor(Monitor):
             pass
         return flags
 
+    @property
+    def gated(self) -> tuple[str, ...]:
+        return GATED if self.track_free else tuple(t for t in GATED if t != "kmem:kfree")
+
+    # --- the gate on the kmem probes ----------------------------------------------
+    def attach(self) -> None:
+        """(bcc, loader or tests) Take the kmem probes back from bcc: they
+        are attached only while a watched process runs."""
+        programs = {}
+        for tracepoint in self.gated:
+            fn = self.bpf.funcs[b"tracepoint__" + tracepoint.replace(":", "__").encode()]
+            self.bpf.detach_tracepoint(tracepoint.encode())
+            programs[tracepoint] = os.dup(fn.fd)  # bcc closes its own
+        self.gate = ProbeGate(programs)
+
+    def gated_programs(self) -> dict[str, int]:
+        return self.gate.programs
+
+    def open_pinned(self, directory: Path, layouts: dict) -> None:
+        super().open_pinned(directory, layouts)
+        programs = {}
+        try:
+            for tracepoint in self.gated:
+                programs[tracepoint] = libbpf.obj_get(directory / gated_program_pin(tracepoint))
+        except OSError:
+            for fd in programs.values():
+                os.close(fd)
+            raise
+        self.gate = ProbeGate(programs)
+
+    def _gate(self, attached: bool) -> None:
+        """Attach or detach the kmem probes, and tell the exec probe."""
+        if attached:
+            self.gate.open()
+        else:
+            self.gate.close()
+        self.bpf[b"gate"][ctypes.c_int(0)] = ctypes.c_uint32(int(self.gate.is_open))
+
+    def watched_running(self) -> bool:
+        """Whether a watched user has a process now (/proc; a process's
+        directory belongs to its effective uid)."""
+        self._proc_scanned = time.monotonic()
+        if self.watching is None:
+            return True
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid in self.watching:
+                        return True
+                except OSError:
+                    pass  # gone
+        return False
+
     def set_uids(self, uids: Iterable[int]) -> None:
         """Also forget the processes of uids no longer monitored (and those
-        recorded before the filter was first set)."""
+        recorded before the filter was first set); attach the kmem probes
+        if a newly watched user runs something, detach them if nobody
+        watched does."""
         wanted = set(uids)
         super().set_uids(wanted)
-        if not wanted:
-            return
-        table = self.bpf[b"stats"]
-        for key, raw in self._entries():
-            fields = STATS.unpack(raw)
-            if fields[9] not in wanted:
-                self._forget(table, key, fields[11])
+        if wanted:
+            table = self.bpf[b"stats"]
+            for key, raw in self._entries():
+                fields = STATS.unpack(raw)
+                if fields[9] not in wanted:
+                    self._forget(table, key, fields[11])
+        self._gate(self.watched_running())
+
+    def monitor_nobody(self) -> None:
+        super().monitor_nobody()
+        self._gate(False)
 
     def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
-        return []  # nothing is sent through the ring buffer
+        """The ring buffer carries only wake-ups: a watched user exec'd
+        while the kmem probes were detached."""
+        if spans and not self.gate.is_open:
+            self._gate(True)
+        return []
+
+    def close(self) -> None:
+        self.gate.release()
+        super().close()
 
     # --- sampling -----------------------------------------------------------
     def _entries(self) -> list[tuple[int, bytes]]:
@@ -120,6 +205,7 @@ class MemoryMonitor(Monitor):
         now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         table = self.bpf[b"stats"]
         out: list[MemorySample] = []
+        alive = False
         for pid, raw in self._entries():
             (b_alloc, b_freed, p_alloc, p_freed, *rss, exit_ts,
              uid, seen, mm_id, comm) = STATS.unpack(raw)
@@ -141,8 +227,24 @@ class MemoryMonitor(Monitor):
                 gone = True  # its exit was not seen (e.g. the map was full then)
             if gone:
                 self._forget(table, pid, mm_id)
+            elif exit_ts == 0 and self.wants(uid):
+                alive = True
         self.samples += len(out)
+        self._review_gate(alive, final)
         return out
+
+    def _review_gate(self, alive: bool, final: bool) -> None:
+        """Detach the kmem probes once no watched process runs (a sample
+        shows none alive and /proc agrees); while detached, look in /proc
+        now and then for one an exec did not announce (a process that
+        changed its uid without exec)."""
+        if final:
+            return
+        due = time.monotonic() - self._proc_scanned >= PROC_SCAN_GAP
+        if self.gate.is_open and not alive and due and not self.watched_running():
+            self._gate(False)
+        elif not self.gate.is_open and due and self.watched_running():
+            self._gate(True)
 
     @staticmethod
     def _rss(pid: int, rss: list[int], seen: int, exited: bool) -> int:
