@@ -152,7 +152,19 @@ class MemoryMonitor(Monitor):
                 fields = STATS.unpack(raw)
                 if fields[9] not in wanted:
                     self._forget(table, key, fields[11])
-        self._gate(self.watched_running())
+        self._settle_gate()
+
+    def _settle_gate(self) -> None:
+        """Attach the kmem probes if a watched process runs, else detach
+        them; then look again: a process that exec'd after the first look
+        but before the exec probe was told, sent no wake-up, and is in
+        /proc by now."""
+        if self.watched_running():
+            self._gate(True)
+            return
+        self._gate(False)
+        if self.watched_running():
+            self._gate(True)
 
     def monitor_nobody(self) -> None:
         super().monitor_nobody()
@@ -240,11 +252,10 @@ class MemoryMonitor(Monitor):
         changed its uid without exec)."""
         if final:
             return
-        due = time.monotonic() - self._proc_scanned >= PROC_SCAN_GAP
-        if self.gate.is_open and not alive and due and not self.watched_running():
-            self._gate(False)
-        elif not self.gate.is_open and due and self.watched_running():
-            self._gate(True)
+        if time.monotonic() - self._proc_scanned < PROC_SCAN_GAP:
+            return
+        if not self.gate.is_open or not alive:
+            self._settle_gate()
 
     @staticmethod
     def _rss(pid: int, rss: list[int], seen: int, exited: bool) -> int:

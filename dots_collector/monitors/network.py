@@ -117,9 +117,11 @@ class NetworkMonitor(Monitor):
                     received -= done[1]
                 closed.append((sk, gen))
             addr = addresses.get(family)
-            if addr is None:  # neither AF_INET nor AF_INET6: not remembered
-                addr = DecodeCache(functools.partial(ip_text, family))
-            out.append((TYPES[kind], pid, uid, texts[comm], family, addr[saddr], addr[daddr],
+            if addr is not None:
+                source, dest = addr[saddr], addr[daddr]
+            else:  # neither AF_INET nor AF_INET6: not remembered
+                source, dest = ip_text(family, saddr), ip_text(family, daddr)
+            out.append((TYPES[kind], pid, uid, texts[comm], family, source, dest,
                         sport, dport, sent if sent > 0 else 0,
                         received if received > 0 else 0, ts_ns))
         return out
@@ -196,4 +198,3 @@ def socket_owners(inodes: set[int]) -> dict[int, tuple[int, str]]:
         except OSError:
             continue
     return owners
-

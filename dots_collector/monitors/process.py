@@ -9,7 +9,7 @@ import struct
 
 from dots_common.records import ProcessEvent
 
-from .base import Monitor, cstr
+from .base import Monitor
 
 # struct event_head, then for exec the path (process.bpf.c)
 HEAD = struct.Struct("<QIIIIIi16s")
@@ -45,7 +45,10 @@ class ProcessMonitor(Monitor):
             ts_ns, kind, pid, ppid, uid, gid, exit_code, comm = unpack(buf, off)
             path = ""
             if kind == 1:
-                path = cstr(buf[off + head:off + head + PATH_LEN])
+                # the path up to its NUL, decoded once per distinct path
+                start = off + head
+                end = buf.find(b"\0", start, start + PATH_LEN)
+                path = texts[buf[start:end if end >= 0 else start + PATH_LEN]]
                 if not path.startswith("/"):
                     path = absolute_exe(pid, path)
             out.append((TYPES[kind], pid, ppid, uid, gid, texts[comm], path, exit_code, ts_ns))
