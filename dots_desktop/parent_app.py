@@ -120,7 +120,10 @@ class FamilyWindow(Adw.ApplicationWindow):
     # --- data ------------------------------------------------------------------------------
 
     def notify(self, text: str) -> None:
-        self.toasts.add_toast(Adw.Toast(title=GLib.markup_escape_text(text), timeout=6))
+        # mostly errors and requests the parent must act on: 15 s to read
+        # them (libadwaita's default is 5 s; a screen reader walking a
+        # big window on a loaded machine took longer than 6 s to reach one)
+        self.toasts.add_toast(Adw.Toast(title=GLib.markup_escape_text(text), timeout=15))
 
     def reload_children(self) -> None:
         def done(result, error: str) -> None:
