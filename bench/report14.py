@@ -204,7 +204,7 @@ and the policy daemon's rollups. The collector's CPU per event in the
 storms (to stdout, target 3 µs) is what is left after the wake-ups: at
 4,000–16,000 events/s the timer and the wake-ups cost ~0.5–1 µs per event
 and CPython's read, decode and JSON line ~3 µs on caches the storm keeps
-cold (the same code costs 1.0–1.3 µs in a tight loop,
+cold (the same code costs 1.3–2.2 µs in a tight loop,
 `overhead.userspace_cost`). The memory storm monitored (1.3–1.6×) is the
 cost of the kmem tracepoints themselves on this VM: filtered out with a
 watched user logged in, where our programs only check the uid, it is

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,11 +194,25 @@ class AgentProcess:
         if "ready" not in line:
             self.process.kill()
             raise AssertionError(f"dots-agent did not start: {line!r} {self.process.stderr.read()}")
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.log.extend(self.process.stderr),
+                                        daemon=True)
+        self._reader.start()
+
+    def click(self, notifications: "Notifications", nid: int, action: str) -> None:
+        """Invoke ``action`` of notification ``nid`` once the agent knows the
+        id (it logs it when the Notify reply arrives: the mock records the
+        call before that, and an action for an id the agent has not seen
+        yet is ignored, as one from another program's notification is)."""
+        wait_for(lambda: any(f"notification {nid}:" in line for line in list(self.log)),
+                 timeout=20, what=f"the agent to know notification {nid}")
+        notifications.invoke(nid, action)
 
     def stop(self) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=20)
-        return code, self.process.stderr.read()
+        self._reader.join(timeout=10)
+        return code, "".join(self.log)
 
 
 # --- with a stand-in for the policy daemon -----------------------------------------------
@@ -233,7 +248,7 @@ def test_agent_warnings_action_and_filtering(session_bus, notifications, child_u
             "another child's or a forged warning was shown"
 
         # the button asks for time
-        notifications.invoke(warning["id"], "ask-more-time")
+        agent.click(notifications, warning["id"], "ask-more-time")
         wait_for(lambda: family.calls("RequestTime"), timeout=20, what="RequestTime")
         assert family.calls("RequestTime") == [[15, "asked from the desktop notification"]]
         notifications.wait_shown(lambda n: n["summary"] == "Asked for 15 minutes more",
@@ -284,7 +299,7 @@ def test_agent_custom_minutes(session_bus, notifications, child_user):
                     [Variant("u", uid_of(child_user)), Variant("u", 5)])
         warning = notifications.wait_shown(lambda n: n["summary"] == "5 minutes of screen time left",
                                            "the warning")
-        notifications.invoke(warning["id"], "ask-more-time")
+        agent.click(notifications, warning["id"], "ask-more-time")
         wait_for(lambda: family.calls("RequestTime"), timeout=20, what="RequestTime")
         assert family.calls("RequestTime") == [[30, "need to finish"]]
     finally:
@@ -326,7 +341,7 @@ def test_agent_with_the_real_daemon(policyd_daemon, family_client, system_bus, s
                                       "13 minutes of screen time left")
         assert warning["actions"] == ["ask-more-time", "Ask for more time"]
 
-        notifications.invoke(warning["id"], "ask-more-time")
+        agent.click(notifications, warning["id"], "ask-more-time")
 
         def asked():
             out = run_as(parent_user, [DOTSCTL, "requests", "--state", "pending", "--json"])
