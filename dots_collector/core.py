@@ -280,11 +280,14 @@ class Collector:
             await asyncio.sleep(max(0.0, start + n * TICK - loop.time()))
             now = loop.time()
             for name, monitor in self.monitors.items():
-                monitor.consume()  # what is below its wake-up threshold
-                if name in due and now >= due[name]:
-                    due[name] = now + monitor.tick_interval
-                    for record in monitor.periodic():
-                        self.add_record(name, record)
+                try:
+                    monitor.consume()  # what is below its wake-up threshold
+                    if name in due and now >= due[name]:
+                        due[name] = now + monitor.tick_interval
+                        for record in monitor.periodic():
+                            self.add_record(name, record)
+                except Exception:  # one monitor's failure must not stop the others
+                    log.exception("monitor %s failed on a tick", name)
             self.batcher.flush_due(TICK)
             if now >= lost_due:
                 lost_due = now + LOST_CHECK_INTERVAL

@@ -256,3 +256,36 @@ def test_kmem_probes_are_attached_only_while_a_watched_process_runs(load_monitor
     sample_until(run, lambda: not run.monitor.gate.is_open, timeout=10)
     assert kmem_links() == set()
     assert run.monitor.gate.opened == 1 and run.monitor.gate.closed == 1
+
+
+def test_a_refused_attach_is_logged_and_tried_again(load_monitor, child_user, monkeypatch, caplog):
+    """The kernel refusing the kmem links (out of file descriptors) leaves
+    the probes detached and the monitor working; the next exec tries again."""
+    from dots_collector import libbpf
+
+    real = libbpf.tracepoint_event
+
+    def refused(category: str, name: str) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(libbpf, "tracepoint_event", refused)
+    run = load_monitor("memory", uids=[uid_of(child_user)], interval=INTERVAL)
+    first = started_held(child_user, "sys.stdin.read()")
+    try:
+        wait_for_log = time.monotonic() + 10
+        while "cannot attach the kmem probes" not in caplog.text:
+            assert time.monotonic() < wait_for_log, "no error logged"
+            time.sleep(0.02)
+            run.drain()  # the exec's wake-up record
+        assert not run.monitor.gate.is_open
+        monkeypatch.setattr(libbpf, "tracepoint_event", real)
+        second = started_held(child_user, "bytearray(b'x') * (8 << 20)\nsys.stdin.read()")
+        try:
+            released(run, second)  # its exec attaches them
+            sample_until(run, lambda: any(r.pid == second.pid for r in run.records), timeout=10)
+        finally:
+            second.stdin.close()
+            second.wait(timeout=10)
+    finally:
+        first.stdin.close()
+        first.wait(timeout=10)

@@ -18,6 +18,7 @@ exec and the attach are not counted.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import struct
 import time
@@ -30,6 +31,8 @@ from .. import libbpf
 from ..pinning import gated_program_pin
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, PAGE_SIZE, Monitor, cstr
 from .probe_gate import ProbeGate
+
+log = logging.getLogger(__name__)
 
 # struct mem_stats (memory.bpf.c)
 STATS = struct.Struct("<QQQQ4qQIII4x16s")
@@ -117,9 +120,15 @@ class MemoryMonitor(Monitor):
         self.gate = ProbeGate(programs)
 
     def _gate(self, attached: bool) -> None:
-        """Attach or detach the kmem probes, and tell the exec probe."""
+        """Attach or detach the kmem probes, and tell the exec probe. An
+        attach the kernel refuses (out of file descriptors, say) is logged
+        and tried again at the next exec or /proc look; the collector goes
+        on with its other monitors."""
         if attached:
-            self.gate.open()
+            try:
+                self.gate.open()
+            except OSError as e:
+                log.error("cannot attach the kmem probes: %s", e)
         else:
             self.gate.close()
         self.bpf[b"gate"][ctypes.c_int(0)] = ctypes.c_uint32(int(self.gate.is_open))
