@@ -100,7 +100,7 @@ def _links(obj: Any) -> list[int]:
     bpf = obj.bpf
     fds: list[int] = []
     for tp in list(bpf.tracepoint_fds):
-        fn = bpf.funcs[b"tracepoint__" + tp.replace(b":", b"__")]
+        fn = bpf.funcs[tracepoint_function(tp.decode())]
         bpf.detach_tracepoint(tp)
         category, name = tp.decode().split(":")
         event = libbpf.tracepoint_event(category, name)
@@ -137,6 +137,11 @@ def pin_object(obj: Any, directory: Path, print_: str) -> int:
     finally:
         os.close(fd)
     return len(links)
+
+
+def tracepoint_function(tracepoint: str) -> bytes:
+    """bcc's name of a TRACEPOINT_PROBE's program ("kmem:kfree")."""
+    return b"tracepoint__" + tracepoint.replace(":", "__").encode()
 
 
 def gated_program_pin(tracepoint: str) -> str:

@@ -102,17 +102,32 @@ struct ring_count {
 };
 BPF_PERCPU_ARRAY(submitted, struct ring_count, 1);
 
+/* A record's bytes in the ring: its 8-byte header, padded to 8. */
+static __always_inline u64 ring_bytes(u32 size)
+{
+    return (size + 8 + 7) & ~7;
+}
+
+/* The commit flags of `bytes` more on this CPU: a wake-up when they cross
+ * a multiple of 2^WAKEUP_SHIFT. */
+static __always_inline u64 wake_flag(struct ring_count *n, u64 bytes)
+{
+    return ((n->bytes ^ (n->bytes + bytes)) >> WAKEUP_SHIFT) ? BPF_RB_FORCE_WAKEUP
+                                                             : BPF_RB_NO_WAKEUP;
+}
+
+/* Count a reserved record (its commit cannot fail) and say whether to wake. */
 static __always_inline u64 wakeup_flags(u32 size)
 {
     u32 zero = 0;
     struct ring_count *n = submitted.lookup(&zero);
     if (!n)
         return BPF_RB_FORCE_WAKEUP;
-    u64 before = n->bytes;
-    u64 after = before + ((size + 8 + 7) & ~7);
+    u64 bytes = ring_bytes(size);
+    u64 flags = wake_flag(n, bytes);
     n->records += 1;
-    n->bytes = after;
-    return ((before ^ after) >> WAKEUP_SHIFT) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+    n->bytes += bytes;
+    return flags;
 }
 
 static __always_inline void submit_event(void *e, u32 size)

@@ -130,7 +130,7 @@ static __always_inline void output_event(struct file_event *e, u32 plen,
         plen = PATH_LEN;
     if (plen < 1)
         plen = 1;
-    u64 size = (EVENT_HEAD + plen + 8 + 7) & ~7;
+    u64 size = ring_bytes(EVENT_HEAD + plen);
     struct ring_count *n = quiet;
     u64 flags = BPF_RB_NO_WAKEUP;
     if (!quiet) {
@@ -140,8 +140,7 @@ static __always_inline void output_event(struct file_event *e, u32 plen,
             count_lost();
             return;
         }
-        if ((n->bytes ^ (n->bytes + size)) >> WAKEUP_SHIFT)
-            flags = BPF_RB_FORCE_WAKEUP;
+        flags = wake_flag(n, size);
     }
     if (events.ringbuf_output(e, EVENT_HEAD + plen, flags) != 0) {
         count_lost();

@@ -28,7 +28,7 @@ from pathlib import Path
 from dots_common.records import MemorySample
 
 from .. import libbpf
-from ..pinning import gated_program_pin
+from ..pinning import gated_program_pin, tracepoint_function
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, PAGE_SIZE, Monitor, cstr
 from .probe_gate import ProbeGate
 
@@ -99,7 +99,7 @@ class MemoryMonitor(Monitor):
         are attached only while a watched process runs."""
         programs = {}
         for tracepoint in self.gated:
-            fn = self.bpf.funcs[b"tracepoint__" + tracepoint.replace(":", "__").encode()]
+            fn = self.bpf.funcs[tracepoint_function(tracepoint)]
             self.bpf.detach_tracepoint(tracepoint.encode())
             programs[tracepoint] = os.dup(fn.fd)  # bcc closes its own
         self.gate = ProbeGate(programs)
