@@ -187,8 +187,8 @@ def targets(r: dict) -> tuple[list[str], list[str]]:
         if lost:
             missed.append(f"{m}: {lost:,} events lost in the monitored runs "
                           f"({lost_share:.1%} of them): "
-                          + ("completions the kernel did not run our program for, or a full "
-                             "ring buffer" if m == "disk" else
+                          + ("completions the kernel never showed us (bpftrace's maps see the "
+                             "same gaps), or a full ring buffer" if m == "disk" else
                              "the ring buffer filled up while the collector's thread waited for "
                              "a CPU (see the events/s and µs per event above)"))
     mixed = get(ov, "mixed", default={})
@@ -200,8 +200,8 @@ def targets(r: dict) -> tuple[list[str], list[str]]:
         if by_monitor:
             missed.append("ordinary workload: events lost in the monitored runs: "
                           + ", ".join(f"{k} {v:,}" for k, v in by_monitor.items())
-                          + (" (disk's count includes completions the kernel did not run our "
-                             "program for)" if "disk" in by_monitor else ""))
+                          + (" (disk's count includes completions the kernel never "
+                             "showed us)" if "disk" in by_monitor else ""))
         mon = get(mixed, "summary", "monitored", "ratio")
         if mon:
             line = f"ordinary workload, all monitors + enforcers {ratio(mon)} (target ≤ 1.03×)"

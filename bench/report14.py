@@ -63,8 +63,13 @@ def rows(r: dict) -> list[tuple[str, str, str, str]]:
         accounted = all(x["accounted"] is not False for x in runs)
         counted = all(x["generated"] is not None for x in runs)
         by_kernel = any(x.get("generated_by") == "kernel" for x in runs)
+        causes = ""
+        if lost and all("kernel_unseen" in x and x.get("kernel_ring_lost") is not None for x in runs):
+            ring = sum(x["kernel_ring_lost"] for x in runs)
+            causes = (f" ({ring:,} for a full ring buffer, {lost - ring:,} completions the "
+                      "kernel never showed)")
         out.append((f"{m}: nothing lost below 250k ev/s offered, delivered + lost = generated",
-                    f"{lost:,} lost of {gen:,} at up to {rate:,} ev/s offered; delivered + lost = "
+                    f"{lost:,} lost{causes} of {gen:,} at up to {rate:,} ev/s offered; delivered + lost = "
                     f"generated: {('yes' if accounted else 'NO') if counted else 'not countable'}"
                     f"{' (by the kernel’s count)' if by_kernel and counted else ''} "
                     f"(load {runs[0]['loadavg_1min']:.1f})",

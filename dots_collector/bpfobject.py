@@ -196,8 +196,13 @@ class BpfObject:
     # --- events ---------------------------------------------------------------
     @property
     def lost(self) -> int:
-        """Events the kernel dropped because the ring buffer was full."""
-        return sum(self.bpf[b"lost_events"][ctypes.c_int(0)])
+        """Events lost, whatever the cause (see :meth:`lost_causes`)."""
+        return sum(self.lost_causes().values())
+
+    def lost_causes(self) -> dict[str, int]:
+        """Events lost by cause, for the log: here only those the kernel
+        dropped because the ring buffer was full."""
+        return {"ring buffer full": sum(self.bpf[b"lost_events"][ctypes.c_int(0)])}
 
     @property
     def ring_fd(self) -> int:

@@ -294,12 +294,14 @@ class Collector:
                 self.check_lost()
 
     def check_lost(self) -> None:
-        counters = {name: monitor.lost for name, monitor in self.monitors.items()}
-        counters.update(self.enforcement.lost())
-        for name, total in counters.items():
+        causes = {name: monitor.lost_causes() for name, monitor in self.monitors.items()}
+        causes.update({name: {"ring buffer full": n} for name, n in self.enforcement.lost().items()})
+        for name, by_cause in causes.items():
+            total = sum(by_cause.values())
             if total > self._lost_seen.get(name, 0):
-                log.warning("monitor %s lost %d events (ring buffer full; %d in all)",
-                            name, total - self._lost_seen.get(name, 0), total)
+                why = ", ".join(f"{cause}: {n}" for cause, n in by_cause.items() if n)
+                log.warning("monitor %s lost %d events (%d in all; %s)",
+                            name, total - self._lost_seen.get(name, 0), total, why)
                 self._lost_seen[name] = total
                 self.sink.lost(name, total)
 

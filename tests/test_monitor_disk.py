@@ -233,3 +233,55 @@ def test_stale_pending_entries_are_swept(load_monitor):
     assert left == {12}
     del table[next(k for k in table.keys() if k.dev == 0xFFFFF)]
     assert monitor.stale == 1
+
+
+def first_sector(path: Path, dev_t: int) -> int:
+    """The whole-disk sector where the file's first byte is (FIEMAP, plus
+    the partition's start), as block requests carry it."""
+    import fcntl
+    import struct as st
+    FS_IOC_FIEMAP = 0xC020660B
+    header = st.Struct("=QQIIII")          # struct fiemap
+    extent = st.Struct("=QQQQQIIII")       # struct fiemap_extent
+    buf = bytearray(header.size + extent.size)
+    header.pack_into(buf, 0, 0, 1 << 62, 1, 0, 1, 0)  # FIEMAP_FLAG_SYNC, 1 extent
+    with open(path, "rb") as f:
+        fcntl.ioctl(f.fileno(), FS_IOC_FIEMAP, buf)
+    assert header.unpack_from(buf)[3] == 1, "the file has no extent on disk"
+    physical = extent.unpack_from(buf, header.size)[1]
+    major, minor = block_device_of(str(path))
+    start = Path(f"/sys/dev/block/{major}:{minor}/start")
+    offset = int(start.read_text()) if start.exists() else 0
+    return physical // 512 + offset
+
+
+def test_a_completion_not_seen_is_lost_and_told_apart_from_a_full_ring(
+        load_monitor, child_user, block_dir):
+    """An issued request still pending when its sector is queued again is a
+    completion the kernel did not show us: lost, under its own cause, and
+    the new request is still reported."""
+    directory, dev = block_dir
+    assert dev is not None, "the test directory is on a stacked device"
+    uid = uid_of(child_user)
+    target = directory / "again"
+    prewritten(child_user, target, 1)
+    sector = first_sector(target, dev)
+    run = load_monitor("disk", uids=[uid])
+    # what block_bio_queue and block_rq_issue leave for a request whose
+    # completion never came (counted in `queued` as the kernel would)
+    table = run.monitor.bpf[b"pending"]
+    now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    table[table.Key(sector=sector, dev=dev, pad=0)] = table.Leaf(
+        queue_ts=now, issue_ts=now, pid=1, uid=uid, bytes=4096)
+    counts = run.monitor.bpf[b"queued"]
+    counts[counts.Key(0)] = counts.Leaf(counts[counts.Key(0)].value + 1)
+    assert run.monitor.lost_causes() == {"ring buffer full": 0, "completion not seen": 0}
+
+    proc, _ = run_draining(run, as_user(child_user, [
+        "dd", "if=/dev/zero", f"of={target}", "bs=4k", "count=1", "oflag=direct",
+        "conv=notrunc"]))
+
+    assert run.monitor.lost_causes() == {"ring buffer full": 0, "completion not seen": 1}
+    assert run.monitor.lost == 1
+    mine = [r for r in run.records if r.pid == proc.pid and "W" in r.rw]
+    assert [(r.sector, r.bytes) for r in mine] == [(sector, 4096)]

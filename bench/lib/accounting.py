@@ -15,7 +15,7 @@ the kernel's own count from the pinned maps before the collector stops:
 ring's ``lost_events``; for disk, "generated" is that count, so delivered
 + lost = generated checks that every record the kernel committed came out
 of the collector. (Disk's "lost" also holds completions the kernel did not
-run our program for: they appear in neither count.) One collector run per
+show us: ``unseen`` counts them, apart from the ring's.) One collector run per
 storm, started before and stopped after it; ``rounds`` runs per storm.
 """
 
@@ -99,6 +99,8 @@ def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
         # the kernel's count, while the pins exist (a clean stop removes them)
         submitted = _kernel_count(monitor, "submitted", words=2)
         ring_lost = _kernel_count(monitor, "lost_events")
+        # disk: issued requests whose completion the kernel never showed
+        unseen = _kernel_count(monitor, "unseen") if monitor == "disk" else None
     finally:
         counts = observer.stop()
     wall = time.monotonic() - t0
@@ -115,6 +117,7 @@ def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
         "generated": generated, "delivered": delivered, "lost": lost,
         "generated_by": "workload" if monitor in COUNTED else "kernel",
         "kernel_submitted": submitted, "kernel_ring_lost": ring_lost,
+        **({"kernel_unseen": unseen} if monitor == "disk" else {}),
         "accounted": (delivered + lost == generated) if generated is not None else None,
         "offered_per_s": round((generated if generated is not None else delivered + lost)
                                / storm["elapsed_s"]),

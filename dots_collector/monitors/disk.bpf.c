@@ -12,10 +12,13 @@
  * Entries whose request never completes here (bios merged into another
  * request, bio-based devices) are bounded by the LRU and swept by user
  * space by age (disk.py). An entry left *issued* means a completion the
- * kernel did not show us: a (non-raw) tracepoint program is skipped when
- * it interrupts another BPF program on the same CPU, which happens to
- * block_rq_complete in interrupt context. Those are counted as lost, here
- * when the sector is queued again, or by the sweep.
+ * kernel did not show us. A tracepoint program is skipped when it
+ * interrupts another BPF program on the same CPU (counted by the kernel in
+ * recursion_misses), but on this VM the gaps come without a miss: for a
+ * few requests in ~60,000, in bursts of a few ms, neither this program nor
+ * bpftrace's (nor a raw tracepoint) sees block_rq_complete. Those are
+ * counted in `unseen` when the sector is queued again, or by the sweep;
+ * both are lost events, apart from the ring's.
  *
  * Known gap: buffered writes are queued by the writeback kworker (root),
  * not by the writer, unless the writer fsyncs.
@@ -72,6 +75,12 @@ BPF_TABLE("lru_hash", struct io_key, struct io_owner, pending, MAX_PENDING);
 #define Q_SWEPT 2
 BPF_ARRAY(queued, u64, 3);
 
+/* [0] = issued requests found again at block_bio_queue: completions the
+ * kernel did not show us (lost, but not for a full ring: lost_events holds
+ * only those). A uid's storm on this VM leaves a few dozen a minute, and
+ * bpftrace's own maps see the same gaps (issue 14's note). */
+BPF_PERCPU_ARRAY(unseen, u64, 1);
+
 static __always_inline void count_queued(u32 which)
 {
     u64 *n = queued.lookup(&which);
@@ -85,7 +94,15 @@ static __always_inline int nothing_queued(void)
     u64 *added = queued.lookup(&a);
     u64 *removed = queued.lookup(&r);
     u64 *swept = queued.lookup(&w);
-    return !added || !removed || !swept || *added - *removed - *swept == 0;
+    if (!added || !removed || !swept)
+        return 1;
+    /* The counts that go down are read before the one that goes up: read
+     * the other way, an add and a remove on another CPU between the two
+     * reads would make an entry still pending look gone, and its
+     * completion be skipped. */
+    u64 gone = *(volatile u64 *)removed + *(volatile u64 *)swept;
+    asm volatile("" ::: "memory");
+    return *(volatile u64 *)added - gone == 0;
 }
 
 /* An entry at key: a new one is counted in Q_ADDED, a replaced one not. */
@@ -139,8 +156,12 @@ TRACEPOINT_PROBE(block, block_bio_queue)
      * kernel skips a tracepoint program that interrupts another one on the
      * same CPU), or two requests overlap. Either way it is an event lost. */
     struct io_owner *old = pending.lookup(&key);
-    if (old && old->issue_ts)
-        count_lost();
+    if (old && old->issue_ts) {
+        u32 zero = 0;
+        u64 *n = unseen.lookup(&zero);
+        if (n)
+            *n += 1;            /* per-CPU: no other writer */
+    }
     struct io_owner o = {};
     o.queue_ts = bpf_ktime_get_boot_ns();
     o.pid = bpf_get_current_pid_tgid() >> 32;

@@ -3,8 +3,8 @@ to the process that queued them (see disk.bpf.c).
 
 ``periodic()`` produces no records: it sweeps the kernel's pending map of
 entries that will never complete (bios merged into other requests, I/O on
-bio-based devices, completions the kernel skipped our program for), so stale
-entries do not linger; skipped completions are counted in ``lost``.
+bio-based devices, completions the kernel did not show us), so stale entries
+do not linger; issued ones are counted in ``lost``.
 """
 
 from __future__ import annotations
@@ -64,11 +64,14 @@ class DiskMonitor(Monitor):
             self.sweep()
         return []
 
-    @property
-    def lost(self) -> int:
-        """Ring buffer full, plus completions the kernel did not run our
-        program for (found issued in the pending map, see disk.bpf.c)."""
-        return super().lost + self.missed
+    def lost_causes(self) -> dict[str, int]:
+        """Ring buffer full, and completions the kernel did not show us
+        (issued requests found again at their sector's next queueing, or
+        swept by age: see disk.bpf.c)."""
+        causes = super().lost_causes()
+        unseen = sum(self.bpf[b"unseen"][ctypes.c_int(0)])
+        causes["completion not seen"] = unseen + self.missed
+        return causes
 
     def pending_count(self) -> int:
         return len(self._pending())
