@@ -173,8 +173,9 @@ CPUs produce; counted in bytes, small records come in bigger batches); the
 collector watches all ring buffers through one edge-triggered epoll (a
 ring buffer's fd polls readable while it holds any record, so a
 level-triggered watch would wake it every few records) and has one timer
-(core.py `TICK`, 0.1 s) that reads what is below the threshold, sends the
-batches that are due and does every other periodic job: on this VM each
+(ticker.py `TICK`, 0.1 s) that reads what is below the threshold, sends the
+batches that are due and does every other periodic job, and stops while
+nothing comes (the next commit wakes it: common.h `doze`): on this VM each
 wake-up of the loop costs 0.1–0.2 ms of CPU (an asyncio loop that only
 sleeps 50 ms at a time uses 4.2 ms of CPU per second), as much as decoding
 a hundred events. It reads each ring buffer from its mmap'ed pages

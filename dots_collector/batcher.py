@@ -2,7 +2,7 @@
 ``max_events`` records, or at the collector's tick once it is about
 ``max_delay`` seconds old — never one signal per event.
 
-No timer per batch: the collector's one periodic tick (core.py) calls
+No timer per batch: the collector's one periodic tick (ticker.py) calls
 flush_due(). On this kind of VM every wake-up of the event loop costs
 ~0.1–0.2 ms of CPU, as much as decoding a few dozen events, so batches
 ride on the wake-up that reads the ring buffers anyway.
@@ -28,6 +28,11 @@ class Batcher:
         #: monitor -> monotonic time its pending batch got its first row
         self._since: dict[str, float] = {}
         self.batches_sent = 0
+
+    @property
+    def waiting(self) -> bool:
+        """Whether any row waits for its batch to go out."""
+        return bool(self._since)
 
     def add(self, monitor: str, record: Row) -> None:
         self.extend(monitor, [record])

@@ -208,6 +208,11 @@ class BpfObject:
     def ring_fd(self) -> int:
         return self.bpf[b"events"].map_fd
 
+    def doze(self, on: bool) -> None:
+        """Ask the kernel to wake the reader at the next commit (common.h
+        `doze`: the reader stops its timer while nothing comes)."""
+        self.bpf[b"doze"][ctypes.c_int(0)] = ctypes.c_uint32(int(on))
+
     def open(self, deliver: Deliver, deliver_rows: DeliverRows | None = None) -> None:
         """From :meth:`consume` on, hand every decoded record to ``deliver``;
         or, given ``deliver_rows``, each read's records at once as rows

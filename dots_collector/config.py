@@ -26,6 +26,10 @@ class CollectorConfig(BaseModel):
     batch_max_events: int = Field(default=1024, ge=1, le=65536)
     #: ... or this long after its first event, whichever comes first
     batch_interval_ms: int = Field(default=100, ge=1, le=10000)
+    #: with nothing read for a second, the collector stops its 0.1 s timer
+    #: for up to this long (a monitor's periodic work still runs on time);
+    #: the next event wakes it at once (common.h `doze`)
+    idle_wait_ms: int = Field(default=1000, ge=100, le=60000)
     #: events kept for replay until the policy daemon acknowledges them
     retain_max_events: int = Field(default=100_000, ge=0, le=10_000_000)
     #: uids monitored from the start (the policy daemon sets them later)

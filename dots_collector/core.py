@@ -30,16 +30,12 @@ from .monitors.base import Monitor
 from .objects import bpf_objects
 from .pinning import PinDir, fingerprint, read_manifest
 from .retainer import Retainer
+from .ticker import Ticker
 
 log = logging.getLogger("dots.collector")
 
-LOST_CHECK_INTERVAL = 1.0
 #: seconds the loader may take to compile and pin everything
 LOADER_TIMEOUT = 300
-#: the collector's one timer (s): ring buffers below their wake-up
-#: threshold are read, due batches sent, lost counters and the monitors'
-#: periodic() looked at when theirs are due
-TICK = 0.1
 
 
 class CollectorError(Exception):
@@ -209,15 +205,19 @@ class Collector:
         for monitor in self.monitors.values():
             rings.register(monitor.ring_fd, select.EPOLLIN | select.EPOLLET)
             consumers[monitor.ring_fd] = monitor.consume
+        woken = asyncio.Event()  # a ring buffer woke us (ends a doze)
 
         def on_rings() -> None:
             for fd, _ in rings.poll(0):
                 consumers[fd]()
+            woken.set()
 
         readers = [(rings.fileno(), on_rings), *self.enforcement.readers()]
         for fd, callback in readers:
             loop.add_reader(fd, callback)
-        self._tasks.append(asyncio.create_task(self._tick()))
+        ticker = Ticker(self.monitors, self.batcher, self.add_record, self.check_lost,
+                        self.config.idle_wait_ms / 1000)
+        self._tasks.append(asyncio.create_task(ticker.run(woken)))
         for monitor in self.monitors.values():
             monitor.consume()  # what arrived while loading
         self.ready = True
@@ -263,35 +263,6 @@ class Collector:
                 log.error("cannot remove the pins in %s: %s", self.pins.root, e)
             self.pins.close()
             self.pins = None
-
-    async def _tick(self) -> None:
-        """Everything periodic on one timer: on this kind of VM each wake-up
-        of the loop costs ~0.1-0.2 ms of CPU, so separate timers (drain,
-        batches, lost counters, each monitor's periodic()) would cost more
-        than the events they carry at a few thousand events/s."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        due = {name: start + m.tick_interval for name, m in self.monitors.items() if m.tick_interval}
-        lost_due = start + LOST_CHECK_INTERVAL
-        n = 0
-        while True:
-            # on a fixed grid, so a slow tick does not push the next ones back
-            n += 1
-            await asyncio.sleep(max(0.0, start + n * TICK - loop.time()))
-            now = loop.time()
-            for name, monitor in self.monitors.items():
-                try:
-                    monitor.consume()  # what is below its wake-up threshold
-                    if name in due and now >= due[name]:
-                        due[name] = now + monitor.tick_interval
-                        for record in monitor.periodic():
-                            self.add_record(name, record)
-                except Exception:  # one monitor's failure must not stop the others
-                    log.exception("monitor %s failed on a tick", name)
-            self.batcher.flush_due(TICK)
-            if now >= lost_due:
-                lost_due = now + LOST_CHECK_INTERVAL
-                self.check_lost()
 
     def check_lost(self) -> None:
         causes = {name: monitor.lost_causes() for name, monitor in self.monitors.items()}

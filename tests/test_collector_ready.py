@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 
 import pytest
 
@@ -25,10 +26,11 @@ COLLECTOR = str(REPO / ".venv" / "bin" / "dots-collector")
 class StdoutCollector:
     """dots-collector --stdout: its JSON lines, and its "ready" log line."""
 
-    def __init__(self, monitors: str, uid: int) -> None:
+    def __init__(self, monitors: str, uid: int, extra: Sequence[str] = ()) -> None:
         env = {**os.environ, "DOTS_RULES_FILE": ""}
         self.process = subprocess.Popen(
-            [COLLECTOR, "--stdout", "--no-enforcers", "--monitors", monitors, f"--uid={uid}"],
+            [COLLECTOR, "--stdout", "--no-enforcers", "--monitors", monitors, f"--uid={uid}",
+             *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.ready = threading.Event()
         self.log: list[str] = []
@@ -56,6 +58,12 @@ class StdoutCollector:
         if not self.ready.wait(timeout):
             self.process.kill()
             raise AssertionError(f"collector not ready within {timeout}s: {self.log[-5:]}")
+
+    def events_so_far(self) -> list[dict]:
+        """The event lines printed so far (a line still being written is left
+        out)."""
+        lines = b"".join(self.out).split(b"\n")[:-1]
+        return [item for item in map(json.loads, lines) if item.get("type") != "lost"]
 
     def stop(self) -> tuple[list[dict], dict[str, int]]:
         """SIGTERM (it drains and flushes), then every event line and the

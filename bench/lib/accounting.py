@@ -93,7 +93,7 @@ def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
     t0 = time.monotonic()
     try:
         storm = run_storm(ws, monitor, iterations, user)
-        # the collector reads what is left at its next tick (core.TICK)
+        # the collector reads what is left at its next tick (ticker.TICK)
         time.sleep(SETTLE_S)
         cpu_total = (_cpu_ns(pid) - cpu0) / 1e9
         # the kernel's count, while the pins exist (a clean stop removes them)

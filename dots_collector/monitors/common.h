@@ -86,8 +86,10 @@ static __always_inline void count_lost(void)
  * its CPU's committed bytes cross a multiple of 2^WAKEUP_SHIFT, which the
  * loader sets to half the ring divided by the number of CPUs (so at most
  * half the ring fills before a wake-up, however many CPUs produce); in
- * between the collector reads on its timer (core.py TICK). On this kind of
- * VM a wake-up costs the reader ~0.2 ms of CPU, a record ~2 us. Counting
+ * between the collector reads on its timer (ticker.py TICK). On this kind of
+ * VM a wake-up costs the reader ~0.2 ms of CPU, a record ~2 us. A reader
+ * that found nothing for a while sets `doze` and stops its timer: the next
+ * commit then wakes it at once (wake_flag). Counting
  * bytes, not records, lets small records (fork, exit) come in bigger
  * batches than the biggest (exec, rename) without risking the ring.
  * (bpf_ringbuf_query would give the bytes waiting, but bcc 0.26 cannot
@@ -108,12 +110,24 @@ static __always_inline u64 ring_bytes(u32 size)
     return (size + 8 + 7) & ~7;
 }
 
+/* [0] = 1 while the collector dozes: with nothing read for a while it stops
+ * its timer (ticker.py), and the next commit wakes it (and clears this). Two
+ * CPUs may both see it set: one wake-up more, never one less. */
+BPF_ARRAY(doze, u32, 1);
+
 /* The commit flags of `bytes` more on this CPU: a wake-up when they cross
- * a multiple of 2^WAKEUP_SHIFT. */
+ * a multiple of 2^WAKEUP_SHIFT, or when the reader dozes. */
 static __always_inline u64 wake_flag(struct ring_count *n, u64 bytes)
 {
-    return ((n->bytes ^ (n->bytes + bytes)) >> WAKEUP_SHIFT) ? BPF_RB_FORCE_WAKEUP
-                                                             : BPF_RB_NO_WAKEUP;
+    if ((n->bytes ^ (n->bytes + bytes)) >> WAKEUP_SHIFT)
+        return BPF_RB_FORCE_WAKEUP;
+    u32 zero = 0;
+    u32 *dozing = doze.lookup(&zero);
+    if (dozing && *dozing) {
+        *dozing = 0;
+        return BPF_RB_FORCE_WAKEUP;
+    }
+    return BPF_RB_NO_WAKEUP;
 }
 
 /* Count a reserved record (its commit cannot fail) and say whether to wake. */
