@@ -45,6 +45,7 @@ def lib() -> ctypes.CDLL:
                        "bpf_map_delete_elem": [i, vp], "bpf_map_get_next_key": [i, vp, vp],
                        "bpf_obj_get_info_by_fd": [i, vp, ctypes.POINTER(ctypes.c_uint32)],
                        "bpf_link_create": [i, i, i, vp],
+                       "bpf_raw_tracepoint_open": [p, i],
                        "bpf_map_create": [i, p, ctypes.c_uint32, ctypes.c_uint32,
                                           ctypes.c_uint32, vp],
                        "libbpf_num_possible_cpus": []}.items():
@@ -125,6 +126,13 @@ def link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:
     returns the link fd. Closing it, and removing its pin, detaches."""
     return _check(lib().bpf_link_create(prog_fd, target_fd, attach_type, None),
                   f"bpf_link_create(attach type {attach_type})")
+
+
+def raw_tracepoint_open(name: str, prog_fd: int) -> int:
+    """Attach a raw tracepoint program to the tracepoint ``name`` (no
+    category: "kmalloc"); returns the link fd. Closing it detaches."""
+    return _check(lib().bpf_raw_tracepoint_open(name.encode(), prog_fd),
+                  f"bpf_raw_tracepoint_open({name})")
 
 
 def tracepoint_id(category: str, name: str) -> int:

@@ -144,6 +144,12 @@ def tracepoint_function(tracepoint: str) -> bytes:
     return b"tracepoint__" + tracepoint.replace(":", "__").encode()
 
 
+def raw_tracepoint_function(tracepoint: str) -> bytes:
+    """bcc's name of a RAW_TRACEPOINT_PROBE's program ("kmem:kfree": the
+    category is not part of it)."""
+    return b"raw_tracepoint__" + tracepoint.split(":")[1].encode()
+
+
 def gated_program_pin(tracepoint: str) -> str:
     """The pin's name of a program attached on demand ("kmem:kfree")."""
     return "prog_" + tracepoint.replace(":", "__")

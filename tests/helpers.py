@@ -75,3 +75,21 @@ def ensure_user(name: str, groups: Sequence[str] = ()) -> int:
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+#: the memory monitor's tracepoints attached only while a watched process runs
+KMEM = frozenset({"kmalloc", "kfree", "mm_page_alloc", "mm_page_free", "rss_stat"})
+
+
+def kmem_links(pid: int | str = "self") -> set[str]:
+    """kmem tracepoints of the BPF links process ``pid`` holds (fdinfo)."""
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if info.get("link_type", "").strip() in ("perf", "raw_tracepoint"):
+            out.add(info.get("tp_name", "").strip())
+    return out & KMEM

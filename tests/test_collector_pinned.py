@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.collector import CollectorDaemon
-from tests.helpers import REPO, as_user, run_as, uid_of, wait_for
+from tests.helpers import KMEM, REPO, as_user, kmem_links, run_as, uid_of, wait_for
 
 pytestmark = [pytest.mark.bpf, pytest.mark.bus]
 
@@ -165,23 +165,6 @@ def test_a_second_collector_on_the_same_pins_is_refused():
     assert _pinned() == set()
 
 
-KMEM = {"kmalloc", "kfree", "mm_page_alloc", "mm_page_free", "rss_stat"}
-
-
-def _kmem_links(pid: int) -> set[str]:
-    """kmem tracepoints of the BPF links process ``pid`` holds (fdinfo)."""
-    out = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                info = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
-        except OSError:
-            continue
-        if info.get("link_type", "").strip() == "perf":
-            out.add(info.get("tp_name", "").strip())
-    return out & KMEM
-
-
 def test_the_collector_links_the_kmem_probes_only_while_a_watched_process_runs(child_user):
     uid = uid_of(child_user)
     proc = _stdout_collector("--monitors", "memory", f"--uid={uid}")
@@ -198,15 +181,15 @@ def test_the_collector_links_the_kmem_probes_only_while_a_watched_process_runs(c
         assert ready.wait(120), "the collector did not get ready"
         pins = {p.name for p in (PIN_DIR / "memory").iterdir() if p.name.startswith("prog_")}
         assert pins == {f"prog_kmem__{name}" for name in KMEM}
-        assert _kmem_links(proc.pid) == set(), "nobody watched runs: nothing attached"
+        assert kmem_links(proc.pid) == set(), "nobody watched runs: nothing attached"
         holder = subprocess.Popen(as_user(child_user, ["sleep", "120"]))
-        wait_for(lambda: _kmem_links(proc.pid) == KMEM, timeout=10,
+        wait_for(lambda: kmem_links(proc.pid) == KMEM, timeout=10,
                  what="the kmem probes linked after the watched user's exec")
         holder.kill()
         holder.wait()
         # the next sample finds nobody alive, and /proc agrees (it looks at
         # most every PROC_SCAN_GAP, 10 s)
-        wait_for(lambda: _kmem_links(proc.pid) == set(), timeout=30,
+        wait_for(lambda: kmem_links(proc.pid) == set(), timeout=30,
                  what="the kmem probes unlinked once the watched process is gone")
     finally:
         if holder is not None and holder.poll() is None:

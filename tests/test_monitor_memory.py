@@ -18,7 +18,7 @@ import time
 import pytest
 
 from dots_common.records import MemorySample
-from tests.helpers import VENV_PYTHON, as_user, run_as, uid_of
+from tests.helpers import VENV_PYTHON, as_user, kmem_links, run_as, uid_of
 
 pytestmark = pytest.mark.bpf
 
@@ -76,20 +76,6 @@ def released(run, *procs: subprocess.Popen) -> None:
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
-
-
-def kmem_links() -> set[str]:
-    """Tracepoints of this process's BPF links on kmem events (fdinfo)."""
-    out = set()
-    for fd in os.listdir("/proc/self/fdinfo"):
-        try:
-            with open(f"/proc/self/fdinfo/{fd}") as f:
-                info = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
-        except OSError:
-            continue
-        if info.get("link_type", "").strip() == "perf" and "tp_name" in info:
-            out.add(info["tp_name"].strip())
-    return out & {"kmalloc", "kfree", "mm_page_alloc", "mm_page_free", "rss_stat"}
 
 
 def vm_rss_kib() -> int:
@@ -263,12 +249,12 @@ def test_a_refused_attach_is_logged_and_tried_again(load_monitor, child_user, mo
     the probes detached and the monitor working; the next exec tries again."""
     from dots_collector import libbpf
 
-    real = libbpf.tracepoint_event
+    real = libbpf.raw_tracepoint_open
 
-    def refused(category: str, name: str) -> int:
+    def refused(name: str, prog_fd: int) -> int:
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(libbpf, "tracepoint_event", refused)
+    monkeypatch.setattr(libbpf, "raw_tracepoint_open", refused)
     run = load_monitor("memory", uids=[uid_of(child_user)], interval=INTERVAL)
     first = started_held(child_user, "sys.stdin.read()")
     try:
@@ -278,7 +264,7 @@ def test_a_refused_attach_is_logged_and_tried_again(load_monitor, child_user, mo
             time.sleep(0.02)
             run.drain()  # the exec's wake-up record
         assert not run.monitor.gate.is_open
-        monkeypatch.setattr(libbpf, "tracepoint_event", real)
+        monkeypatch.setattr(libbpf, "raw_tracepoint_open", real)
         second = started_held(child_user, "bytearray(b'x') * (8 << 20)\nsys.stdin.read()")
         try:
             released(run, second)  # its exec attaches them

@@ -41,7 +41,7 @@ from typing import Any
 from dots_common.limits import MAX_UIDS
 from dots_common.records import ProcessEvent, Record
 
-from . import btf
+from .. import btf
 from .base import Enforcer
 from .exec_judge import Judge, Rule, resolve
 from .exec_maps import KernelMaps

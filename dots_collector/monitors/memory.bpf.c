@@ -21,7 +21,8 @@
  * by a watched user puts a wake-up record in the ring buffer, and user
  * space attaches them at once.
  *
- * Only tracepoint arguments and helpers are read (no kernel struct).
+ * Only tracepoint arguments and helpers are read, and the mm's RSS
+ * counters at offsets from the running kernel's BTF.
  */
 #include "common.h"
 
@@ -34,6 +35,9 @@
 #ifndef DOTS_PAGE_SIZE
 #define DOTS_PAGE_SIZE 4096
 #endif
+#if !defined(TASK_MM_OFFSET) || !defined(MM_RSS_OFFSET) || !defined(PERCPU_COUNTER_SIZE) || !defined(PERCPU_COUNT_OFFSET)
+#error "the loader defines the BTF offsets (memory.py)"
+#endif
 #define RSS_MEMBERS 4  /* MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES */
 
 struct mem_stats {
@@ -43,10 +47,9 @@ struct mem_stats {
     u64 pages_freed;
     s64 rss[RSS_MEMBERS];   /* last kmem:rss_stat size of each member, bytes */
     u64 exit_ts;            /* boot ns when the last thread exited; 0 alive */
+    u64 mm;                 /* the process's mm (its address), as rss_stat names it */
     u32 uid;
     u32 rss_seen;           /* bit per member that rss_stat has reported */
-    u32 mm_id;              /* the process's mm as rss_stat names it */
-    u32 pad;
     char comm[TASK_COMM_LEN];
 };
 
@@ -65,12 +68,12 @@ BPF_TABLE("lru_hash", u64, struct alloc_owner, allocs, MAX_PTRS);
  * up every pointer (as it always did); with nobody watched (or the watched
  * users idle) it is 0 and kfree costs one array read. */
 BPF_ARRAY(outstanding, u64, 1);
-/* rss_stat mm_id -> tgid, so that RSS changes made by another task
+/* rss_stat mm -> tgid, so that RSS changes made by another task
  * (reclaim, khugepaged: curr == 0) reach the owner's entry. A plain hash
  * that grows with its entries (an LRU preallocates ~80 bytes per entry):
  * sched_process_exit and a new mm remove an entry, and user space removes
  * the one of a process it forgets (memory.py), so the dead never fill it. */
-BPF_F_TABLE("hash", u32, u32, mm_owner, MAX_PIDS, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", u64, u32, mm_owner, MAX_PIDS, BPF_F_NO_PREALLOC);
 /* [0]: 1 while user space has the kmem probes attached */
 BPF_ARRAY(gate, u32, 1);
 
@@ -92,13 +95,21 @@ static __always_inline struct mem_stats *stats_of_current(u32 tgid, u32 uid)
     return s;
 }
 
-TRACEPOINT_PROBE(kmem, kmalloc)
+/* The kmem probes are raw tracepoints: the program gets the tracepoint's
+ * own arguments (ctx->args[], as in the kernel's btf_trace_<event>
+ * prototypes) without the perf machinery that copies them into a record
+ * first. On this VM that machinery is a third of the probes' cost on an
+ * allocation storm (issue 14's note). */
+
+/* kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node) */
+RAW_TRACEPOINT_PROBE(kmalloc)
 {
     u32 uid = current_uid();
     if (!uid_wanted(uid))
         return 0;
-    u32 bytes = args->bytes_alloc;
-    if (!args->ptr || bytes == 0)   /* failed, or kmalloc(0) */
+    u64 ptr = ctx->args[1];
+    u32 bytes = ctx->args[3];
+    if (!ptr || bytes == 0)     /* failed, or kmalloc(0) */
         return 0;
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct mem_stats *s = stats_of_current(tgid, uid);
@@ -106,7 +117,6 @@ TRACEPOINT_PROBE(kmem, kmalloc)
         return 0;
     __sync_fetch_and_add(&s->bytes_alloc, bytes);
 #ifdef TRACK_FREE
-    u64 ptr = (u64)args->ptr;
     struct alloc_owner owner = {.tgid = tgid, .bytes = bytes};
     if (allocs.update(&ptr, &owner) == 0) {
         u32 zero = 0;
@@ -119,10 +129,11 @@ TRACEPOINT_PROBE(kmem, kmalloc)
 }
 
 #ifdef TRACK_FREE
-/* Freed bytes go to the process that allocated them (the free often runs
- * elsewhere: RCU callbacks, workers, softirq), so alloc - freed is what the
- * process still holds. One lookup for an allocation we did not see. */
-TRACEPOINT_PROBE(kmem, kfree)
+/* kfree(call_site, ptr). Freed bytes go to the process that allocated them
+ * (the free often runs elsewhere: RCU callbacks, workers, softirq), so
+ * alloc - freed is what the process still holds. One lookup for an
+ * allocation we did not see. */
+RAW_TRACEPOINT_PROBE(kfree)
 {
     /* every kfree on the machine comes here. While no watched process has
      * an allocation in `allocs`: one array read and out (no helper call,
@@ -139,7 +150,7 @@ TRACEPOINT_PROBE(kmem, kfree)
     u32 uid = current_uid();
     if (uid != 0 && !uid_wanted(uid))
         return 0;
-    u64 ptr = (u64)args->ptr;
+    u64 ptr = ctx->args[1];
     struct alloc_owner *owner = allocs.lookup(&ptr);
     if (!owner)
         return 0;
@@ -154,60 +165,78 @@ TRACEPOINT_PROBE(kmem, kfree)
 }
 #endif
 
-TRACEPOINT_PROBE(kmem, mm_page_alloc)
+/* mm_page_alloc(page, order, gfp_flags, migratetype) */
+RAW_TRACEPOINT_PROBE(mm_page_alloc)
 {
     u32 uid = current_uid();
     if (!uid_wanted(uid))
         return 0;
-    if (args->pfn == (unsigned long)-1)     /* allocation failed */
+    if (!ctx->args[0])                      /* allocation failed */
         return 0;
     struct mem_stats *s = stats_of_current(bpf_get_current_pid_tgid() >> 32, uid);
     if (s)
-        __sync_fetch_and_add(&s->pages_alloc, (u64)DOTS_PAGE_SIZE << (args->order & 31));
+        __sync_fetch_and_add(&s->pages_alloc, (u64)DOTS_PAGE_SIZE << (ctx->args[1] & 31));
     return 0;
 }
 
-/* Charged to the current process (a pfn -> owner map would be as large as
- * memory); frees of a process's pages mostly run in its own context. */
-TRACEPOINT_PROBE(kmem, mm_page_free)
+/* mm_page_free(page, order). Charged to the current process (a pfn ->
+ * owner map would be as large as memory); frees of a process's pages
+ * mostly run in its own context. */
+RAW_TRACEPOINT_PROBE(mm_page_free)
 {
     u32 uid = current_uid();
     if (!uid_wanted(uid))
         return 0;
     struct mem_stats *s = stats_of_current(bpf_get_current_pid_tgid() >> 32, uid);
     if (s)
-        __sync_fetch_and_add(&s->pages_freed, (u64)DOTS_PAGE_SIZE << (args->order & 31));
+        __sync_fetch_and_add(&s->pages_freed, (u64)DOTS_PAGE_SIZE << (ctx->args[1] & 31));
     return 0;
 }
 
-/* size is the member's whole counter in bytes, not a delta: store it. */
-TRACEPOINT_PROBE(kmem, rss_stat)
+/* rss_stat(mm, member), fired after the member's counter changed. The
+ * tracepoint's record would carry the counter (percpu_counter_read_positive
+ * of mm->rss_stat[member], in bytes) and whether mm is the current task's:
+ * both are read here at offsets from the running kernel's BTF (memory.py).
+ * The mm pointer itself names the mm (the record's mm_id is a hash of it). */
+RAW_TRACEPOINT_PROBE(rss_stat)
 {
-    int member = args->member;
-    if (member < 0 || member >= RSS_MEMBERS)
+    u32 uid = current_uid();
+    int watched = uid_wanted(uid);
+    /* a change by an unwatched user's task is to its own mm; kernel
+     * threads (reclaim, khugepaged: uid 0) change others' mms */
+    if (!watched && uid != 0)
         return 0;
-    u32 mm_id = args->mm_id;
+    u64 member = (u32)ctx->args[1];   /* an int: a negative one fails here */
+    if (member >= RSS_MEMBERS)
+        return 0;
+    /* the mask the verifier needs for the array index (the compiler would
+     * drop it after the check above) */
+    asm volatile("" : "+r"(member));
+    member &= RSS_MEMBERS - 1;
+    u64 mm = ctx->args[0];
+    u64 current_mm = 0;
+    bpf_probe_read_kernel(&current_mm, sizeof(current_mm),
+                          (void *)bpf_get_current_task() + TASK_MM_OFFSET);
     struct mem_stats *s;
-    if (args->curr) {               /* the mm of the current task */
-        u32 uid = current_uid();
-        if (!uid_wanted(uid))
+    if (mm == current_mm) {         /* the mm of the current task */
+        if (!watched)
             return 0;
         u32 tgid = bpf_get_current_pid_tgid() >> 32;
         s = stats_of_current(tgid, uid);
         if (!s)
             return 0;
-        if (s->mm_id != mm_id) {    /* first report, or a new mm after exec */
-            u32 old = s->mm_id;
+        if (s->mm != mm) {          /* first report, or a new mm after exec */
+            u64 old = s->mm;
             if (old)
                 mm_owner.delete(&old);
-            s->mm_id = mm_id;
+            s->mm = mm;
             s->rss_seen = 0;
             for (int i = 0; i < RSS_MEMBERS; i++)
                 s->rss[i] = 0;
-            mm_owner.update(&mm_id, &tgid);
+            mm_owner.update(&mm, &tgid);
         }
     } else {                        /* another task changed it */
-        u32 *owner = mm_owner.lookup(&mm_id);
+        u32 *owner = mm_owner.lookup(&mm);
         if (!owner)
             return 0;
         u32 tgid = *owner;
@@ -215,7 +244,10 @@ TRACEPOINT_PROBE(kmem, rss_stat)
         if (!s)
             return 0;
     }
-    s->rss[member & (RSS_MEMBERS - 1)] = args->size;
+    s64 count = 0;
+    bpf_probe_read_kernel(&count, sizeof(count), (void *)mm + MM_RSS_OFFSET +
+                          member * PERCPU_COUNTER_SIZE + PERCPU_COUNT_OFFSET);
+    s->rss[member] = count > 0 ? count * DOTS_PAGE_SIZE : 0;
     if (!(s->rss_seen & (1u << member)))
         s->rss_seen |= 1u << member;
     return 0;
@@ -256,8 +288,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     if (!s)
         return 0;
     s->exit_ts = bpf_ktime_get_boot_ns();
-    u32 mm_id = s->mm_id;
-    if (mm_id)
-        mm_owner.delete(&mm_id);
+    u64 mm = s->mm;
+    if (mm)
+        mm_owner.delete(&mm);
     return 0;
 }

@@ -27,15 +27,19 @@ from pathlib import Path
 
 from dots_common.records import MemorySample
 
-from .. import libbpf
-from ..pinning import gated_program_pin, tracepoint_function
+from .. import btf, libbpf
+from ..pinning import gated_program_pin, raw_tracepoint_function
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, PAGE_SIZE, Monitor, cstr
 from .probe_gate import ProbeGate
 
 log = logging.getLogger(__name__)
 
 # struct mem_stats (memory.bpf.c)
-STATS = struct.Struct("<QQQQ4qQIII4x16s")
+STATS = struct.Struct("<QQQQ4qQQII16s")
+#: the fields memory.bpf.c reads at offsets from the running kernel's BTF
+BTF_OFFSETS = (("TASK_MM_OFFSET", "task_struct", ("mm",)),
+               ("MM_RSS_OFFSET", "mm_struct", ("rss_stat",)),
+               ("PERCPU_COUNT_OFFSET", "percpu_counter", ("count",)))
 RSS_FILE, RSS_ANON, RSS_SWAP, RSS_SHMEM = range(4)
 RSS_RESIDENT = (RSS_FILE, RSS_ANON, RSS_SHMEM)
 RESIDENT_SEEN = sum(1 << m for m in RSS_RESIDENT)
@@ -82,6 +86,9 @@ class MemoryMonitor(Monitor):
                  f"-DMAX_PTRS={self.max_ptrs}", f"-DDOTS_PAGE_SIZE={PAGE_SIZE}"]
         if self.track_free:
             flags.append("-DTRACK_FREE")
+        kernel = btf.running_kernel()
+        flags += [*btf.cflags(BTF_OFFSETS, kernel),
+                  f"-DPERCPU_COUNTER_SIZE={kernel.sizeof('percpu_counter')}"]
         try:
             if "group_dead" in EXIT_FORMAT.read_text():
                 flags.append("-DEXIT_HAS_GROUP_DEAD")
@@ -99,8 +106,8 @@ class MemoryMonitor(Monitor):
         are attached only while a watched process runs."""
         programs = {}
         for tracepoint in self.gated:
-            fn = self.bpf.funcs[tracepoint_function(tracepoint)]
-            self.bpf.detach_tracepoint(tracepoint.encode())
+            fn = self.bpf.funcs[raw_tracepoint_function(tracepoint)]
+            self.bpf.detach_raw_tracepoint(tracepoint.split(":")[1].encode())
             programs[tracepoint] = os.dup(fn.fd)  # bcc closes its own
         self.gate = ProbeGate(programs)
 
@@ -159,8 +166,8 @@ class MemoryMonitor(Monitor):
             table = self.bpf[b"stats"]
             for key, raw in self._entries():
                 fields = STATS.unpack(raw)
-                if fields[9] not in wanted:
-                    self._forget(table, key, fields[11])
+                if fields[10] not in wanted:  # uid
+                    self._forget(table, key, fields[9])  # mm
         self._settle_gate()
 
     def _settle_gate(self) -> None:
@@ -199,7 +206,7 @@ class MemoryMonitor(Monitor):
             items = table.items()
         return [(k if isinstance(k, int) else k.value, bytes(v)) for k, v in items]
 
-    def _forget(self, table, pid: int, mm_id: int) -> None:
+    def _forget(self, table, pid: int, mm: int) -> None:
         """Drop pid's entry, and its mm's owner entry if it still names pid
         (sched_process_exit removes it; this covers an exit not seen, so
         that mm_owner, a plain hash, never fills up with the dead)."""
@@ -208,9 +215,9 @@ class MemoryMonitor(Monitor):
         except KeyError:
             pass
         self.last.pop(pid, None)
-        if mm_id:
+        if mm:
             owners = self.bpf[b"mm_owner"]
-            key = ctypes.c_uint32(mm_id)
+            key = ctypes.c_uint64(mm)
             try:
                 if owners[key].value == pid:
                     del owners[key]
@@ -229,7 +236,7 @@ class MemoryMonitor(Monitor):
         alive = False
         for pid, raw in self._entries():
             (b_alloc, b_freed, p_alloc, p_freed, *rss, exit_ts,
-             uid, seen, mm_id, comm) = STATS.unpack(raw)
+             mm, uid, seen, comm) = STATS.unpack(raw)
             counters = (b_alloc, b_freed, p_alloc, p_freed)
             current = (*counters, (*rss, seen))
             previous = self.last.get(pid)
@@ -247,7 +254,7 @@ class MemoryMonitor(Monitor):
             elif exit_ts == 0 and not os.path.exists(f"/proc/{pid}"):
                 gone = True  # its exit was not seen (e.g. the map was full then)
             if gone:
-                self._forget(table, pid, mm_id)
+                self._forget(table, pid, mm)
             elif exit_ts == 0 and self.wants(uid):
                 alive = True
         self.samples += len(out)

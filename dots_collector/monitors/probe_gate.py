@@ -9,8 +9,9 @@ are detached, and such a storm costs nothing.
 The loader pins these programs (``prog_<category>__<event>``), not links
 to them (pinning.py); the collector holds the links itself, so they go
 when it goes: a crashed collector leaves them detached (they monitor, they
-enforce nothing). Attaching takes a perf event and a BPF link per
-tracepoint, a millisecond or so for all of them.
+enforce nothing). The programs are raw tracepoint programs (the memory
+monitor's are); attaching takes one BPF link per tracepoint, a
+millisecond or so for all of them.
 """
 
 from __future__ import annotations
@@ -44,12 +45,7 @@ class ProbeGate:
         links = []
         try:
             for tracepoint, prog_fd in self.programs.items():
-                category, name = tracepoint.split(":")
-                event = libbpf.tracepoint_event(category, name)
-                try:
-                    links.append(libbpf.link_create(prog_fd, event, libbpf.BPF_PERF_EVENT))
-                finally:
-                    os.close(event)  # the link holds the event
+                links.append(libbpf.raw_tracepoint_open(tracepoint.split(":")[1], prog_fd))
         except BaseException:
             for fd in links:
                 os.close(fd)
