@@ -272,19 +272,23 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 }
 
 #ifndef DOTS_NO_SOCK_LENGTH   /* defined by the loader on kernels without them */
-/* The hot path: the tracepoint's own arguments (free to read), the count
- * of tracked sockets (none: out), then the uid check (both tracepoints fire in the process doing the I/O, so bytes
- * count when a watched user's process moves them), then one hash lookup by
- * socket pointer and one atomic add. */
-static __always_inline void count_bytes(void *skp, int protocol, int ret, int is_send)
+/* The hot path, on every send and receive of any socket on the machine:
+ * raw tracepoints (the tracepoint's arguments as the kernel passes them,
+ * sock_*_length(sk, ret, flags), without the perf machinery that copies
+ * them into a record first), the count of tracked sockets (none: out),
+ * then the uid check (both tracepoints fire in the process doing the I/O,
+ * so bytes count when a watched user's process moves them), then one hash
+ * lookup by socket pointer and one atomic add. `socks` holds only TCP
+ * sockets (inet_sock_set_state), so a lookup also stands for the
+ * tracepoint record's protocol check. */
+static __always_inline void count_bytes(u64 sk, int ret, int is_send)
 {
-    if (protocol != DOTS_IPPROTO_TCP || ret <= 0)
+    if (ret <= 0)
         return;
     if (no_live_socks())
         return;
     if (!uid_wanted(current_uid()))
         return;
-    u64 sk = (u64)skp;
     struct sock_info *si = socks.lookup(&sk);
     if (!si)
         return;
@@ -298,17 +302,17 @@ static __always_inline void count_bytes(void *skp, int protocol, int ret, int is
     }
 }
 
-TRACEPOINT_PROBE(sock, sock_send_length)
+RAW_TRACEPOINT_PROBE(sock_send_length)
 {
-    count_bytes(args->sk, args->protocol, args->ret, 1);
+    count_bytes(ctx->args[0], (int)ctx->args[1], 1);
     return 0;
 }
 
-TRACEPOINT_PROBE(sock, sock_recv_length)
+RAW_TRACEPOINT_PROBE(sock_recv_length)
 {
-    if (args->flags & DOTS_MSG_PEEK)        /* peeked bytes are read again */
+    if (ctx->args[2] & DOTS_MSG_PEEK)       /* peeked bytes are read again */
         return 0;
-    count_bytes(args->sk, args->protocol, args->ret, 0);
+    count_bytes(ctx->args[0], (int)ctx->args[1], 0);
     return 0;
 }
 #endif /* DOTS_NO_SOCK_LENGTH */
