@@ -87,6 +87,9 @@ class Collector:
         self.load_ms = 0
         self._loader: subprocess.Popen | None = None
         self._aborted = False
+        #: set when something joins a batch or a ring buffer wakes us, while
+        #: run() runs: it ends the timer's doze (ticker.py)
+        self._woken: asyncio.Event | None = None
 
     # --- lifecycle ------------------------------------------------------------
     def load(self) -> None:
@@ -175,8 +178,11 @@ class Collector:
 
     def add_record(self, monitor: str, record: Record) -> None:
         """A Record (enforcers, records made from maps) joins the batches
-        as a row, like the ring buffers' records."""
+        as a row, like the ring buffers' records (and a dozing timer wakes
+        to send it)."""
         self.batcher.add(monitor, tuple(record.to_dbus()))
+        if self._woken is not None:
+            self._woken.set()
 
     def _deliverer(self, name: str):
         return lambda record: self.add_record(name, record)
@@ -205,7 +211,7 @@ class Collector:
         for monitor in self.monitors.values():
             rings.register(monitor.ring_fd, select.EPOLLIN | select.EPOLLET)
             consumers[monitor.ring_fd] = monitor.consume
-        woken = asyncio.Event()  # a ring buffer woke us (ends a doze)
+        woken = self._woken = asyncio.Event()
 
         def on_rings() -> None:
             for fd, _ in rings.poll(0):
@@ -228,6 +234,7 @@ class Collector:
             await stop.wait()
         finally:
             self.ready = False
+            self._woken = None
             for fd, _ in readers:
                 loop.remove_reader(fd)
             rings.close()

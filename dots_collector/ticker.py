@@ -50,7 +50,7 @@ class Ticker:
 
     async def run(self, woken: asyncio.Event) -> None:
         """Tick until cancelled; ``woken`` is set whenever a ring buffer
-        woke the loop (it ends a doze)."""
+        woke the loop or a record joined a batch (it ends a doze)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         due = {name: start + m.tick_interval for name, m in self.monitors.items() if m.tick_interval}
