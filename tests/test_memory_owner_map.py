@@ -1,4 +1,4 @@
-"""The memory monitor's mm_owner map (mm id -> process) is a plain hash that
+"""The memory monitor's mm_owner map (mm address -> process) is a plain hash that
 grows with its entries: nothing may stay in it for a process that is gone,
 or it would fill up with the dead (an LRU would evict them, at ~80 bytes of
 kernel memory per entry preallocated)."""
@@ -53,9 +53,9 @@ def test_forgetting_a_process_whose_exit_was_not_seen_drops_its_owner_entry(load
     stats, mm_owner = run.monitor.bpf[b"stats"], run.monitor.bpf[b"mm_owner"]
     gone = 4_000_000 + 17          # above any pid_max: no such process
     leaf = stats.Leaf()
-    leaf.uid, leaf.mm_id = uid, 0x5EED
+    leaf.uid, leaf.mm = uid, 0x5EED  # the mm's address (memory.bpf.c)
     stats[ctypes.c_uint32(gone)] = leaf
-    mm_owner[ctypes.c_uint32(0x5EED)] = ctypes.c_uint32(gone)
+    mm_owner[ctypes.c_uint64(0x5EED)] = ctypes.c_uint32(gone)
     run.monitor.periodic()         # its first sample
     run.monitor.periodic()         # nothing new, and /proc/<pid> is gone: forgotten
     assert gone not in {k.value for k in stats.keys()}
