@@ -102,9 +102,10 @@ class KernelBTF:
 
     def sizeof(self, struct: str) -> int:
         """Bytes of a struct (an element of an array of them)."""
-        if struct not in self.structs or self.types[self.structs[struct]].size is None:
+        size = self.types[self.structs[struct]].size if struct in self.structs else None
+        if size is None:
             raise BTFError(f"struct {struct} is not in the kernel's BTF")
-        return self.types[self.structs[struct]].size or 0
+        return size
 
     def first_offset(self, struct: str, paths: Sequence[str]) -> int:
         """The first of several spellings a member had across kernels."""

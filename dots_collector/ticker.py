@@ -47,6 +47,9 @@ class Ticker:
         self.idle_wait = idle_wait
         #: how many times the timer stopped (tests, status)
         self.dozes = 0
+        #: False once a ring's doze flag could not be set: tick on for good
+        #: (trying again on every tick would log ten warnings a second)
+        self.can_doze = True
 
     async def run(self, woken: asyncio.Event) -> None:
         """Tick until cancelled; ``woken`` is set whenever a ring buffer
@@ -69,7 +72,7 @@ class Ticker:
             read = self._rows_read()
             if read != seen or self.batcher.waiting:
                 seen, quiet_since = read, now
-            elif now - quiet_since >= IDLE_AFTER:
+            elif self.can_doze and now - quiet_since >= IDLE_AFTER:
                 await self._doze(woken, min([now + self.idle_wait, *due.values()]) - now)
                 # back on the grid, the lost counters looked at first; still
                 # quiet (a doze that timed out), the next tick dozes again
@@ -104,6 +107,7 @@ class Ticker:
                 monitor.doze(on)
         except (OSError, KeyError) as e:
             log.warning("cannot set the ring buffers' doze flag (%s): ticking on", e)
+            self.can_doze = False
             return False
         return True
 

@@ -87,3 +87,34 @@ def test_a_record_made_while_dozing_goes_out_without_waiting_for_the_doze(monkey
 
     asyncio.run(scenario())
     assert sink.batches == [("process", [tuple(record.to_dbus())])]
+
+
+class FlaglessMonitor(QuietMonitor):
+    """A ring whose doze flag cannot be written (its map is gone, say)."""
+
+    def doze(self, on: bool) -> None:
+        raise OSError(9, "Bad file descriptor")
+
+
+def test_a_doze_flag_that_cannot_be_set_leaves_the_timer_ticking(monkeypatch, caplog):
+    monkeypatch.setattr(ticker, "IDLE_AFTER", 0.2)
+    sink = ListSink()
+    collector = Collector(CollectorConfig(rules_file="", idle_wait_ms=60000), sink)
+    collector.monitors = {"process": FlaglessMonitor()}
+    record = ProcessEvent(type="exec", pid=4243, ppid=1, uid=1001, gid=1001,
+                          comm="sh", path="/bin/sh", exit_code=0, ts_ns=2)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        run = asyncio.create_task(collector.run(stop))
+        await until(lambda: "doze flag" in caplog.text, timeout=10)
+        await asyncio.sleep(1.0)  # ten ticks in which a doze would be tried again
+        # still ticking: a batch goes out on the timer (no wake-up involved)
+        collector.batcher.add("process", tuple(record.to_dbus()))
+        await until(lambda: sink.batches, timeout=10)
+        stop.set()
+        await run
+
+    asyncio.run(scenario())
+    assert caplog.text.count("cannot set the ring buffers' doze flag") == 1
+    assert sink.batches == [("process", [tuple(record.to_dbus())])]
