@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -21,6 +22,10 @@ from .monitors import MONITORS
 from .pinning import PinError
 
 log = logging.getLogger("dots.collector")
+
+#: new container objects between the garbage collector's youngest passes
+#: (CPython's default is 700: settle_heap)
+YOUNG_GC_THRESHOLD = 10_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +64,22 @@ def config_from(args: argparse.Namespace) -> CollectorConfig:
     return load_config(args.config, overrides)
 
 
+def settle_heap() -> None:
+    """Once loaded: what exists now (modules, configuration, pydantic's
+    schemas: ~35,000 objects) lives as long as the daemon, so the garbage
+    collector stops looking at it (gc.freeze); and it runs its youngest
+    pass after 10,000 new objects rather than 700, so that a ring buffer
+    read of a few thousand rows, freed once published, is not walked
+    several times while it is being decoded. Cycles are still collected.
+    In a file storm this removed the oldest generation's passes over the
+    startup heap (9-18 ms each, in which no ring buffer is read); the CPU
+    per event did not change measurably (issue 14's note)."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
+
+
 async def serve(config: CollectorConfig, to_stdout: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -95,7 +116,7 @@ async def serve(config: CollectorConfig, to_stdout: bool) -> None:
         if stop.is_set():
             collector.close()
             return
-        await collector.run(stop)  # logs "ready" once every ring buffer is read
+        await collector.run(stop, on_ready=settle_heap)  # "ready": every ring buffer is read
     finally:
         if bus is not None:
             bus.disconnect()

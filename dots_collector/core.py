@@ -51,6 +51,10 @@ class Sink(Protocol):
     type's field order (dots_common.records.field_names), never Record
     objects (building one costs more than the rest of an event's path)."""
 
+    #: whether the receiver acknowledges batches and may ask for a replay
+    #: (the bus): only then are batches kept until acknowledged
+    replayable: bool
+
     def publish(self, monitor: str, batch_id: int, rows: list[tuple]) -> None: ...
     def lost(self, monitor: str, total: int) -> None: ...
 
@@ -73,7 +77,8 @@ class Collector:
         self.monitors: dict[str, Monitor] = {}
         self.enforcement = Enforcement(RulesFile(Path(config.rules_file) if config.rules_file else None))
         self.uids: list[int] = validate_uids(config.uids)
-        self.retainer = Retainer(config.retain_max_events)
+        self.retainer = Retainer(config.retain_max_events,
+                                 keep=getattr(sink, "replayable", True))
         self.batcher = Batcher(self._publish, config.batch_max_events,
                                config.batch_interval_ms / 1000)
         self.started = time.monotonic()

@@ -5,7 +5,12 @@ policy daemon stores a batch and its id in one transaction, then acks; after
 a crash it asks for a replay of what followed the last id it stored. The
 retained set is bounded: past ``max_events`` the oldest batches are dropped
 and counted, so a policy daemon that is gone for long cannot make the root
-daemon grow without limit."""
+daemon grow without limit.
+
+A sink whose receiver never acknowledges (``--stdout``) gets a retainer that
+keeps nothing (``keep=False``): its batches still get ids, but holding
+100,000 rows for nobody grew the collector by 12 MiB in a 48,750-event
+file storm (54 MiB resident at its end instead of 42; issue 14's note)."""
 
 from __future__ import annotations
 
@@ -16,9 +21,10 @@ from .batcher import Row
 
 
 class Retainer:
-    def __init__(self, max_events: int = 100_000) -> None:
+    def __init__(self, max_events: int = 100_000, keep: bool = True) -> None:
         self.instance = uuid.uuid4().hex  # ids restart with each collector instance
         self.max_events = max_events
+        self.keep = keep
         self.next_id = 1
         self._batches: OrderedDict[int, tuple[str, list[Row]]] = OrderedDict()
         self._events = 0
@@ -28,6 +34,8 @@ class Retainer:
     def add(self, monitor: str, records: list[Row]) -> int:
         batch_id = self.next_id
         self.next_id += 1
+        if not self.keep:
+            return batch_id
         self._batches[batch_id] = (monitor, records)
         self._events += len(records)
         while self._events > self.max_events and len(self._batches) > 1:

@@ -211,6 +211,10 @@ class BusSink:
     """Sends each batch as the monitor's signal (file events grouped and
     packed: grouping.py)."""
 
+    #: the policy daemon acknowledges batches and asks for a replay after
+    #: a restart (core.Collector.ack, replay)
+    replayable = True
+
     def __init__(self, interface: CollectorInterface) -> None:
         self.interface = interface
         self.emitters = {monitor: getattr(interface, signal_name)

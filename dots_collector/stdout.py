@@ -44,6 +44,9 @@ RENDERERS = {monitor: rows_renderer(cls) for monitor, cls in RECORD_TYPES.items(
 
 
 class JsonLinesSink:
+    #: nobody acknowledges printed lines: the collector keeps no batches
+    replayable = False
+
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
 

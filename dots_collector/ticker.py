@@ -61,10 +61,15 @@ class Ticker:
         seen, quiet_since = self._rows_read(), start
         n = 0
         while True:
-            # on a fixed grid, so a slow tick does not push the next ones back
+            # on a fixed grid, so a slow tick does not push the next ones back;
+            # after a stall of more than a tick (the loop blocked, the
+            # process stopped), the grid starts again from now: one tick
+            # reads everything, the missed ones are not run back to back
             n += 1
             await asyncio.sleep(max(0.0, start + n * TICK - loop.time()))
             now = loop.time()
+            if now - (start + n * TICK) > TICK:
+                start, n = now, 0
             self._tick(now, due)
             if now >= lost_due:
                 lost_due = now + LOST_CHECK_INTERVAL

@@ -1,7 +1,8 @@
 """The collector's timer dozes while nothing comes, and anything that joins a
 batch ends the doze: records read from a ring buffer (the kernel's wake-up,
 test_collector_idle.py) and records made elsewhere (an enforcer's report, a
-monitor's map scan), which must not wait for the doze to time out.
+monitor's map scan), which must not wait for the doze to time out; and
+after a stall the timer does not run the ticks it missed back to back.
 
 The real Collector and Ticker on a real asyncio loop; the monitor is a
 stand-in with an eventfd for a ring buffer (no BPF needed here)."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from dots_collector import ticker
 from dots_collector.config import CollectorConfig
@@ -118,3 +120,38 @@ def test_a_doze_flag_that_cannot_be_set_leaves_the_timer_ticking(monkeypatch, ca
     asyncio.run(scenario())
     assert caplog.text.count("cannot set the ring buffers' doze flag") == 1
     assert sink.batches == [("process", [tuple(record.to_dbus())])]
+
+
+class CountingMonitor(QuietMonitor):
+    """Notes when the timer reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[float] = []
+
+    def consume(self) -> None:
+        self.reads.append(time.monotonic())
+
+
+def test_after_a_stall_the_timer_does_not_run_the_missed_ticks_back_to_back(monkeypatch):
+    monkeypatch.setattr(ticker, "IDLE_AFTER", 3600.0)  # no dozing here
+    collector = Collector(CollectorConfig(rules_file=""), ListSink())
+    monitor = CountingMonitor()
+    collector.monitors = {"process": monitor}
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        run = asyncio.create_task(collector.run(stop))
+        await until(lambda: len(monitor.reads) >= 3, timeout=10)
+        time.sleep(1.0)  # the loop stalls for ten ticks
+        resumed = time.monotonic()
+        await asyncio.sleep(3 * ticker.TICK)
+        stop.set()
+        await run
+        return resumed
+
+    resumed = asyncio.run(scenario())
+    after = [t - resumed for t in monitor.reads if t >= resumed]
+    burst = [t for t in after if t < ticker.TICK / 2]
+    assert len(burst) <= 1, f"{len(burst)} reads within {ticker.TICK / 2} s of the stall's end"
+    assert 2 <= len(after) <= 5, f"then one read a tick: {after}"

@@ -16,9 +16,13 @@
  * interrupts another BPF program on the same CPU (counted by the kernel in
  * recursion_misses), but on this VM the gaps come without a miss: for a
  * few requests in ~60,000, in bursts of a few ms, neither this program nor
- * bpftrace's (nor a raw tracepoint) sees block_rq_complete. Those are
- * counted in `unseen` when the sector is queued again, or by the sweep;
- * both are lost events, apart from the ring's.
+ * bpftrace's (nor a raw tracepoint) sees block_rq_complete. Followed by
+ * their struct request (raw tracepoints keyed by its pointer), they are
+ * issued, never completed, and the same request is issued again later for
+ * another sector: the kernel ended them without the tracepoint, in bursts
+ * while the virtio queue was full (issue 14's note). Those are counted in
+ * `unseen` when the sector is queued again, or by the sweep; both are
+ * lost events, apart from the ring's.
  *
  * Known gap: buffered writes are queued by the writeback kworker (root),
  * not by the writer, unless the writer fsyncs.
