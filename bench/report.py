@@ -303,7 +303,7 @@ FILTER_WHY = {
                   "enter and exit) each do a uid lookup, and every read/write exit a hash lookup",
     "network": "inet_sock_set_state runs the uid check, sock_send/recv_length a hash lookup "
                "per send/receive",
-    "memory": "kmalloc/page alloc/free/rss_stat fire hundreds of times per iteration (with a "
+    "memory": "kmalloc/kfree and page alloc/free fire hundreds of times per iteration (with a "
               "watched user logged in; with nobody watched running they are not attached)",
     "disk": "block_bio_queue runs the uid check, the other block probes a hash lookup",
 }

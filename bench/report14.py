@@ -195,10 +195,14 @@ then costs nothing ("filtered out"); while a watched user is logged in
 beside them it costs the tracepoints' own machinery and the uid check
 (the bracketed figure). They are raw tracepoints (memory.bpf.c): the
 program gets the tracepoint's arguments without the perf machinery that
-first copies them into a record (rss_stat's counter is read from the mm
-at an offset from the running kernel's BTF); on the memory storm that
-took the monitored cost from 1.49× to 1.25× and the bracketed one from
-1.43× to 1.15× (same run, old and new code alternated by section).
+first copies them into a record; on the memory storm that took the
+monitored cost from 1.49× to 1.25× and the bracketed one from 1.43× to
+1.15× (same run, old and new code alternated by section). There is no
+kmem:rss_stat probe any more: attached, even as a program that returns
+at once, it cost the storm 4× what a page allocation probe costs per hit
+(60 % of the monitor's overhead); the resident set is read from
+/proc/<pid>/statm at each sample instead, which took the memory storm
+monitored from 1.27× to 1.07× (same run, old and new code alternated).
 
 File events on the bus (dots_collector/grouping.py, dots_common/packed.py):
 events of one batch that differ only in time and bytes travel as one entry
@@ -216,12 +220,7 @@ storms (to stdout, target 3 µs) is what is left after the wake-ups: at
 4,000–16,000 events/s the timer and the wake-ups cost ~0.5–1 µs per event
 and CPython's read, decode and JSON line ~3 µs on caches the storm keeps
 cold (the same code costs 1.3–2.2 µs in a tight loop,
-`overhead.userspace_cost`). The memory storm monitored (~1.25×) is
-mostly the cost of the kmem tracepoints themselves on this VM: filtered
-out with a watched user logged in, where our programs only check the
-uid, it is already ~1.15×; each round of the storm hits page alloc, page
-free and rss_stat 65 times each, and the seed's monitor is made of the
-first two.
+`overhead.userspace_cost`).
 
 The lean collector: a short-lived loader process (dots_collector/loader.py,
 bcc) compiles each object, moves bcc's tracepoint attachments (perf-event

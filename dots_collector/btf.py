@@ -3,8 +3,7 @@
 bcc compiles against kernel headers that may not match the running kernel
 (here: 6.12 headers, 6.18 kernel), so a struct field read by the headers'
 layout can be wrong. The exec enforcer needs a few fields (bprm->file,
-file->f_inode, inode->i_ino, ...), the memory monitor's raw rss_stat probe
-the mm's counters: their offsets are taken at load time
+file->f_inode, inode->i_ino, ...): their offsets are taken at load time
 from ``bpftool btf dump file /sys/kernel/btf/vmlinux format raw`` and
 handed to the compiler as ``-D`` macros.
 """
@@ -23,7 +22,6 @@ VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 _TYPE = re.compile(r"^\[(\d+)\] (\w+) '([^']*)'(.*)$")
 _MEMBER = re.compile(r"^\s+'([^']*)' type_id=(\d+) bits_offset=(\d+)")
 _REF = re.compile(r"type_id=(\d+)")
-_SIZE = re.compile(r"size=(\d+)")
 
 
 class BTFError(RuntimeError):
@@ -35,7 +33,6 @@ class BTFType:
     kind: str
     name: str
     ref: int | None = None  # TYPEDEF/CONST/VOLATILE/... -> type_id
-    size: int | None = None  # STRUCT/UNION: bytes
     members: list[tuple[str, int, int]] = field(default_factory=list)  # (name, type, bits)
 
 
@@ -48,9 +45,8 @@ def parse_raw_dump(text: str) -> dict[int, BTFType]:
         m = _TYPE.match(line)
         if m:
             type_id, kind, name, rest = int(m[1]), m[2], m[3], m[4]
-            ref, size = _REF.search(rest), _SIZE.search(rest)
-            current = types[type_id] = BTFType(kind, name, int(ref[1]) if ref else None,
-                                               int(size[1]) if size else None)
+            ref = _REF.search(rest)
+            current = types[type_id] = BTFType(kind, name, int(ref[1]) if ref else None)
             continue
         m = _MEMBER.match(line)
         if m and current is not None and current.kind in ("STRUCT", "UNION"):
@@ -99,13 +95,6 @@ class KernelBTF:
         if total % 8:
             raise BTFError(f"{struct}.{path} is a bitfield")
         return total // 8
-
-    def sizeof(self, struct: str) -> int:
-        """Bytes of a struct (an element of an array of them)."""
-        size = self.types[self.structs[struct]].size if struct in self.structs else None
-        if size is None:
-            raise BTFError(f"struct {struct} is not in the kernel's BTF")
-        return size
 
     def first_offset(self, struct: str, paths: Sequence[str]) -> int:
         """The first of several spellings a member had across kernels."""

@@ -78,7 +78,7 @@ def is_root() -> bool:
 
 
 #: the memory monitor's tracepoints attached only while a watched process runs
-KMEM = frozenset({"kmalloc", "kfree", "mm_page_alloc", "mm_page_free", "rss_stat"})
+KMEM = frozenset({"kmalloc", "kfree", "mm_page_alloc", "mm_page_free"})
 
 
 def kmem_links(pid: int | str = "self") -> set[str]:

@@ -11,6 +11,7 @@ first line until the monitor has attached them (started_held, released).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import time
@@ -25,11 +26,15 @@ pytestmark = pytest.mark.bpf
 MiB = 1 << 20
 INTERVAL = 0.25
 
-#: allocate and touch 150 MiB, say so, hold it until stdin closes
+#: allocate and touch 150 MiB, say so, give it back on a line (and say
+#: so), and stay until stdin closes
 HOLD_150_MIB = """
 import sys
 block = bytearray(b"x") * (150 << 20)
 print("ready", flush=True)
+sys.stdin.readline()
+del block
+print("freed", flush=True)
 sys.stdin.read()
 """
 
@@ -98,7 +103,9 @@ def sample_until(run, done, timeout: float = 20.0) -> list[MemorySample]:
     return run.records
 
 
-def test_rss_of_a_process_that_touches_150_mib(load_monitor, child_user):
+def test_rss_of_a_process_that_touches_150_mib_then_gives_it_back(load_monitor, child_user):
+    """The resident set is read from /proc at each sample: it follows a
+    living process up and down."""
     uid = uid_of(child_user)
     run = load_monitor("memory", uids=[uid], interval=INTERVAL)
     proc = started_held(child_user, HOLD_150_MIB)
@@ -112,6 +119,13 @@ def test_rss_of_a_process_that_touches_150_mib(load_monitor, child_user):
             big = next((r for r in run.drain() if r.pid == proc.pid and r.rss_bytes >= 100 * MiB),
                        None)
         assert big is not None, f"no sample with rss >= 100 MiB: {run.records}"
+        proc.stdin.write("free\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "freed\n"
+        since = len(run.records)
+        sample_until(run, lambda: any(r.pid == proc.pid and r.rss_bytes < 60 * MiB
+                                      for r in run.records[since:]), timeout=10)
+        assert proc.poll() is None, "it shrank while still running"
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)
@@ -127,6 +141,24 @@ def test_rss_of_a_process_that_touches_150_mib(load_monitor, child_user):
                                   if r.pid == proc.pid) >= 150 * MiB, timeout=10)
     assert proc.pid not in run.monitor.last
     assert run.monitor.lost == 0
+
+
+def test_an_entry_whose_exit_was_not_seen_is_forgotten_once_proc_says_it_is_gone(
+        load_monitor, child_user):
+    """An entry whose exit the kernel did not stamp (the map was full, the
+    filter changed) is reported once more and removed when /proc has no
+    such process."""
+    uid = uid_of(child_user)
+    run = load_monitor("memory", uids=[uid], interval=INTERVAL)
+    stats = run.monitor.bpf[b"stats"]
+    gone = 4_000_000 + 17          # above any pid_max: no such process
+    leaf = stats.Leaf()
+    leaf.uid, leaf.pages_alloc = uid, 4096
+    stats[ctypes.c_uint32(gone)] = leaf
+    samples = [s for s in run.monitor.periodic() if s.pid == gone]
+    assert [(s.pages_alloc_bytes, s.rss_bytes) for s in samples] == [(4096, 0)]
+    assert gone not in {k.value for k in stats.keys()}
+    assert gone not in run.monitor.last
 
 
 def test_samples_stay_bounded_under_allocation_churn(load_monitor, child_user):
@@ -149,7 +181,7 @@ def test_samples_stay_bounded_under_allocation_churn(load_monitor, child_user):
     kmalloc = sum(r.bytes_alloc for r in mine)
     kfree = sum(r.bytes_freed for r in mine)
     print(f"\nchurn: {rounds} MiB mapped, touched and unmapped in {elapsed:.2f}s "
-          f"(~{rounds * 256 * 2 / elapsed:,.0f} page allocs+frees/s, plus rss_stat and kmalloc); "
+          f"(~{rounds * 256 * 2 / elapsed:,.0f} page allocs+frees/s, plus kmalloc); "
           f"{len(mine)} samples for the pid, {len(run.records)} in all, "
           f"lost {run.monitor.lost}; collector VmRSS {rss_before} -> {rss_after} KiB")
 

@@ -1,5 +1,6 @@
-"""Memory monitor loader: per-process allocation totals and resident set,
-aggregated in the kernel (see memory.bpf.c) and sampled every interval.
+"""Memory monitor loader: per-process allocation totals aggregated in the
+kernel (see memory.bpf.c), sampled every interval with each process's
+resident set from /proc/<pid>/statm.
 
 The kernel counters only grow; each sample carries how much they grew since
 the previous sample of that pid, so reading the map never races with the
@@ -7,6 +8,15 @@ probes that update it. No ring buffer carries samples: the number of
 records is bounded by (active processes) x (1 / interval), however many
 allocations happen. The ring buffer only carries a wake-up: an exec by a
 watched user while the kmem probes are detached.
+
+The resident set is read from /proc for each live process in the map at
+each sample (one small read per watched process per interval), not from
+kmem:rss_stat: that tracepoint fires on every page fault, and attached it
+was 60 % of the monitor's cost on an allocation storm (memory.bpf.c). A
+process's last sample reports the resident set of its previous sample
+(its /proc entry is gone by then); a process that lives less than one
+interval is reported with the resident set of the sample that saw it, or
+0 if none did.
 
 The kmem probes (every allocation on the machine hits them) are attached
 only while a watched process runs (probe_gate.py): from that exec, from
@@ -27,7 +37,7 @@ from pathlib import Path
 
 from dots_common.records import MemorySample
 
-from .. import btf, libbpf
+from .. import libbpf
 from ..pinning import gated_program_pin, raw_tracepoint_function
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, PAGE_SIZE, Monitor, cstr
 from .probe_gate import ProbeGate
@@ -35,21 +45,14 @@ from .probe_gate import ProbeGate
 log = logging.getLogger(__name__)
 
 # struct mem_stats (memory.bpf.c)
-STATS = struct.Struct("<QQQQ4qQQII16s")
-#: the fields memory.bpf.c reads at offsets from the running kernel's BTF
-BTF_OFFSETS = (("TASK_MM_OFFSET", "task_struct", ("mm",)),
-               ("MM_RSS_OFFSET", "mm_struct", ("rss_stat",)),
-               ("PERCPU_COUNT_OFFSET", "percpu_counter", ("count",)))
-RSS_FILE, RSS_ANON, RSS_SWAP, RSS_SHMEM = range(4)
-RSS_RESIDENT = (RSS_FILE, RSS_ANON, RSS_SHMEM)
-RESIDENT_SEEN = sum(1 << m for m in RSS_RESIDENT)
+STATS = struct.Struct("<QQQQQII16s")
 #: an exited process's entry is kept this long, so that the pages its exit
 #: frees (after sched_process_exit) are still counted in its last sample
 EXIT_GRACE_NS = 100_000_000
 NO_RING_KIB_PER_CPU = 4
 EXIT_FORMAT = Path("/sys/kernel/tracing/events/sched/sched_process_exit/format")
 #: the probes attached only while a watched process runs
-GATED = ("kmem:kmalloc", "kmem:kfree", "kmem:mm_page_alloc", "kmem:mm_page_free", "kmem:rss_stat")
+GATED = ("kmem:kmalloc", "kmem:kfree", "kmem:mm_page_alloc", "kmem:mm_page_free")
 #: /proc is scanned for watched processes at most this often (s), besides
 #: set_uids(): while the probes are detached (an exec wakes us sooner), and
 #: while they are attached but no sample shows a live watched process
@@ -75,7 +78,7 @@ class MemoryMonitor(Monitor):
         self.max_ptrs = max_ptrs
         self.track_free = track_free
         #: pid -> (bytes_alloc, bytes_freed, pages_alloc, pages_freed,
-        #: (rss_stat members..., seen)) as last reported
+        #: resident bytes) as last reported
         self.last: dict[int, tuple] = {}
         self.samples = 0
         self.gate = ProbeGate({})
@@ -86,9 +89,6 @@ class MemoryMonitor(Monitor):
                  f"-DMAX_PTRS={self.max_ptrs}", f"-DDOTS_PAGE_SIZE={PAGE_SIZE}"]
         if self.track_free:
             flags.append("-DTRACK_FREE")
-        kernel = btf.running_kernel()
-        flags += [*btf.cflags(BTF_OFFSETS, kernel),
-                  f"-DPERCPU_COUNTER_SIZE={kernel.sizeof('percpu_counter')}"]
         try:
             if "group_dead" in EXIT_FORMAT.read_text():
                 flags.append("-DEXIT_HAS_GROUP_DEAD")
@@ -165,9 +165,8 @@ class MemoryMonitor(Monitor):
         if wanted:
             table = self.bpf[b"stats"]
             for key, raw in self._entries():
-                fields = STATS.unpack(raw)
-                if fields[10] not in wanted:  # uid
-                    self._forget(table, key, fields[9])  # mm
+                if STATS.unpack(raw)[5] not in wanted:  # uid
+                    self._forget(table, key)
         self._settle_gate()
 
     def _settle_gate(self) -> None:
@@ -206,28 +205,17 @@ class MemoryMonitor(Monitor):
             items = table.items()
         return [(k if isinstance(k, int) else k.value, bytes(v)) for k, v in items]
 
-    def _forget(self, table, pid: int, mm: int) -> None:
-        """Drop pid's entry, and its mm's owner entry if it still names pid
-        (sched_process_exit removes it; this covers an exit not seen, so
-        that mm_owner, a plain hash, never fills up with the dead)."""
+    def _forget(self, table, pid: int) -> None:
         try:
             del table[ctypes.c_uint32(pid)]
         except KeyError:
             pass
         self.last.pop(pid, None)
-        if mm:
-            owners = self.bpf[b"mm_owner"]
-            key = ctypes.c_uint64(mm)
-            try:
-                if owners[key].value == pid:
-                    del owners[key]
-            except KeyError:
-                pass
 
     def periodic(self, final: bool = False) -> list[MemorySample]:
-        """One sample per process whose counters or RSS changed since its
-        previous sample; entries of exited processes are reported one last
-        time and removed."""
+        """One sample per process whose counters or resident set changed
+        since its previous sample; entries of exited processes are
+        reported one last time and removed."""
         if self.bpf is None:
             return []
         now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
@@ -235,27 +223,29 @@ class MemoryMonitor(Monitor):
         out: list[MemorySample] = []
         alive = False
         for pid, raw in self._entries():
-            (b_alloc, b_freed, p_alloc, p_freed, *rss, exit_ts,
-             mm, uid, seen, comm) = STATS.unpack(raw)
+            b_alloc, b_freed, p_alloc, p_freed, exit_ts, uid, _, comm = STATS.unpack(raw)
             counters = (b_alloc, b_freed, p_alloc, p_freed)
-            current = (*counters, (*rss, seen))
             previous = self.last.get(pid)
             if previous is None or any(c < p for c, p in zip(counters, previous)):
-                previous = (0, 0, 0, 0, ())  # first sample (or a reused pid)
-            gone = exit_ts != 0 and now - exit_ts >= EXIT_GRACE_NS
+                previous = (0, 0, 0, 0, 0)  # first sample (or a reused pid)
+            resident = None if exit_ts else resident_bytes(pid)
+            # gone: its exit was stamped a while ago, or /proc has no such
+            # process although its exit was not seen (the map was full then)
+            gone = (now - exit_ts >= EXIT_GRACE_NS) if exit_ts else resident is None
+            if resident is None:
+                resident = previous[4]  # what the last look at /proc saw
+            current = (*counters, resident)
             if current != previous:
                 out.append(MemorySample(
                     pid=pid, uid=uid, comm=cstr(comm),
                     bytes_alloc=b_alloc - previous[0], bytes_freed=b_freed - previous[1],
                     pages_alloc_bytes=p_alloc - previous[2],
                     pages_freed_bytes=p_freed - previous[3],
-                    rss_bytes=self._rss(pid, rss, seen, exited=exit_ts != 0), ts_ns=now))
+                    rss_bytes=resident, ts_ns=now))
                 self.last[pid] = current
-            elif exit_ts == 0 and not os.path.exists(f"/proc/{pid}"):
-                gone = True  # its exit was not seen (e.g. the map was full then)
             if gone:
-                self._forget(table, pid, mm)
-            elif exit_ts == 0 and self.wants(uid):
+                self._forget(table, pid)
+            elif not exit_ts and self.wants(uid):
                 alive = True
         self.samples += len(out)
         self._review_gate(alive, final)
@@ -273,34 +263,13 @@ class MemoryMonitor(Monitor):
         if not self.gate.is_open or not alive:
             self._settle_gate()
 
-    @staticmethod
-    def _rss(pid: int, rss: list[int], seen: int, exited: bool) -> int:
-        """file + anon + shmem as kmem:rss_stat last reported them. rss_stat
-        gives a member's whole counter each time it changes, so a member not
-        reported since the monitor started (shmem, usually) has not changed:
-        its value comes from the process's /proc status instead."""
-        total = sum(max(0, rss[m]) for m in RSS_RESIDENT if seen & (1 << m))
-        missing = [m for m in RSS_RESIDENT if not seen & (1 << m)]
-        if missing and not exited:
-            proc = proc_rss(pid)
-            total += sum(proc.get(m, 0) for m in missing)
-        return total
 
 
-PROC_RSS_KEYS = {b"RssFile:": RSS_FILE, b"RssAnon:": RSS_ANON, b"RssShmem:": RSS_SHMEM}
-
-
-def proc_rss(pid: int) -> dict[int, int]:
-    """Resident bytes per rss member from /proc/<pid>/status ({} if gone)."""
+def resident_bytes(pid: int) -> int | None:
+    """file + anon + shmem pages resident, in bytes (/proc/<pid>/statm's
+    second field); None if the process is gone."""
     try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            text = f.read()
-    except OSError:
-        return {}
-    out = {}
-    for line in text.splitlines():
-        fields = line.split()  # b"RssAnon:", b"1234", b"kB"
-        member = PROC_RSS_KEYS.get(fields[0]) if fields else None
-        if member is not None:
-            out[member] = int(fields[1]) * 1024
-    return out
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
