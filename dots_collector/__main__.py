@@ -23,10 +23,6 @@ from .pinning import PinError
 
 log = logging.getLogger("dots.collector")
 
-#: new container objects between the garbage collector's youngest passes
-#: (CPython's default is 700: settle_heap)
-YOUNG_GC_THRESHOLD = 10_000
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="dots-collector", description=__doc__)
@@ -67,17 +63,15 @@ def config_from(args: argparse.Namespace) -> CollectorConfig:
 def settle_heap() -> None:
     """Once loaded: what exists now (modules, configuration, pydantic's
     schemas: ~35,000 objects) lives as long as the daemon, so the garbage
-    collector stops looking at it (gc.freeze); and it runs its youngest
-    pass after 10,000 new objects rather than 700, so that a ring buffer
-    read of a few thousand rows, freed once published, is not walked
-    several times while it is being decoded. Cycles are still collected.
-    In a file storm this removed the oldest generation's passes over the
-    startup heap (9-18 ms each, in which no ring buffer is read); the CPU
-    per event did not change measurably (issue 14's note)."""
+    collector stops looking at it (gc.freeze). Its oldest generation's
+    passes over that heap took 9-18 ms each, in which no ring buffer is
+    read; cycles made afterwards are still collected. (A larger youngest
+    generation was tried and dropped: fewer but longer passes over the
+    rows the bus path keeps until acknowledged; with it a 60 s hold at
+    100,000 events/s lost 357 events to a full ring, without it 0 in the
+    rerun; issue 14's note.)"""
     gc.collect()
     gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
 
 
 async def serve(config: CollectorConfig, to_stdout: bool) -> None:
