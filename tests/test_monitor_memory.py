@@ -12,7 +12,6 @@ first line until the monitor has attached them (started_held, released).
 from __future__ import annotations
 
 import ctypes
-import os
 import subprocess
 import time
 
