@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from tests.helpers import run_as, uid_of
@@ -61,3 +65,57 @@ def test_monitoring_nobody_reports_nothing(load_monitor, child_user):
     run_as(child_user, ["/usr/bin/true"])  # the marker that must arrive
     run.wait_for(lambda r: r.type == "exec" and r.path == "/usr/bin/true", what="the marker")
     assert not [r for r in run.records if r.path == "/usr/bin/id"]
+
+
+def test_an_exec_record_takes_the_length_of_its_path_and_long_paths_arrive_whole(
+        load_monitor, child_user):
+    """Exec records carry only their path's bytes: a short path costs the
+    ring a short record, a 200-character one arrives whole, and one longer
+    than the record's 255 characters arrives cut there."""
+    top = Path(tempfile.mkdtemp(prefix="dots-exec-len-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        medium = top / ("m" * 60) / ("m" * 60) / ("m" * 40)
+        long = top / ("l" * 120) / ("l" * 120) / ("l" * 60)
+        programs = []
+        for d in (medium, long):
+            d.mkdir(parents=True)
+            program = d / "true"
+            shutil.copy("/usr/bin/true", program)
+            program.chmod(0o755)
+            programs.append(str(program))
+        for d in top.rglob("*"):
+            if d.is_dir():
+                d.chmod(0o755)
+        assert 180 < len(programs[0]) < 255 < len(programs[1])
+
+        uid = uid_of(child_user)
+        run = load_monitor("process", uids=[uid])
+        submitted = run.monitor.bpf[b"submitted"]
+        def ring_totals() -> tuple[int, int]:
+            per_cpu = submitted[0]
+            return sum(c.records for c in per_cpu), sum(c.bytes for c in per_cpu)
+
+        def ring_bytes(record: ProcessEvent) -> int:
+            """What a record takes in the ring: the 48-byte head, an exec's
+            path with its NUL (256 bytes at most), the 8-byte header, padding."""
+            data = 48 + (min(len(record.path) + 1, 256) if record.type == "exec" else 0)
+            return (data + 8 + 7) & ~7
+
+        for program in ["/usr/bin/true", *programs]:
+            seen, (records0, bytes0) = len(run.records), ring_totals()
+            assert run_as(child_user, [program]).returncode == 0
+            event = run.wait_for(lambda r, p=program: r.type == "exec" and r.uid == uid
+                                 and p.startswith(r.path) and len(r.path) >= min(len(p), 255),
+                                 what=f"exec of a {len(program)}-character path")
+            assert event.path == program[:255]
+            run.wait_for(lambda r, pid=event.pid: r.type == "exit" and r.pid == pid,
+                         what="its exit")
+            # what the ring took for this run's records (setpriv's env and
+            # the program's execs, the exit) is their heads and their paths
+            window = run.records[seen:]
+            records, nbytes = (a - b for a, b in zip(ring_totals(), (records0, bytes0)))
+            assert records == len(window)
+            assert nbytes == sum(ring_bytes(r) for r in window), [(r.type, r.path) for r in window]
+    finally:
+        shutil.rmtree(top)

@@ -44,7 +44,7 @@ def _samples() -> dict:
     out = {}
     out["process"] = (process.ProcessMonitor(),
                       process.HEAD.pack(123, 1, 4242, 4241, 1000, 1000, 0, comm)
-                      + b"/usr/bin/true\0".ljust(256, b"\0"))
+                      + b"/usr/bin/true\0")  # an exec record ends after its path
     out["filesystem"] = (filesystem.FilesystemMonitor(),
                          filesystem.EVENT.pack(123, 0, 0, 3, 0, 4242, 1000, 0, comm, path))
     out["network"] = (network.NetworkMonitor(),

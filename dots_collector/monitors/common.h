@@ -149,6 +149,37 @@ static __always_inline void submit_event(void *e, u32 size)
     events.ringbuf_submit(e, wakeup_flags(size));
 }
 
+/* Copy a record built elsewhere (a per-CPU scratch struct) into the ring:
+ * its `head` bytes and `len` bytes of the string that ends it (a record
+ * takes its string's length, not its buffer's; `len` is clamped to
+ * 1..max_len). Counted once committed; a full ring counts it lost. */
+static __always_inline void output_record(void *e, u32 head, u32 len, u32 max_len)
+{
+    /* 64-bit, and the compiler forgets what it knew of len: the clamps
+     * below are then what the verifier sees bounding the copy (32-bit
+     * arithmetic left it a wrapped range) */
+    u64 clamped = len;
+    asm volatile("" : "+r"(clamped));
+    if (clamped > max_len)
+        clamped = max_len;
+    if (clamped < 1)
+        clamped = 1;
+    u64 size = head + clamped;
+    u32 zero = 0;
+    struct ring_count *n = submitted.lookup(&zero);
+    if (!n) {                   /* never: an array's element always exists */
+        count_lost();
+        return;
+    }
+    u64 bytes = ring_bytes(size);
+    if (events.ringbuf_output(e, size, wake_flag(n, bytes)) != 0) {
+        count_lost();
+        return;
+    }
+    n->records += 1;
+    n->bytes += bytes;
+}
+
 /* Read a __data_loc string of a tracepoint record. */
 #define READ_DATA_LOC_STR(dst, args, field) \
     bpf_probe_read_kernel_str((dst), sizeof(dst), \

@@ -45,6 +45,11 @@ struct exec_event {
     char path[PATH_LEN];
 };
 
+/* An exec record is built here, then copied into the ring with only the
+ * path bytes it uses (with its NUL): ~80 bytes for a typical path instead
+ * of 304, so three times as many execs fit in the ring and the reader
+ * copies a third of the bytes. */
+BPF_PERCPU_ARRAY(execbuf, struct exec_event, 1);
 /* tgid -> parent tgid, for processes (not threads). */
 BPF_F_TABLE("hash", u32, u32, parents, MAX_PIDS, BPF_F_NO_PREALLOC);  /* grows with its entries */
 /* tgid -> exit code, only for monitored uids between exit_group and exit. */
@@ -98,14 +103,15 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u64 uid_gid = bpf_get_current_uid_gid();
     if (!uid_wanted((u32)uid_gid))
         return 0;
-    struct exec_event *e = events.ringbuf_reserve(sizeof(*e));
-    if (!e) {
-        count_lost();
+    u32 zero = 0;
+    struct exec_event *e = execbuf.lookup(&zero);
+    if (!e)                     /* never: an array's element always exists */
         return 0;
-    }
     fill_head(&e->h, EV_EXEC, bpf_get_current_pid_tgid() >> 32, uid_gid);
-    READ_DATA_LOC_STR(e->path, args, filename);
-    submit_event(e, sizeof(*e));
+    long got = READ_DATA_LOC_STR(e->path, args, filename);
+    if (got <= 0)
+        e->path[0] = 0;
+    output_record(e, sizeof(e->h), got, PATH_LEN);
     return 0;
 }
 

@@ -41,14 +41,16 @@ class ProcessMonitor(Monitor):
         unpack, head = HEAD.unpack_from, HEAD.size
         texts = self.texts
         out = []
-        for off, _size in spans:
+        for off, size in spans:
             ts_ns, kind, pid, ppid, uid, gid, exit_code, comm = unpack(buf, off)
             path = ""
             if kind == 1:
-                # the path up to its NUL, decoded once per distinct path
+                # the path up to its NUL (the record ends after it),
+                # decoded once per distinct path
                 start = off + head
-                end = buf.find(b"\0", start, start + PATH_LEN)
-                path = texts[buf[start:end if end >= 0 else start + PATH_LEN]]
+                stop = off + min(size, head + PATH_LEN)
+                end = buf.find(b"\0", start, stop)
+                path = texts[buf[start:end if end >= 0 else stop]]
                 if not path.startswith("/"):
                     path = absolute_exe(pid, path)
             out.append((TYPES[kind], pid, ppid, uid, gid, texts[comm], path, exit_code, ts_ns))
