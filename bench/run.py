@@ -4,7 +4,7 @@
     make bench QUICK=1    # smoke run: 2 pairs, small storms, short steps
 
 Options (also as environment variables): --quick (QUICK=1), --only
-SECTION[,SECTION] (BENCH_ONLY=accounting,overhead,throughput,memory,latency,scale),
+SECTION[,SECTION] (BENCH_ONLY=accounting,offered,overhead,throughput,memory,latency,scale),
 --pairs N (BENCH_PAIRS), --no-report (write the JSON only);
 BENCH_MONITORS=filesystem,network[,mixed] limits the overhead section to
 those storms (and the mixed workload).
@@ -31,20 +31,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lib import accounting, latency, memory, overhead, scale, throughput  # noqa: E402
+from lib import accounting, latency, memory, offered, overhead, scale, throughput  # noqa: E402
 from lib.util import BENCH, REPO, Progress, SectionError, Settings  # noqa: E402
 from lib.workloads import Workspace  # noqa: E402
 
 #: section -> (function, minutes a full run takes on a quiet 2-core machine)
 SECTIONS = {
     "accounting": (accounting.run, 3.0),
+    "offered": (offered.run, 1.5),
     "overhead": (overhead.run, 9.5),
     "throughput": (throughput.run, 3.0),
     "memory": (memory.run, 1.5),
     "latency": (latency.run, 0.5),
     "scale": (scale.run, 4.5),
 }
-QUICK_MINUTES = {"accounting": 1.5, "overhead": 3.0, "throughput": 1.0, "memory": 0.3, "latency": 0.2, "scale": 1.0}
+QUICK_MINUTES = {"accounting": 1.5, "offered": 0.5, "overhead": 3.0, "throughput": 1.0, "memory": 0.3, "latency": 0.2, "scale": 1.0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -90,12 +90,13 @@ class RingReader:
             off = 0
             while off < end:
                 length = words[off >> 2]
-                if length & BUSY_BIT:
+                if length < DISCARD_BIT:  # committed (the common case: one test)
+                    append((off + HDR_SIZE, length))
+                    off += (length + HDR_SIZE + 7) & ~7
+                elif length & BUSY_BIT:
                     break  # reserved, not committed yet: the next read gets it
-                size = length & ~(BUSY_BIT | DISCARD_BIT)
-                if not length & DISCARD_BIT:
-                    append((off + HDR_SIZE, size))
-                off += (size + HDR_SIZE + 7) & ~7
+                else:  # discarded: skipped
+                    off += ((length & ~DISCARD_BIT) + HDR_SIZE + 7) & ~7
         words.release()
         if off:
             self._cons_pos[0] = cons + off

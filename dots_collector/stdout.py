@@ -18,6 +18,8 @@ from typing import TextIO
 
 from dots_common.records import RECORD_TYPES, Record, field_names
 
+from .bpfobject import DecodeCache
+
 
 def line_template(cls: type[Record]) -> tuple[str, tuple[bool, ...]]:
     """('{"monitor":"…","a":%s,"b":%d…}\\n', which fields are text)."""
@@ -31,11 +33,14 @@ def line_template(cls: type[Record]) -> tuple[str, tuple[bool, ...]]:
 def rows_renderer(cls: type[Record]) -> Callable[[list[tuple]], str]:
     """rows -> their JSON lines, for one record type. The comprehension is
     generated from the record's fields (only indexes and the escaping of
-    the text fields vary), so a row costs one %-format and nothing else."""
+    the text fields vary), so a row costs one %-format and nothing else.
+    Text fields are escaped through a bounded cache (``enc[text]``, a dict
+    subscript, no call): the same few types, names and paths come back
+    row after row."""
     template, texts = line_template(cls)
-    values = ", ".join(f"enc(r[{i}])" if text else f"r[{i}]" for i, text in enumerate(texts))
+    values = ", ".join(f"enc[r[{i}]]" if text else f"r[{i}]" for i, text in enumerate(texts))
     code = f"def render(rows):\n    return ''.join([T % ({values},) for r in rows])\n"
-    scope = {"T": template, "enc": encode_basestring_ascii}
+    scope = {"T": template, "enc": DecodeCache(encode_basestring_ascii)}
     exec(compile(code, f"<render {cls.__name__}>", "exec"), scope)
     return scope["render"]
 

@@ -36,6 +36,17 @@ def test_stdout_line_of_a_row_is_the_json_of_its_record():
         assert RENDERERS[record.MONITOR]([row, row, row]) == line * 3
 
 
+def test_escaped_texts_are_remembered_but_bounded_and_never_wrong():
+    """The renderer escapes each distinct text once (a bounded cache): past
+    its bound, and for texts seen before, every line is still json's."""
+    records = [FileEvent("open", i, 2, HOSTILE[: i % 9], f"/home/{HOSTILE}/{i % 6000}", 0, 3, 0, i)
+               for i in range(12_000)]
+    rows = [tuple(r.to_dbus()) for r in records]
+    text = RENDERERS["filesystem"](rows)
+    expected = "".join(json.dumps(r.to_json(), separators=(",", ":")) + "\n" for r in records)
+    assert text == expected
+
+
 def test_batches_of_rows_are_cut_at_max_events_and_sent_when_due():
     sent: list[tuple[str, int]] = []
     batcher = Batcher(lambda monitor, rows: sent.append((monitor, len(rows))),

@@ -196,6 +196,10 @@ def _pinned(pin_dir: Path) -> tuple[set[int], dict[int, dict]]:
     return progs, maps
 
 
+#: how many of the largest maps bpf_memory() lists
+LARGEST = 8
+
+
 def bpf_memory(pid: int) -> dict:
     """Kernel memory charged for the BPF maps (ring buffers included) and
     programs a process holds: the ``memlock`` of each map and program fd in
@@ -245,7 +249,7 @@ def bpf_memory(pid: int) -> dict:
             "ringbuf_bytes": ring_bytes, "prog_bytes": prog_bytes,
             "total_bytes": map_bytes + prog_bytes,
             "largest_maps": sorted(({"id": i, **m} for i, m in maps.items()),
-                                   key=lambda m: -m["memlock"])[:8]}
+                                   key=lambda m: -m["memlock"])[:LARGEST]}
 
 
 #: figures one section hands to a later one (e.g. the sustained rate found by
