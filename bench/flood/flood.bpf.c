@@ -57,7 +57,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
             break;
         __builtin_memcpy(s, b, sizeof(*s));
         *(u64 *)s->data = bpf_ktime_get_boot_ns();   /* every record starts with ts_ns */
-        output_record(s->data, 0, s->len, BLOB_MAX);
+        output_record(s->data, 0, s->len, BLOB_MAX, 0);
         *made += 1;
     }
     return 0;

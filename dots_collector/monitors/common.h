@@ -152,8 +152,12 @@ static __always_inline void submit_event(void *e, u32 size)
 /* Copy a record built elsewhere (a per-CPU scratch struct) into the ring:
  * its `head` bytes and `len` bytes of the string that ends it (a record
  * takes its string's length, not its buffer's; `len` is clamped to
- * 1..max_len). Counted once committed; a full ring counts it lost. */
-static __always_inline void output_record(void *e, u32 head, u32 len, u32 max_len)
+ * 1..max_len). Counted once committed; a full ring counts it lost.
+ * `quiet`: the caller's `submitted` counter, looked up once for a loop of
+ * records that never wake the reader (they wait for its timer or the next
+ * wake-up); NULL: look it up and wake the reader as submit_event does. */
+static __always_inline void output_record(void *e, u32 head, u32 len, u32 max_len,
+                                          struct ring_count *quiet)
 {
     /* 64-bit, and the compiler forgets what it knew of len: the clamps
      * below are then what the verifier sees bounding the copy (32-bit
@@ -165,14 +169,19 @@ static __always_inline void output_record(void *e, u32 head, u32 len, u32 max_le
     if (clamped < 1)
         clamped = 1;
     u64 size = head + clamped;
-    u32 zero = 0;
-    struct ring_count *n = submitted.lookup(&zero);
-    if (!n) {                   /* never: an array's element always exists */
-        count_lost();
-        return;
-    }
     u64 bytes = ring_bytes(size);
-    if (events.ringbuf_output(e, size, wake_flag(n, bytes)) != 0) {
+    struct ring_count *n = quiet;
+    u64 flags = BPF_RB_NO_WAKEUP;
+    if (!quiet) {
+        u32 zero = 0;
+        n = submitted.lookup(&zero);
+        if (!n) {               /* never: an array's element always exists */
+            count_lost();
+            return;
+        }
+        flags = wake_flag(n, bytes);
+    }
+    if (events.ringbuf_output(e, size, flags) != 0) {
         count_lost();
         return;
     }

@@ -118,36 +118,14 @@ BPF_PERCPU_ARRAY(scratch, struct fd_info, 1);
 BPF_PERCPU_ARRAY(evbuf, struct file_event, 1);
 #define EVENT_HEAD (sizeof(struct file_event) - PATH_LEN)
 
-/* A record is counted in `submitted` only once committed (submitted +
- * lost = generated). `quiet` (the exit scan, which looks the counter up
- * once for all its fds): never wake the reader, the records wait for the
- * collector's tick or the next wake-up. A lookup and a wake-up branch per
- * fd in that loop made the verifier walk more than its 1M instructions. */
+/* Only the path's bytes go into the ring (common.h output_record).
+ * `quiet` (the exit scan, which looks the counter up once for all its
+ * fds): never wake the reader. A lookup and a wake-up branch per fd in
+ * that loop made the verifier walk more than its 1M instructions. */
 static __always_inline void output_event(struct file_event *e, u32 plen,
                                          struct ring_count *quiet)
 {
-    if (plen > PATH_LEN)
-        plen = PATH_LEN;
-    if (plen < 1)
-        plen = 1;
-    u64 size = ring_bytes(EVENT_HEAD + plen);
-    struct ring_count *n = quiet;
-    u64 flags = BPF_RB_NO_WAKEUP;
-    if (!quiet) {
-        u32 zero = 0;
-        n = submitted.lookup(&zero);
-        if (!n) {               /* never: an array's element always exists */
-            count_lost();
-            return;
-        }
-        flags = wake_flag(n, size);
-    }
-    if (events.ringbuf_output(e, EVENT_HEAD + plen, flags) != 0) {
-        count_lost();
-        return;
-    }
-    n->records += 1;
-    n->bytes += size;
+    output_record(e, EVENT_HEAD, plen, PATH_LEN, quiet);
 }
 
 /* filled by the loader; the first entry with len == 0 ends the list */

@@ -111,7 +111,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     long got = READ_DATA_LOC_STR(e->path, args, filename);
     if (got <= 0)
         e->path[0] = 0;
-    output_record(e, sizeof(e->h), got, PATH_LEN);
+    output_record(e, sizeof(e->h), got, PATH_LEN, 0);
     return 0;
 }
 
