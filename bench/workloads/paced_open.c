@@ -8,39 +8,21 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+static int open_close(void *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
         fprintf(stderr, "usage: %s RATE SECONDS PATH\n", argv[0]);
         return 2;
     }
-    double rate = atof(argv[1]), seconds = atof(argv[2]);
-    long errors = 0, done = 0;
-    long long start = now_ns(), end = start + (long long)(seconds * 1e9);
-    struct timespec slot;
-    clock_gettime(CLOCK_MONOTONIC, &slot);
-    for (;;) {
-        long long now = now_ns();
-        if (now >= end)
-            break;
-        long target = rate > 0 ? (long)((now - start) / 1e9 * rate) + 1 : done + 256;
-        while (done < target) {
-            int fd = open(argv[3], O_RDONLY);
-            if (fd < 0)
-                errors++;
-            else
-                close(fd);
-            done++;
-        }
-        if (rate > 0) {
-            slot.tv_nsec += 1000000;
-            if (slot.tv_nsec >= 1000000000) {
-                slot.tv_sec++;
-                slot.tv_nsec -= 1000000000;
-            }
-            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &slot, NULL);
-        }
-    }
-    report((now_ns() - start) / 1e9, done, errors, done);
+    paced_calls(atof(argv[1]), atof(argv[2]), 256, open_close, argv[3]);
     return 0;
 }
