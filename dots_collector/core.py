@@ -36,6 +36,8 @@ log = logging.getLogger("dots.collector")
 
 #: seconds the loader may take to compile and pin everything
 LOADER_TIMEOUT = 300
+#: consume() calls per monitor at shutdown at most (drain())
+DRAIN_CALLS = 64
 
 
 class CollectorError(Exception):
@@ -218,16 +220,38 @@ class Collector:
             consumers[monitor.ring_fd] = monitor.consume
         woken = self._woken = asyncio.Event()
 
+        # a consume() that stopped at its budget with records left (copied
+        # out of the ring or still in it) is called again as soon as the
+        # loop has run its other work (the bus writes), each monitor in turn
+        pump_due = False
+
+        def pump() -> None:
+            nonlocal pump_due
+            pump_due = False
+            for name, monitor in self.monitors.items():
+                try:
+                    if monitor.consume():
+                        more()
+                except Exception:
+                    log.exception("monitor %s failed on a read", name)
+
+        def more() -> None:
+            nonlocal pump_due
+            if not pump_due:
+                pump_due = True
+                loop.call_soon(pump)
+
         def on_rings() -> None:
             for fd, _ in rings.poll(0):
-                consumers[fd]()
+                if consumers[fd]():
+                    more()
             woken.set()
 
         readers = [(rings.fileno(), on_rings), *self.enforcement.readers()]
         for fd, callback in readers:
             loop.add_reader(fd, callback)
         ticker = Ticker(self.monitors, self.batcher, self.add_record, self.check_lost,
-                        self.config.idle_wait_ms / 1000)
+                        self.config.idle_wait_ms / 1000, on_more=more)
         self._tasks.append(asyncio.create_task(ticker.run(woken)))
         for monitor in self.monitors.values():
             monitor.consume()  # what arrived while loading
@@ -254,7 +278,12 @@ class Collector:
         """Everything the kernel holds now goes out, in batches (at shutdown:
         counters of files and sockets still open report what they hold)."""
         for name, monitor in self.monitors.items():
-            monitor.consume()
+            # the backlog and the ring, but not a flood that goes on: at
+            # most DRAIN_CALLS budgets (~1.5 s of decoding; the backlog's
+            # bound, 32 MiB, is ~300,000 records)
+            for _ in range(DRAIN_CALLS):
+                if not monitor.consume():
+                    break
             for record in monitor.periodic(final=True):
                 self.add_record(name, record)
         self.enforcement.consume()

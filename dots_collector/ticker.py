@@ -39,12 +39,15 @@ LOST_CHECK_INTERVAL = 1.0
 class Ticker:
     def __init__(self, monitors: dict[str, Monitor], batcher: Batcher,
                  add_record: Callable[[str, Record], None], check_lost: Callable[[], None],
-                 idle_wait: float) -> None:
+                 idle_wait: float, on_more: Callable[[], None] = lambda: None) -> None:
+        """``on_more``: called when a monitor's consume() left records for
+        another call (the collector runs it again soon, not at the next tick)."""
         self.monitors = monitors
         self.batcher = batcher
         self.add_record = add_record
         self.check_lost = check_lost
         self.idle_wait = idle_wait
+        self.on_more = on_more
         #: how many times the timer stopped (tests, status)
         self.dozes = 0
         #: False once a ring's doze flag could not be set: tick on for good
@@ -87,14 +90,16 @@ class Ticker:
     def _consume_all(self) -> None:
         for name, monitor in self.monitors.items():
             try:
-                monitor.consume()
+                if monitor.consume():
+                    self.on_more()
             except Exception:
                 log.exception("monitor %s failed on a read", name)
 
     def _tick(self, now: float, due: dict[str, float]) -> None:
         for name, monitor in self.monitors.items():
             try:
-                monitor.consume()  # what is below its wake-up threshold
+                if monitor.consume():  # what is below its wake-up threshold
+                    self.on_more()
                 if name in due and now >= due[name]:
                     due[name] = now + (monitor.tick_interval or 0)
                     for record in monitor.periodic():

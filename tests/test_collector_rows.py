@@ -259,3 +259,49 @@ def test_consumer_position_never_seen_torn_by_a_producer(tmp_path, monkeypatch):
             watcher.kill()
     assert watcher.returncode == 0, out
     assert struct.unpack_from("<Q", ring.mm, 0)[0] == target
+
+
+def test_a_long_decode_gives_the_ring_back_as_it_goes_and_a_budget_leaves_the_rest_in_order(
+        monkeypatch):
+    """consume() copies what the producer committed meanwhile out of the
+    ring after every CHUNK_RECORDS records it decodes (so the ring empties
+    every few ms however big a read), stops at its budget and says so, and
+    the next call goes on where it stopped: every record once, in order."""
+    from dots_collector import bpfobject
+
+    ring = FakeRing(16 * PAGE_SIZE)
+    monkeypatch.setattr(mmap, "mmap", _single_mapping(ring))
+    monkeypatch.setattr(bpfobject, "CHUNK_RECORDS", 100)
+    monkeypatch.setattr(bpfobject, "MAX_RECORDS_PER_CONSUME", 450)
+    consumer_at_each_decode: list[int] = []
+    produced = iter(range(1000, 1600))
+
+    class Numbers(bpfobject.BpfObject):
+        name = "numbers"
+
+        def decode_rows(self, buf, spans):
+            consumer_at_each_decode.append(struct.unpack_from("<Q", ring.mm, 0)[0])
+            # the producer keeps committing while this decodes
+            for _ in range(50):
+                n = next(produced, None)
+                if n is not None:
+                    ring.put(struct.pack("<I", n))
+            return [struct.unpack_from("<I", buf, off) for off, _ in spans]
+
+    obj = Numbers()
+    obj._reader = RingReader(ring.fd, 16 * PAGE_SIZE)
+    got: list[tuple] = []
+    obj._deliver_rows = got.extend
+    for n in range(1000):
+        ring.put(struct.pack("<I", n))
+
+    assert obj.consume() is True  # the budget ran out first
+    assert [r[0] for r in got] == list(range(450))
+    # after each part decoded, the next part's decode saw the ring consumed
+    # further: what was committed meanwhile had been copied out
+    assert consumer_at_each_decode == sorted(consumer_at_each_decode)
+    assert len(set(consumer_at_each_decode)) == len(consumer_at_each_decode) == 5
+    while obj.consume():
+        pass
+    assert [r[0] for r in got] == list(range(1600))
+    assert obj.delivered == 1600
