@@ -264,7 +264,11 @@ signals stay arrays of structs.
 Exec records carry only their path's bytes, like file events (~60–110
 instead of 304 bytes). The `--stdout` renderer escapes each distinct text
 once (a bounded cache), and the ring reader's walk tests a record's header
-once in the common case. The "offered" rows come from bench/lib/offered.py:
+once in the common case. A read of the ring is decoded in parts of 512
+records, and after each part what the kernel committed meanwhile is copied
+out of the ring (a backlog of at most 32 MiB in the collector's memory):
+decoding a full ring took 6–7 ms, long enough at 250,000 records/s for the
+ring to fill again. The "offered" rows come from bench/lib/offered.py:
 a bench BPF program writes copies of real records of a monitor into a
 running collector's own pinned ring buffer (through common.h's
 `output_record`, its wake-up threshold and counters) at 100,000–400,000
