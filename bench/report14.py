@@ -266,7 +266,7 @@ instead of 304 bytes). The `--stdout` renderer escapes each distinct text
 once (a bounded cache), and the ring reader's walk tests a record's header
 once in the common case. A read of the ring is decoded in parts of 512
 records, and after each part what the kernel committed meanwhile is copied
-out of the ring (a backlog of at most 32 MiB in the collector's memory):
+out of the ring (a backlog of at most 8 MiB per monitor in the collector's memory):
 decoding a full ring took 6–7 ms, long enough at 250,000 records/s for the
 ring to fill again. The "offered" rows come from bench/lib/offered.py:
 a bench BPF program writes copies of real records of a monitor into a

@@ -254,7 +254,8 @@ class Collector:
                         self.config.idle_wait_ms / 1000, on_more=more)
         self._tasks.append(asyncio.create_task(ticker.run(woken)))
         for monitor in self.monitors.values():
-            monitor.consume()  # what arrived while loading
+            if monitor.consume():  # what arrived while loading
+                more()
         self.ready = True
         log.info("ready")
         if on_ready is not None:
@@ -280,7 +281,7 @@ class Collector:
         for name, monitor in self.monitors.items():
             # the backlog and the ring, but not a flood that goes on: at
             # most DRAIN_CALLS budgets (~1.5 s of decoding; the backlog's
-            # bound, 32 MiB, is ~300,000 records)
+            # bound, 8 MiB, is ~75,000 records)
             for _ in range(DRAIN_CALLS):
                 if not monitor.consume():
                     break
