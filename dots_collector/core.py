@@ -228,12 +228,7 @@ class Collector:
         def pump() -> None:
             nonlocal pump_due
             pump_due = False
-            for name, monitor in self.monitors.items():
-                try:
-                    if monitor.consume():
-                        more()
-                except Exception:
-                    log.exception("monitor %s failed on a read", name)
+            ticker.consume_all()  # calls more() again while some are left
 
         def more() -> None:
             nonlocal pump_due

@@ -87,7 +87,7 @@ class Ticker:
                 start, n = loop.time(), 0
                 lost_due = start
 
-    def _consume_all(self) -> None:
+    def consume_all(self) -> None:
         for name, monitor in self.monitors.items():
             try:
                 if monitor.consume():
@@ -128,7 +128,7 @@ class Ticker:
             return
         try:
             # a record committed before the flag was set woke nobody
-            self._consume_all()
+            self.consume_all()
             if self._rows_read() != before or self.batcher.waiting:
                 return
             woken.clear()
