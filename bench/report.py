@@ -329,6 +329,11 @@ def section(r: dict, chart: str | None, chart_note: str) -> str:
       "`make bench QUICK=1` is a 2-pair smoke run; `bench/run.py --help` for the options. "
       "Workloads run as the local accounts `dots-bench`, `dots-bench-2` … `dots-bench-20` "
       "(created when missing, kept); `dots-bench-idle` is the uid the filtered-out runs watch.\n")
+    ran = meta.get("sections") or []
+    if ran and set(ran) != set(meta.get("all_sections") or ran):
+        w(f"The last run was `bench/run.py --only {','.join(ran)}` (the figures above are its "
+          "own); the other sections' figures come from the earlier runs named with their "
+          "revision, time and load just above the table.\n")
     if meta.get("note"):
         w(f"_This file gathers several runs (the header above is the last one's, "
           f"sections {', '.join(meta.get('sections', []))}): {meta['note']}._\n")

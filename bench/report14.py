@@ -4,6 +4,7 @@ Used by report.py; a section that was not run shows "not measured"."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 STORMS = ("process", "filesystem", "network", "memory", "disk")
@@ -185,7 +186,31 @@ def offered_rows(r: dict) -> list[tuple[str, str, str, str]]:
             us = max(b["cpu_us_per_event"] for b in cpu)
             out.append((f"{m}: collector CPU ≤ 3 µs per event (ring buffer to stdout, 250k ev/s "
                         "offered)", f"{us:.2f} µs", "—", _verdict(us <= 3)))
-    return out
+    why = steal_row(r)
+    return out + ([why] if why else [])
+
+
+def steal_row(r: dict) -> tuple[str, str, str, str] | None:
+    """Why some 250k bursts lose records (either ring size): set against
+    the hypervisor's steal and the collector's wait for a guest CPU over
+    each burst (offered.py records both)."""
+    bursts = [b for part in ("monitors", "bigger_ring")
+              for o in (_get(r, "offered", part) or {}).values()
+              for b in (o.get("bursts") or [])
+              if b.get("rate_asked") == 250_000 and "steal_ms" in b]
+    if not bursts:
+        return None
+    lossy = [b for b in bursts if b["lost"]]
+    clean = [b for b in bursts if not b["lost"]]
+
+    def med(group: list[dict], key: str) -> str:
+        return f"{statistics.median(b[key] for b in group):.0f} ms" if group else "—"
+
+    return ("why a 250k burst loses records, either ring size (not a target)",
+            f"{len(lossy)} of {len(bursts)} bursts lost some; hypervisor steal over the burst: "
+            f"median {med(lossy, 'steal_ms')} in those, {med(clean, 'steal_ms')} in the others; "
+            f"the collector waiting for a guest CPU: {med(lossy, 'collector_wait_ms')} vs "
+            f"{med(clean, 'collector_wait_ms')}", "—", "—")
 
 
 def runs_note(r: dict) -> str:
@@ -194,7 +219,8 @@ def runs_note(r: dict) -> str:
                  "latency", "scale"):
         run = r.get(name + "_run")
         if run:
-            parts.append(f"{name}: {run['mode']} run, finished {run['finished']}, load average "
+            git = f", git {run['git']}" if run.get("git") else ""
+            parts.append(f"{name}: {run['mode']} run{git}, finished {run['finished']}, load average "
                          f"then {run['loadavg_end'][0]:.2f}"
                          + (f" ({run['note']})" if run.get("note") else ""))
     return ("Sections of this file: " + "; ".join(parts) + ".\n") if parts else ""

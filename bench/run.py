@@ -38,7 +38,7 @@ from lib.workloads import Workspace  # noqa: E402
 #: section -> (function, minutes a full run takes on a quiet 2-core machine)
 SECTIONS = {
     "accounting": (accounting.run, 3.0),
-    "offered": (offered.run, 1.5),
+    "offered": (offered.run, 3.0),
     "overhead": (overhead.run, 9.5),
     "throughput": (throughput.run, 3.0),
     "memory": (memory.run, 1.5),
@@ -110,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             results = json.loads(out_json.read_text())
         except ValueError:
             results = {}
+    mach = machine()
     results.update({
         "meta": {"date": today, "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                  "mode": "quick" if args.quick else "full", "settings": vars(settings),
-                 "sections": wanted, "machine": machine(),
+                 "sections": wanted, "all_sections": list(SECTIONS), "machine": mach,
                  "loadavg_start": os.getloadavg()},
     })
     ws = Workspace()
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name + "_run"] = {"mode": "quick" if args.quick else "full",
                                       "finished": dt.datetime.now().astimezone().isoformat(
                                           timespec="seconds"),
-                                      "loadavg_end": os.getloadavg()}
+                                      "loadavg_end": os.getloadavg(),
+                                      "git": mach["git_rev"] + ("+" if mach["git_dirty"] else "")}
             progress(f"--- done in {results[name + '_duration_s']:.0f}s")
             # write after every section: an interrupted run keeps what it measured
             results["meta"]["finished"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -39,17 +39,32 @@ EXTRA_EVENTS = {"process": 2}
 COUNTED = ("process", "filesystem", "network")
 
 
-def _cpu_ns(pid: int) -> int:
-    """CPU time of every thread of a process, in ns (schedstat: exact,
-    where /proc/PID/stat counts 10 ms ticks)."""
-    total = 0
+def _sched_ns(pid: int) -> tuple[int, int]:
+    """(CPU time, time runnable but waiting for a CPU) of every thread of a
+    process, in ns (schedstat: exact, where /proc/PID/stat counts 10 ms
+    ticks)."""
+    cpu = wait = 0
     for task in glob.glob(f"/proc/{pid}/task/*/schedstat"):
         try:
             with open(task) as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError):
+                fields = f.read().split()
+            cpu, wait = cpu + int(fields[0]), wait + int(fields[1])
+        except (OSError, ValueError, IndexError):
             pass
-    return total
+    return cpu, wait
+
+
+def _cpu_ns(pid: int) -> int:
+    return _sched_ns(pid)[0]
+
+
+def _steal_ms() -> int:
+    """Time the hypervisor ran something else on this VM's CPUs, summed
+    over them (/proc/stat's steal, in USER_HZ ticks of 10 ms): a collector
+    on a stolen vCPU cannot read its rings, and the guest cannot see why."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) * 1000 // os.sysconf("SC_CLK_TCK")
 
 
 def _rss_kib(pid: int) -> int | None:

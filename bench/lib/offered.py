@@ -30,7 +30,10 @@ generated (the kernel's: committed + lost, which also holds the monitor's
 real events of the generator's exec and exit), delivered (lines), lost
 (the ring's counter), delivered + lost = generated, and the collector's
 CPU per delivered event (schedstat, from the burst's start until every
-committed record is out).
+committed record is out); and, to tell why a burst lost records, how
+long the collector waited runnable for a CPU (schedstat) and how long the
+hypervisor ran something else on the VM's CPUs (/proc/stat steal, 10 ms
+ticks) over the same span.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .accounting import _cpu_ns, _kernel_count
+from .accounting import _kernel_count, _sched_ns, _steal_ms
 from .procs import BENCH_PIN_DIR, Collector
 from .util import BENCH, SectionError, summarize
 
@@ -53,7 +56,7 @@ MONITORS = ("process", "filesystem", "network", "disk")
 #: records each getppid() commits
 PER_CALL = 16
 #: events/s offered per burst; 0 = as fast as the generator goes
-RATES_FULL = (100_000, 250_000, 400_000, 0)
+RATES_FULL = (100_000, 250_000, 250_000, 250_000, 400_000, 0)
 RATES_QUICK = (250_000,)
 BURST_S_FULL, BURST_S_QUICK = 2.0, 1.0
 #: the full run's second pass: every ring buffer this big (KiB per CPU),
@@ -162,7 +165,8 @@ def _burst(ws: Workspace, user, observer: Collector, flood: Flood, monitor: str,
     pid = observer.process.pid
     sub0 = _kernel_count(monitor, "submitted", words=2)
     lost0 = _kernel_count(monitor, "lost_events")
-    lines0, offered0, cpu0 = observer.events, flood.offered, _cpu_ns(pid)
+    lines0, offered0 = observer.events, flood.offered
+    (cpu0, wait0), steal0 = _sched_ns(pid), _steal_ms()
     load = os.getloadavg()[0]
     calls = rate // PER_CALL
     gen = json_result(run_as(user, [ws.path("getppid_flood"), str(calls), str(seconds)]))
@@ -174,7 +178,8 @@ def _burst(ws: Workspace, user, observer: Collector, flood: Flood, monitor: str,
         if observer.events - lines0 >= committed:
             break
         time.sleep(0.05)
-    cpu = (_cpu_ns(pid) - cpu0) / 1e9
+    cpu_ns, wait_ns = _sched_ns(pid)
+    cpu, steal = (cpu_ns - cpu0) / 1e9, _steal_ms() - steal0
     committed = _kernel_count(monitor, "submitted", words=2) - sub0
     lost = _kernel_count(monitor, "lost_events") - lost0
     delivered = observer.events - lines0
@@ -184,6 +189,7 @@ def _burst(ws: Workspace, user, observer: Collector, flood: Flood, monitor: str,
             "accounted": delivered + lost == committed + lost,
             "collector_cpu_s": round(cpu, 4),
             "cpu_us_per_event": round(cpu / delivered * 1e6, 2) if delivered else None,
+            "collector_wait_ms": round((wait_ns - wait0) / 1e6, 1), "steal_ms": steal,
             "loadavg_1min": load}
 
 
@@ -222,7 +228,9 @@ def run_rings(ws: Workspace, settings, progress, monitors=MONITORS,
                 progress(f"{monitor}{label}: {b['offered']:,} offered at {b['offered_per_s']:,} ev/s "
                          f"({'unpaced' if not rate else f'{rate:,} asked'}): {b['delivered']:,} "
                          f"delivered, {b['lost']:,} lost, delivered + lost = generated: "
-                         f"{'yes' if b['accounted'] else 'NO'}; {b['cpu_us_per_event']} µs/event")
+                         f"{'yes' if b['accounted'] else 'NO'}; {b['cpu_us_per_event']} µs/event; "
+                         f"collector waited for a CPU {b['collector_wait_ms']} ms, steal "
+                         f"{b['steal_ms']} ms")
         except SectionError as e:
             progress(f"{monitor}{label}: not measured: {e}")
             out[monitor] = {"error": str(e)}
