@@ -191,9 +191,10 @@ def offered_rows(r: dict) -> list[tuple[str, str, str, str]]:
 
 
 def steal_row(r: dict) -> tuple[str, str, str, str] | None:
-    """Why some 250k bursts lose records (either ring size): set against
-    the hypervisor's steal and the collector's wait for a guest CPU over
-    each burst (offered.py records both)."""
+    """The 250k bursts (either ring size) that lost records beside the clean
+    ones: the collector's CPU per event, its wait for a guest CPU and the
+    hypervisor's steal over each burst (offered.py records them), to tell
+    where the losses come from."""
     bursts = [b for part in ("monitors", "bigger_ring")
               for o in (_get(r, "offered", part) or {}).values()
               for b in (o.get("bursts") or [])
@@ -203,14 +204,16 @@ def steal_row(r: dict) -> tuple[str, str, str, str] | None:
     lossy = [b for b in bursts if b["lost"]]
     clean = [b for b in bursts if not b["lost"]]
 
-    def med(group: list[dict], key: str) -> str:
-        return f"{statistics.median(b[key] for b in group):.0f} ms" if group else "—"
+    def med(group: list[dict], key: str, unit: str, digits: int = 0) -> str:
+        values = [b[key] for b in group if b.get(key) is not None]
+        return f"{statistics.median(values):.{digits}f} {unit}" if values else "—"
 
-    return ("why a 250k burst loses records, either ring size (not a target)",
-            f"{len(lossy)} of {len(bursts)} bursts lost some; hypervisor steal over the burst: "
-            f"median {med(lossy, 'steal_ms')} in those, {med(clean, 'steal_ms')} in the others; "
-            f"the collector waiting for a guest CPU: {med(lossy, 'collector_wait_ms')} vs "
-            f"{med(clean, 'collector_wait_ms')}", "—", "—")
+    return ("250k bursts that lost records beside the clean ones, either ring size (not a target)",
+            f"{len(lossy)} of {len(bursts)} lost some. Medians, lossy vs clean: collector CPU "
+            f"{med(lossy, 'cpu_us_per_event', 'µs', 2)} vs {med(clean, 'cpu_us_per_event', 'µs', 2)}"
+            f" per event; collector waiting for a guest CPU {med(lossy, 'collector_wait_ms', 'ms')}"
+            f" vs {med(clean, 'collector_wait_ms', 'ms')}; hypervisor steal "
+            f"{med(lossy, 'steal_ms', 'ms')} vs {med(clean, 'steal_ms', 'ms')}", "—", "—")
 
 
 def runs_note(r: dict) -> str:
@@ -299,7 +302,10 @@ a bench BPF program writes copies of real records of a monitor into a
 running collector's own pinned ring buffer (through common.h's
 `output_record`, its wake-up threshold and counters) at 100,000–400,000
 records/s and unpaced, which no storm here reaches; CPU per event there is
-without the storms' fixed costs per wake-up.
+without the storms' fixed costs per wake-up. Each burst also records how
+long the collector waited runnable for a CPU (schedstat) and the
+hypervisor's steal over the burst (/proc/stat): the row "250k bursts that
+lost records beside the clean ones" sets them against the losses.
 
 Not done this round: fewer, richer kernel events (a file's open, bytes
 and close as one record; exec with its exit) change what the parent sees
