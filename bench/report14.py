@@ -186,11 +186,11 @@ def offered_rows(r: dict) -> list[tuple[str, str, str, str]]:
             us = max(b["cpu_us_per_event"] for b in cpu)
             out.append((f"{m}: collector CPU ≤ 3 µs per event (ring buffer to stdout, 250k ev/s "
                         "offered)", f"{us:.2f} µs", "—", _verdict(us <= 3)))
-    why = steal_row(r)
+    why = loss_row(r)
     return out + ([why] if why else [])
 
 
-def steal_row(r: dict) -> tuple[str, str, str, str] | None:
+def loss_row(r: dict) -> tuple[str, str, str, str] | None:
     """The 250k bursts (either ring size) that lost records beside the clean
     ones: the collector's CPU per event, its wait for a guest CPU and the
     hypervisor's steal over each burst (offered.py records them), to tell

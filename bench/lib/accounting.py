@@ -55,6 +55,7 @@ def _sched_ns(pid: int) -> tuple[int, int]:
 
 
 def _cpu_ns(pid: int) -> int:
+    """CPU time of every thread of a process, in ns."""
     return _sched_ns(pid)[0]
 
 
