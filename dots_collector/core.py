@@ -248,9 +248,7 @@ class Collector:
         ticker = Ticker(self.monitors, self.batcher, self.add_record, self.check_lost,
                         self.config.idle_wait_ms / 1000, on_more=more)
         self._tasks.append(asyncio.create_task(ticker.run(woken)))
-        for monitor in self.monitors.values():
-            if monitor.consume():  # what arrived while loading
-                more()
+        ticker.consume_all()  # what arrived while loading
         self.ready = True
         log.info("ready")
         if on_ready is not None:

@@ -305,3 +305,52 @@ def test_a_long_decode_gives_the_ring_back_as_it_goes_and_a_budget_leaves_the_re
         pass
     assert [r[0] for r in got] == list(range(1600))
     assert obj.delivered == 1600
+
+
+def test_a_full_backlog_leaves_a_flood_in_the_ring_and_still_delivers_it_in_order(monkeypatch):
+    """A flood cannot make the collector hold copies without bound: once the
+    backlog holds MAX_BACKLOG_BYTES (the read that crossed it included),
+    consume() stops copying, and what the producer commits meanwhile stays
+    in the ring (which, full, counts its losses in the kernel). Decoded
+    down, the backlog takes the rest: every record once, in order."""
+    from dots_collector import bpfobject
+
+    ring = FakeRing(16 * PAGE_SIZE)
+    monkeypatch.setattr(mmap, "mmap", _single_mapping(ring))
+    monkeypatch.setattr(bpfobject, "CHUNK_RECORDS", 50)
+    monkeypatch.setattr(bpfobject, "MAX_RECORDS_PER_CONSUME", 100)
+    monkeypatch.setattr(bpfobject, "MAX_BACKLOG_BYTES", 2048)  # 128 records of 16 bytes
+    produced = iter(range(300, 900))
+
+    def consumer_pos() -> int:
+        return struct.unpack_from("<Q", ring.mm, 0)[0]
+
+    class Numbers(bpfobject.BpfObject):
+        name = "numbers"
+
+        def decode_rows(self, buf, spans):
+            for _ in range(50):  # the flood goes on while this decodes
+                n = next(produced, None)
+                if n is not None:
+                    ring.put(struct.pack("<I", n))
+            return [struct.unpack_from("<I", buf, off) for off, _ in spans]
+
+    obj = Numbers()
+    obj._reader = RingReader(ring.fd, 16 * PAGE_SIZE)
+    got: list[tuple] = []
+    obj._deliver_rows = got.extend
+    for n in range(300):
+        ring.put(struct.pack("<I", n))
+
+    assert obj.consume() is True
+    # the first read took all 300 (4,800 bytes, past the bound); the 100
+    # committed during the two decodes were not copied: still in the ring
+    assert obj._backlog_bytes == 300 * 16
+    assert consumer_pos() == 300 * 16 and ring.prod - consumer_pos() == 100 * 16
+    assert [r[0] for r in got] == list(range(100))
+    held = [obj._backlog_bytes]
+    while obj.consume():
+        held.append(obj._backlog_bytes)
+    assert max(held) <= 2048 + 16 * PAGE_SIZE  # the bound, plus one read at most
+    assert [r[0] for r in got] == list(range(900))
+    assert consumer_pos() == ring.prod
