@@ -63,7 +63,9 @@ def config_from(args: argparse.Namespace) -> CollectorConfig:
 def settle_heap() -> None:
     """Once loaded: what exists now (modules, configuration, pydantic's
     schemas: ~35,000 objects) lives as long as the daemon, so the garbage
-    collector stops looking at it (gc.freeze). Its oldest generation's
+    collector stops looking at it (gc.freeze). Done before "ready", not
+    after: events that follow "ready" must not wait behind its ~10 ms,
+    nor be charged them (issue 14's storms counted them as theirs). Its oldest generation's
     passes over that heap took 9-18 ms each, in which no ring buffer is
     read; cycles made afterwards are still collected. (A larger youngest
     generation was tried and dropped: fewer but longer passes over the
@@ -72,6 +74,7 @@ def settle_heap() -> None:
     rerun; issue 14's note.)"""
     gc.collect()
     gc.freeze()
+    log.debug("heap settled: %d objects frozen", gc.get_freeze_count())
 
 
 async def serve(config: CollectorConfig, to_stdout: bool) -> None:
@@ -110,7 +113,7 @@ async def serve(config: CollectorConfig, to_stdout: bool) -> None:
         if stop.is_set():
             collector.close()
             return
-        await collector.run(stop, on_ready=settle_heap)  # "ready": every ring buffer is read
+        await collector.run(stop, before_ready=settle_heap)  # "ready": every ring buffer is read
     finally:
         if bus is not None:
             bus.disconnect()

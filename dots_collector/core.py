@@ -198,13 +198,15 @@ class Collector:
         extend = self.batcher.extend
         return lambda rows: extend(name, rows)
 
-    async def run(self, stop: asyncio.Event, on_ready=None) -> None:
+    async def run(self, stop: asyncio.Event, before_ready=None) -> None:
         """Read the ring buffers until ``stop`` is set, then shut down
         cleanly: drain, flush the pending batches, detach.
 
-        Ready (GetStatus "ready", the "ready" log line, ``on_ready``) only
-        once every probe is attached AND every ring buffer is being read:
-        an event that follows it is delivered or counted as lost.
+        Ready (GetStatus "ready", the "ready" log line) only once every
+        probe is attached AND every ring buffer is being read: an event that
+        follows it is delivered or counted as lost. ``before_ready`` runs
+        just before that (the heap's one-off settling: its ~10 ms belong to
+        starting, not to the first events after "ready").
 
         The monitors' probes wake us only when a ring buffer is filling up
         (common.h submit_event); a timer drains what arrives slowly."""
@@ -249,10 +251,10 @@ class Collector:
                         self.config.idle_wait_ms / 1000, on_more=more)
         self._tasks.append(asyncio.create_task(ticker.run(woken)))
         ticker.consume_all()  # what arrived while loading
+        if before_ready is not None:
+            before_ready()
         self.ready = True
         log.info("ready")
-        if on_ready is not None:
-            on_ready()
         try:
             await stop.wait()
         finally:

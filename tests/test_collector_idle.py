@@ -47,3 +47,18 @@ def test_an_idle_collector_dozes_and_the_next_event_wakes_it(tmp_path, child_use
                  timeout=30)
     finally:
         collector.stop()
+
+
+def test_the_heap_is_settled_before_ready_not_after(child_user):
+    """The startup heap's one-off collection and freeze (~10 ms, no ring
+    read meanwhile) happens before "ready": what a child starts the moment
+    the collector is ready is read without waiting behind it."""
+    collector = StdoutCollector("process", uid_of(child_user), ["--log-level", "debug"])
+    try:
+        collector.wait_ready()
+        settled = [i for i, line in enumerate(collector.log) if "heap settled:" in line]
+        ready = [i for i, line in enumerate(collector.log) if line.endswith("dots.collector: ready")]
+        assert settled and ready and settled[0] < ready[0], collector.log[-10:]
+        assert int(collector.log[settled[0]].split("heap settled:")[1].split()[0]) > 1000
+    finally:
+        collector.stop()
