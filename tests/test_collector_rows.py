@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import socket
 import struct
 import time
 
@@ -22,6 +23,8 @@ SAMPLES = [
     ProcessEvent("exec", 1, 2, 3, 4, HOSTILE, "/bin/" + HOSTILE, -9, 2**63),
     FileEvent("rename", 1, 2, "c", "/p", 0o100, -2, 2**64 - 1, 9, HOSTILE),
     NetworkEvent("connect", 1, 2, "c", 10, "::1", "::ffff:7f00:1", 1, 65535, 3, 4, 5),
+    # an int subclass (socket's enum), rendered as its number
+    NetworkEvent("accept", 1, 2, "c", socket.AF_INET6, "::1", "::1", 0, 0, 0, 0, 0),
     MemorySample(1, 2, "c", 1, 2, 3, 4, 5, 6),
     DiskEvent(1, 2, "c", 3, 4, 5, 6, "WS", 7, 8),
 ]
