@@ -720,7 +720,9 @@ def update_readme(text: str, readme: Path = README) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
-        results = sorted((HERE / "results").glob("*.json"))
+        # the bench's own files (YYYY-MM-DD.json), not the other benches'
+        # (identity-…, web_filter-…) that share the directory
+        results = sorted((HERE / "results").glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].json"))
         if not results:
             sys.exit("usage: report.py RESULTS.json")
         argv = [str(results[-1])]

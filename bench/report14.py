@@ -310,11 +310,15 @@ lost records beside the clean ones" sets them against the losses.
 Not done this round: fewer, richer kernel events (a file's open, bytes
 and close as one record; exec with its exit) change what the parent sees
 and the policy daemon's rollups. The collector's CPU per event in the
-storms (to stdout, target 3 µs) is what is left after the wake-ups: at
-4,000–16,000 events/s the timer and the wake-ups cost ~0.5–1 µs per event
-and CPython's read, decode and JSON line ~3 µs on caches the storm keeps
-cold (the same code costs 1.3–2.2 µs in a tight loop,
-`overhead.userspace_cost`).
+storms (to stdout, target 3 µs), measured by cutting stages out of a
+running collector (medians of 4 storms each): process storm 3.6 µs = JSON
+line 1.1–1.3 + decoding 0.8–0.9 + the rest 1.5 (ring read, loop, timer,
+wake-ups, the pipe); file storm 3.9 µs = JSON line 1.5–1.6 + decoding 1.3
++ the rest 1.0. Writing the lines to the pipe is ~0.1 µs of it. The same
+rendering and decoding cost half as much in a tight loop
+(`overhead.userspace_cost`): the storm keeps the caches cold. Before
+this round the storms also paid the collector's one-off heap settling
+(~10 ms) right after "ready"; it now comes before.
 
 The lean collector: a short-lived loader process (dots_collector/loader.py,
 bcc) compiles each object, moves bcc's tracepoint attachments (perf-event
