@@ -36,7 +36,7 @@ def ratio(s: dict | None) -> str:
         return "—"
     if s["n"] == 1:
         return f"{s['median']:.3f}× (1 run)"
-    return f"{s['median']:.3f}× ({s['min']:.2f}–{s['max']:.2f})"
+    return f"{s['median']:.3f}× ({report14.spread(s)})"
 
 
 def cell(text: Any) -> str:

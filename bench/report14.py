@@ -4,6 +4,7 @@ Used by report.py; a section that was not run shows "not measured"."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -23,11 +24,18 @@ def _med(s: Any) -> float | None:
     return s.get("median") if isinstance(s, dict) else None
 
 
+def spread(v: dict) -> str:
+    """A summary's min–max at two decimals, rounded outward: the range then
+    always holds the median printed beside it at three (1.085 is "1.08",
+    not "1.09" next to a median of 1.088)."""
+    return f"{math.floor(v['min'] * 100) / 100:.2f}–{math.ceil(v['max'] * 100) / 100:.2f}"
+
+
 def _x(v: Any) -> str:
     """A ratio summary as median (min–max)."""
     if not isinstance(v, dict):
         return "not measured"
-    return f"{v['median']:.3f}× ({v['min']:.2f}–{v['max']:.2f}, {v['n']} pairs)"
+    return f"{v['median']:.3f}× ({spread(v)}, {v['n']} pairs)"
 
 
 #: a ratio whose pairs spread wider than this cannot tell 1.03× from 1.10×
@@ -36,7 +44,7 @@ MAX_SPREAD = 0.15
 
 def _noisy(v: Any) -> str:
     if isinstance(v, dict) and v["max"] - v["min"] > MAX_SPREAD:
-        return f"not shown: pairs spread {v['min']:.2f}–{v['max']:.2f}× on this busy machine"
+        return f"not shown: pairs spread {spread(v)}× on this busy machine"
     return ""
 
 
