@@ -321,8 +321,8 @@ and the policy daemon's rollups. The collector's CPU per event in the
 storms (to stdout, target 3 µs), measured by cutting stages out of a
 running collector (medians of 4 storms each): process storm 3.6 µs = JSON
 line 1.1–1.3 + decoding 0.8–0.9 + the rest 1.5 (ring read, loop, timer,
-wake-ups, the pipe); file storm 3.9 µs = JSON line 1.5–1.6 + decoding 1.3
-+ the rest 1.0. Writing the lines to the pipe is ~0.1 µs of it. The same
+wake-ups, the pipe); file storm 3.9–4.2 µs = JSON line 1.5–1.6 + decoding
+1.3–1.8 + the rest 1.0. Writing the lines to the pipe is ~0.1 µs of it. The same
 rendering and decoding cost half as much in a tight loop
 (`overhead.userspace_cost`): the storm keeps the caches cold. Before
 this round the storms also paid the collector's one-off heap settling
