@@ -63,11 +63,11 @@ def config_from(args: argparse.Namespace) -> CollectorConfig:
 def settle_heap() -> None:
     """Once loaded: what exists now (modules, configuration, pydantic's
     schemas: ~35,000 objects) lives as long as the daemon, so the garbage
-    collector stops looking at it (gc.freeze). Done before "ready", not
-    after: events that follow "ready" must not wait behind its ~10 ms,
-    nor be charged them (issue 14's storms counted them as theirs). Its oldest generation's
+    collector stops looking at it (gc.freeze). Its oldest generation's
     passes over that heap took 9-18 ms each, in which no ring buffer is
-    read; cycles made afterwards are still collected. (A larger youngest
+    read; cycles made afterwards are still collected. Done before "ready",
+    not after: events that follow "ready" must not wait behind its ~10 ms,
+    nor be charged them (issue 14's storms counted them as theirs). (A larger youngest
     generation was tried and dropped: fewer but longer passes over the
     rows the bus path keeps until acknowledged; with it a 60 s hold at
     100,000 events/s lost 357 events to a full ring, without it 0 in the

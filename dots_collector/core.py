@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from dots_common.limits import MAX_UIDS
@@ -198,7 +198,8 @@ class Collector:
         extend = self.batcher.extend
         return lambda rows: extend(name, rows)
 
-    async def run(self, stop: asyncio.Event, before_ready=None) -> None:
+    async def run(self, stop: asyncio.Event,
+                  before_ready: Callable[[], None] | None = None) -> None:
         """Read the ring buffers until ``stop`` is set, then shut down
         cleanly: drain, flush the pending batches, detach.
 

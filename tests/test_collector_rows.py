@@ -264,6 +264,33 @@ def test_consumer_position_never_seen_torn_by_a_producer(tmp_path, monkeypatch):
     assert struct.unpack_from("<Q", ring.mm, 0)[0] == target
 
 
+def flooded_object(ring, first: int, produced, on_decode=lambda: None):
+    """A BpfObject on ``ring`` holding the records 0..first-1 (u32 each),
+    whose every decode first runs ``on_decode`` and then commits the next
+    50 of ``produced``: a producer that goes on while the collector
+    decodes. Returns (object, the rows delivered so far)."""
+    from dots_collector import bpfobject
+
+    class Numbers(bpfobject.BpfObject):
+        name = "numbers"
+
+        def decode_rows(self, buf, spans):
+            on_decode()
+            for _ in range(50):
+                n = next(produced, None)
+                if n is not None:
+                    ring.put(struct.pack("<I", n))
+            return [struct.unpack_from("<I", buf, off) for off, _ in spans]
+
+    obj = Numbers()
+    obj._reader = RingReader(ring.fd, 16 * PAGE_SIZE)
+    got: list[tuple] = []
+    obj._deliver_rows = got.extend
+    for n in range(first):
+        ring.put(struct.pack("<I", n))
+    return obj, got
+
+
 def test_a_long_decode_gives_the_ring_back_as_it_goes_and_a_budget_leaves_the_rest_in_order(
         monkeypatch):
     """consume() copies what the producer committed meanwhile out of the
@@ -277,26 +304,10 @@ def test_a_long_decode_gives_the_ring_back_as_it_goes_and_a_budget_leaves_the_re
     monkeypatch.setattr(bpfobject, "CHUNK_RECORDS", 100)
     monkeypatch.setattr(bpfobject, "MAX_RECORDS_PER_CONSUME", 450)
     consumer_at_each_decode: list[int] = []
-    produced = iter(range(1000, 1600))
-
-    class Numbers(bpfobject.BpfObject):
-        name = "numbers"
-
-        def decode_rows(self, buf, spans):
-            consumer_at_each_decode.append(struct.unpack_from("<Q", ring.mm, 0)[0])
-            # the producer keeps committing while this decodes
-            for _ in range(50):
-                n = next(produced, None)
-                if n is not None:
-                    ring.put(struct.pack("<I", n))
-            return [struct.unpack_from("<I", buf, off) for off, _ in spans]
-
-    obj = Numbers()
-    obj._reader = RingReader(ring.fd, 16 * PAGE_SIZE)
-    got: list[tuple] = []
-    obj._deliver_rows = got.extend
-    for n in range(1000):
-        ring.put(struct.pack("<I", n))
+    # the producer keeps committing while each part decodes
+    obj, got = flooded_object(
+        ring, 1000, iter(range(1000, 1600)),
+        on_decode=lambda: consumer_at_each_decode.append(struct.unpack_from("<Q", ring.mm, 0)[0]))
 
     assert obj.consume() is True  # the budget ran out first
     assert [r[0] for r in got] == list(range(450))
@@ -323,27 +334,11 @@ def test_a_full_backlog_leaves_a_flood_in_the_ring_and_still_delivers_it_in_orde
     monkeypatch.setattr(bpfobject, "CHUNK_RECORDS", 50)
     monkeypatch.setattr(bpfobject, "MAX_RECORDS_PER_CONSUME", 100)
     monkeypatch.setattr(bpfobject, "MAX_BACKLOG_BYTES", 2048)  # 128 records of 16 bytes
-    produced = iter(range(300, 900))
 
     def consumer_pos() -> int:
         return struct.unpack_from("<Q", ring.mm, 0)[0]
 
-    class Numbers(bpfobject.BpfObject):
-        name = "numbers"
-
-        def decode_rows(self, buf, spans):
-            for _ in range(50):  # the flood goes on while this decodes
-                n = next(produced, None)
-                if n is not None:
-                    ring.put(struct.pack("<I", n))
-            return [struct.unpack_from("<I", buf, off) for off, _ in spans]
-
-    obj = Numbers()
-    obj._reader = RingReader(ring.fd, 16 * PAGE_SIZE)
-    got: list[tuple] = []
-    obj._deliver_rows = got.extend
-    for n in range(300):
-        ring.put(struct.pack("<I", n))
+    obj, got = flooded_object(ring, 300, iter(range(300, 900)))  # the flood goes on meanwhile
 
     assert obj.consume() is True
     # the first read took all 300 (4,800 bytes, past the bound); the 100
