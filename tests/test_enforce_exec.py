@@ -6,10 +6,13 @@ collector's D-Bus methods. Latencies and the exec-storm cost are printed
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from dots_collector.enforcers.identity import kernel_dev
+from dots_collector.enforcers.kill import processes_of
 from tests.helpers import popen_as, run_as, uid_of, wait_for
 
 from dots_common.records import ProcessEvent
@@ -393,6 +397,57 @@ def test_allow_list_mode(enforce, child_user, other_user, workdir):
 
     enforce.enforcer.set_allow_list(uid, False, [])
     assert run_as(child_user, [str(unlisted)]).returncode == 0
+
+
+def test_allow_list_mode_stops_what_ran_before_it_not_what_root_starts_after(
+        enforce, child_user, workdir, monkeypatch):
+    """The mode goes on: an unlisted program the child already runs is
+    killed; a process root starts for the child after the rule is in force
+    (setpriv, su, login between their setuid and their exec) is not, even
+    while the sweep runs: its exec is the kernel's to judge. Once, the e2e
+    test's listed program was killed -9 in that state."""
+    uid, gid = uid_of(child_user), pwd.getpwnam(child_user).pw_gid
+    listed = program(workdir, "/usr/bin/whoami", "listed-app")
+    game = program(workdir, "/usr/bin/sleep", "game")  # a copy: another inode, unlisted
+    running = popen_as(child_user, [str(game), "60"])
+    gate_r, gate_w = os.pipe()
+    started: list[subprocess.Popen] = []
+
+    def start_for_the_child() -> None:
+        # root forks, becomes the child, then waits at the gate before its exec
+        started.append(subprocess.Popen(["/usr/bin/true"], user=uid, group=gid, extra_groups=[],
+                                        pass_fds=(gate_r,), preexec_fn=lambda: os.read(gate_r, 1)))
+
+    starter = threading.Thread(target=start_for_the_child)
+    real_sweep = enforce.enforcer.judge.sweep
+    python = os.path.realpath(sys.executable)
+
+    def in_transit() -> list[int]:
+        return [p for p in processes_of(uid) if _runs(p, Path(python))]
+
+    def sweep_after_a_start(*args):
+        if not starter.is_alive() and not started:  # the first sweep: the rule's
+            starter.start()
+            wait_for(in_transit, what="root's process to become the child")
+        return real_sweep(*args)
+
+    monkeypatch.setattr(enforce.enforcer.judge, "sweep", sweep_after_a_start)
+    try:
+        wait_for(lambda: _runs(running.pid, game), what="the game to start")
+        enforce.enforcer.set_allow_list(uid, True, [str(listed)])
+        assert running.wait(timeout=10) == -9, "the unlisted program running before is killed"
+        assert in_transit(), "the process started after the rule lives on"
+        os.write(gate_w, b"x")
+        starter.join(timeout=10)
+        assert started[0].wait(timeout=10) == 0, "and runs its (allowed) program"
+    finally:
+        os.write(gate_w, b"x")
+        starter.join(timeout=10)
+        for p in (running, *started):
+            p.kill()
+            p.wait()
+        os.close(gate_r)
+        os.close(gate_w)
 
 
 def test_block_wins_over_allow(enforce, child_user, workdir):

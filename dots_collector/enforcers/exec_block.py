@@ -49,6 +49,7 @@ from .exec_wire import (BTF_OFFSETS, MAX_EXE_ENTRIES, MAX_SEEN, P_INTERPRETER, P
                         Notice)
 from ..ringbuf import RingReader
 from .identity import HashCache, Identity, IdentityError, kernel_dev
+from .kill import running
 from .programs import DEFAULT_ALLOWED, INTERPRETERS, LOADERS, expand
 from dots_identity.match import ProgramSet
 
@@ -210,9 +211,12 @@ class ExecEnforcer(Enforcer):
         what the uid already runs is checked (and killed) at once."""
         found, rejected = resolve(self.cache, paths)
         before = self.judge.block_rules.get(uid)
+        # something new is blocked: what ran before the rule is checked
+        sweep = found and (before is None or {i.sha256 for i in found} - before.programs.by_sha.keys())
+        ran = running(uid) if sweep else None
         self.judge.set_block_rule(uid, Rule(list(paths), found) if paths else None)
-        if found and (before is None or {i.sha256 for i in found} - before.programs.by_sha.keys()):
-            self.judge.sweep([uid])  # something new is blocked: what already runs is checked
+        if ran is not None:
+            self.judge.sweep([uid], ran)
         return found, rejected
 
     def set_allow_list(self, uid: int, enabled: bool, paths: list[str]) -> Resolved:
@@ -221,9 +225,12 @@ class ExecEnforcer(Enforcer):
         on (what runs already is checked at once)."""
         found, rejected = resolve(self.cache, paths) if enabled else ([], [])
         before = self.judge.allow_rules.get(uid)
+        # the mode went on, or the list shrank: what ran before is checked
+        sweep = enabled and (before is None or before.programs.by_sha.keys() - {i.sha256 for i in found})
+        ran = running(uid) if sweep else None
         self.judge.set_allow_rule(uid, Rule(list(paths), found) if enabled else None)
-        if enabled and (before is None or before.programs.by_sha.keys() - {i.sha256 for i in found}):
-            self.judge.sweep([uid])  # the mode went on, or the list shrank
+        if ran is not None:
+            self.judge.sweep([uid], ran)
         return found, rejected
 
     # --- what is in force -----------------------------------------------------------

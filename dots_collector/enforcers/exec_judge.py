@@ -41,6 +41,7 @@ from .exec_maps import KernelMaps
 from .exec_wire import (F_ALLOW, F_BLOCKS, K_BLOCKED, K_NOT_ALLOWED, K_NOTICE,
                         K_SUSPECT, MAX_KNOWN, N_FIRST_SEEN, N_INTERP, N_LOADER, N_MAP,
                         N_MPROTECT, N_SCRIPT, P_INTERPRETER, P_LOADER, Key, Notice)
+from .kill import Running, processes_of
 
 log = logging.getLogger(__name__)
 
@@ -350,19 +351,18 @@ class Judge(MappingJudge):
                 self.learn(n.key, n.ctime_ns, identity)
 
     # --- what already runs -----------------------------------------------------------------
-    def sweep(self, uids: list[int] | None = None) -> int:
-        """Check what the uids with rules run now (after lost notices, and
-        when a rule arrives); returns how many processes were killed."""
-        from .kill import processes_of
-
+    def sweep(self, uids: list[int] | None = None, before: Running | None = None) -> int:
+        """Check what the uids with rules run now (after lost notices), or
+        what ``before`` found one uid running before its rule went into
+        force (when a rule arrives); returns how many processes were killed."""
         self.sweeps += 1
         with self.lock:
             uids = [u for u in (uids or [*self.block_rules, *self.allow_rules])
                     if u in self.block_rules or u in self.allow_rules]
         killed = 0
-        now = proc.boottime_ns()
+        now = before.ts_ns if before is not None else proc.boottime_ns()
         for uid in dict.fromkeys(uids):
-            for pid in processes_of(uid):
+            for pid in (before.pids if before is not None else processes_of(uid)):
                 if pid == os.getpid():
                     continue
                 killed += self._sweep_one(pid, uid, now)

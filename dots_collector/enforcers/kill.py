@@ -7,7 +7,9 @@ import logging
 import os
 import select
 import signal
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from .identity import HashCache, Identity, IdentityError
 
@@ -61,6 +63,24 @@ def processes_of(uid: int) -> Iterator[int]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit() and owned_by(int(entry.name), uid):
             yield int(entry.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The uid's processes at ``ts_ns`` (CLOCK_BOOTTIME), taken before a
+    rule goes into force, so that the sweep that follows the rule judges
+    only what ran before it: a process started after it was judged by the
+    kernel at its exec, or is still in the hands of the root program that
+    starts it for the uid (setpriv, su, login, sshd between setuid and
+    exec), which is not the child's doing."""
+
+    ts_ns: int
+    pids: list[int]
+
+
+def running(uid: int) -> Running:
+    ts_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return Running(ts_ns, list(processes_of(uid)))
 
 
 def kill_pid(pid: int, still: Callable[[int], bool]) -> bool:
