@@ -16,12 +16,22 @@ from collections.abc import Iterable
 
 from dots_common.records import DiskEvent
 
+from .. import btf
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor
 
 # struct disk_event (disk.bpf.c)
 EVENT = struct.Struct("<QQQIIIII10s16s2x")
-# struct io_owner (disk.bpf.c): queue_ts, issue_ts, then pid, uid, bytes, pad, comm
+# struct io_owner (disk.bpf.c): queue_ts, issue_ts, then pid, uid, bytes, pad, comm, rwbs
 OWNER_TS = struct.Struct("<QQ")
+#: what the completion's raw tracepoint reads of a struct request, at the
+#: running kernel's offsets (disk.bpf.c)
+BTF_OFFSETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("OFF_RQ_SECTOR", "request", ("__sector",)),
+    ("OFF_RQ_Q", "request", ("q",)),
+    ("OFF_Q_DISK", "request_queue", ("disk",)),
+    ("OFF_DISK_MAJOR", "gendisk", ("major",)),
+    ("OFF_DISK_FIRST_MINOR", "gendisk", ("first_minor",)),
+)
 #: disk.bpf.c `queued`: the entries user space swept out of `pending`
 Q_SWEPT = 2
 
@@ -44,7 +54,8 @@ class DiskMonitor(Monitor):
         self.missed = 0
 
     def cflags(self) -> list[str]:
-        return [*super().cflags(), f"-DMAX_PENDING={self.max_pending}"]
+        return [*super().cflags(), f"-DMAX_PENDING={self.max_pending}",
+                *btf.cflags(BTF_OFFSETS)]
 
     def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
         """DiskEvent rows: pid, uid, comm, dev, sector, bytes, nr_sector, rw,
