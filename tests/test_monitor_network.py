@@ -11,7 +11,7 @@ import time
 import pytest
 
 from dots_common.records import NetworkEvent
-from tests.helpers import as_user, run_as, uid_of
+from tests.helpers import as_user, run_as, uid_of, wait_for
 
 pytestmark = pytest.mark.bpf
 
@@ -255,3 +255,64 @@ def test_connect_storm_delivered_plus_lost_equals_generated(load_monitor, storm_
     assert not [v for v in run.monitor.bpf[b"socks"].values() if v.o.pid == info["pid"]], \
         "every closed socket left the kernel's table"
     assert run.monitor.untracked_sockets == 0
+
+
+CONNECTS = r"""
+import json, os, socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(n):
+    with socket.create_connection((host, port), timeout=10):
+        pass
+print(json.dumps({"pid": os.getpid()}))
+"""
+FILE_LOOP = "while True:\n    with open('/etc/hostname') as f: f.read()"
+
+
+def host_on_the_network() -> tuple[str, int] | None:
+    """deb.debian.org:443 (IPv4), if it answers."""
+    try:
+        addr = socket.getaddrinfo("deb.debian.org", 443, socket.AF_INET, socket.SOCK_STREAM)[0][4]
+        with socket.create_connection(addr, timeout=5):
+            return addr[0], addr[1]
+    except OSError:
+        return None
+
+
+def test_connections_to_a_real_host_are_all_seen_beside_a_file_loop(load_monitor, child_user):
+    """A connection to a host on the network is established, and closed, in
+    the softirq of the network card's interrupt, which may interrupt another
+    BPF program on its CPU: the file monitor's, under the child's file
+    loops. As a perf tracepoint, inet_sock_set_state was then skipped by the
+    kernel (78 of ~400 runs for 200 connections) and those connect and close
+    events went missing, uncounted. As a raw tracepoint it is not skipped."""
+    target = host_on_the_network()
+    if target is None:
+        pytest.skip("no host on the network answers (deb.debian.org:443)")
+    host, port = target
+    uid = uid_of(child_user)
+    files = load_monitor("filesystem", uids=[uid])
+    run = load_net(load_monitor, uid)
+    lost_before = run.monitor.lost
+    loops = [start_py(child_user, FILE_LOOP) for _ in range(2)]
+    n = 100
+    try:
+        wait_for(lambda: files.drain() and len(files.records) > 1000, what="the file loops' events")
+        info = run_py(child_user, CONNECTS, host, str(port), str(n))
+    finally:
+        for p in loops:
+            p.kill()
+            p.wait()
+
+    def seen(kind: str) -> int:
+        return sum(1 for r in run.records if r.pid == info["pid"] and r.type == kind
+                   and r.dport == port and r.daddr == host)
+
+    deadline = time.monotonic() + 10  # the last closes come with the host's FIN
+    while seen("connect") + seen("close") + run.monitor.lost - lost_before < 2 * n \
+            and time.monotonic() < deadline:
+        run.drain()
+        time.sleep(0.02)
+    lost = run.monitor.lost - lost_before
+    print(f"\n{n} connections to {host}:{port} beside two file loops: {seen('connect')} "
+          f"connects, {seen('close')} closes, lost {lost}")
+    assert (seen("connect"), seen("close"), lost) == (n, n, 0)

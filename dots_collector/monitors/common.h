@@ -6,8 +6,13 @@
  * The loader pastes this file in place of `#include "common.h"`: bcc
  * rewrites map methods (map.lookup(...)) only in the main source text,
  * never in an included header.
- * Only tracepoint arguments and BPF helpers are read: the kernel headers
+ * Only tracepoint arguments, BPF helpers and struct members at offsets
+ * taken from the running kernel's BTF (btf.py) are read: the kernel headers
  * bcc compiles against may not match the running kernel.
+ * A probe that can run in interrupt context (disk completion, TCP state
+ * changes in softirq) is a raw tracepoint: the kernel skips a (perf)
+ * tracepoint program that interrupts any other BPF program on its CPU
+ * (bpf_prog_active), and a raw one only when it interrupts itself.
  */
 #ifndef DOTS_COMMON_H
 #define DOTS_COMMON_H

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 
 from dots_common.records import NetworkEvent, ip_text
 
+from .. import btf
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, DecodeCache, Monitor, cstr
 
 # struct net_event (network.bpf.c)
@@ -37,6 +38,18 @@ TYPES = ("connect", "accept", "close", "connect_failed")
 EV_CLOSE, EV_CONNECT_FAILED = 2, 3
 TCP_LISTEN_HEX = "0A"
 TRACEFS = "/sys/kernel/tracing"
+#: what inet_sock_set_state's raw tracepoint reads of the socket, at the
+#: running kernel's offsets (network.bpf.c)
+BTF_OFFSETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("OFF_SK_FAMILY", "sock", ("__sk_common.skc_family",)),
+    ("OFF_SK_PROTOCOL", "sock", ("sk_protocol",)),
+    ("OFF_SK_DPORT", "sock", ("__sk_common.skc_dport",)),
+    ("OFF_SK_DADDR", "sock", ("__sk_common.skc_daddr",)),
+    ("OFF_SK_RCV_SADDR", "sock", ("__sk_common.skc_rcv_saddr",)),
+    ("OFF_SK_V6_DADDR", "sock", ("__sk_common.skc_v6_daddr",)),
+    ("OFF_SK_V6_RCV_SADDR", "sock", ("__sk_common.skc_v6_rcv_saddr",)),
+    ("OFF_INET_SPORT", "inet_sock", ("inet_sport",)),
+)
 
 
 class NetworkMonitor(Monitor):
@@ -57,7 +70,8 @@ class NetworkMonitor(Monitor):
                            for family in (socket.AF_INET, socket.AF_INET6)}
 
     def cflags(self) -> list[str]:
-        flags = [*super().cflags(), f"-DMAX_SOCKS={self.max_sockets}"]
+        flags = [*super().cflags(), f"-DMAX_SOCKS={self.max_sockets}",
+                 *btf.cflags(BTF_OFFSETS)]
         if not self.counts_bytes:
             flags.append("-DDOTS_NO_SOCK_LENGTH")
         return flags
