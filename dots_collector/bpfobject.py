@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from dots_common.limits import MAX_UIDS
 from dots_common.records import Record
 
+from . import libbpf
 from .ringbuf import PAGE_SIZE, RingReader, Spans
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,9 @@ class BpfObject:
     #: for log lines: "monitor" or "enforcer"
     kind: ClassVar[str] = "BPF object"
     default_kib_per_cpu: ClassVar[int] = DEFAULT_RINGBUF_KIB_PER_CPU
+    #: a skipped run of one of its programs may drop an event (False: the
+    #: programs only add to counters, which then miss that run: memory)
+    skips_lose_events: ClassVar[bool] = True
     #: every record is one struct of one size (the ring reader then cuts a
     #: read into records without walking it: ringbuf.py)
     fixed_records: ClassVar[bool] = False
@@ -220,6 +224,18 @@ class BpfObject:
         """Events lost by cause, for the log: here only those the kernel
         dropped because the ring buffer was full."""
         return {"ring buffer full": sum(self.bpf[b"lost_events"][ctypes.c_int(0)])}
+
+    @property
+    def skipped(self) -> int:
+        """Runs of this object's programs the kernel skipped (their
+        recursion_misses): a watched user's events among them are lost
+        without a count, and unwatched users' runs count too, so this is
+        not part of ``lost``. Probes that run in interrupt context are raw
+        tracepoints (common.h), which keeps it at 0."""
+        fds = getattr(self.bpf, "program_fds", None)  # pinned (maps.PinnedMaps)
+        if fds is None:  # loaded here by bcc
+            fds = [fn.fd for fn in self.bpf.funcs.values()]
+        return sum(libbpf.prog_recursion_misses(fd) for fd in fds)
 
     @property
     def ring_fd(self) -> int:

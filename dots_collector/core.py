@@ -27,6 +27,7 @@ from .config import CollectorConfig
 from .enforcers.manager import Enforcement, EnforcersDisabled, Resolved
 from .enforcers.rules_file import RulesFile
 from .monitors.base import Monitor
+from .losses import LossWatch
 from .objects import bpf_objects
 from .pinning import PinDir, fingerprint, read_manifest
 from .retainer import Retainer
@@ -84,7 +85,7 @@ class Collector:
         self.batcher = Batcher(self._publish, config.batch_max_events,
                                config.batch_interval_ms / 1000)
         self.started = time.monotonic()
-        self._lost_seen: dict[str, int] = {}
+        self.losses = LossWatch(sink)
         self._tasks: list[asyncio.Task] = []
         self.ready = False
         self.monitoring = "listed" if self.uids else "all"
@@ -303,16 +304,7 @@ class Collector:
             self.pins = None
 
     def check_lost(self) -> None:
-        causes = {name: monitor.lost_causes() for name, monitor in self.monitors.items()}
-        causes.update({name: {"ring buffer full": n} for name, n in self.enforcement.lost().items()})
-        for name, by_cause in causes.items():
-            total = sum(by_cause.values())
-            if total > self._lost_seen.get(name, 0):
-                why = ", ".join(f"{cause}: {n}" for cause, n in by_cause.items() if n)
-                log.warning("monitor %s lost %d events (%d in all; %s)",
-                            name, total - self._lost_seen.get(name, 0), total, why)
-                self._lost_seen[name] = total
-                self.sink.lost(name, total)
+        self.losses.check(self.monitors, self.enforcement.lost())
 
     # --- what callers may ask -----------------------------------------------
     def set_uids(self, uids: Iterable[Any]) -> list[int]:
@@ -395,6 +387,7 @@ class Collector:
             "monitors": list(self.monitors),
             "delivered": {n: m.delivered for n, m in self.monitors.items()},
             "lost": {n: m.lost for n, m in self.monitors.items()},
+            "skipped": self.losses.check_skipped(self.monitors),
             "ringbuf_bytes": {n: m.ringbuf_bytes for n, m in self.monitors.items()},
             "uids": list(self.uids),
             "monitoring": self.monitoring,

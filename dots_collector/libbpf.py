@@ -44,6 +44,7 @@ def lib() -> ctypes.CDLL:
                        "bpf_map_update_elem": [i, vp, vp, ctypes.c_uint64],
                        "bpf_map_delete_elem": [i, vp], "bpf_map_get_next_key": [i, vp, vp],
                        "bpf_obj_get_info_by_fd": [i, vp, ctypes.POINTER(ctypes.c_uint32)],
+                       "bpf_prog_get_fd_by_id": [ctypes.c_uint32],
                        "bpf_link_create": [i, i, i, vp],
                        "bpf_raw_tracepoint_open": [p, i],
                        "bpf_map_create": [i, p, ctypes.c_uint32, ctypes.c_uint32,
@@ -75,6 +76,41 @@ def map_info(fd: int) -> MapInfo:
     size = ctypes.c_uint32(ctypes.sizeof(info))
     _check(lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)), "map info")
     return info
+
+
+class _ProgInfo(ctypes.Structure):
+    """struct bpf_prog_info (linux/bpf.h) up to recursion_misses: the
+    kernel fills what fits, and copies no array while their counts are 0."""
+
+    _fields_ = [("_head", ctypes.c_uint8 * 192), ("run_time_ns", ctypes.c_uint64),
+                ("run_cnt", ctypes.c_uint64), ("recursion_misses", ctypes.c_uint64)]
+
+
+class _LinkInfo(ctypes.Structure):
+    """The head of struct bpf_link_info (linux/bpf.h)."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("prog_id", ctypes.c_uint32)]
+
+
+def _info(fd: int, info: ctypes.Structure, what: str) -> None:
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    _check(lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)), what)
+
+
+def prog_recursion_misses(prog_fd: int) -> int:
+    """Runs of the program the kernel skipped: a (perf) tracepoint program
+    that would have interrupted another BPF program on its CPU, a raw
+    tracepoint that would have interrupted itself."""
+    info = _ProgInfo()
+    _info(prog_fd, info, "program info")
+    return info.recursion_misses
+
+
+def link_prog_fd(link_fd: int) -> int:
+    """An fd of the program a link attaches."""
+    info = _LinkInfo()
+    _info(link_fd, info, "link info")
+    return _check(lib().bpf_prog_get_fd_by_id(info.prog_id), f"program {info.prog_id}")
 
 
 def lookup(fd: int, key, value) -> bool:

@@ -195,11 +195,23 @@ class PinnedMaps:
     def __init__(self, directory: Path, layouts: dict[str, tuple[Any, Any]]) -> None:
         self.directory = directory
         self.tables: dict[bytes, Table] = {}
+        #: fds of the object's programs, attached (link_*) or gated (prog_*):
+        #: for their counters (BpfObject.skipped)
+        self.program_fds: list[int] = []
         try:
             for name, (key_desc, leaf_desc) in layouts.items():
                 fd = libbpf.obj_get(directory / f"map_{name}")
                 self.tables[name.encode()] = Table(fd, name, decode_type(key_desc),
                                                    decode_type(leaf_desc))
+            for pin in sorted(directory.iterdir()):
+                if pin.name.startswith("prog_"):
+                    self.program_fds.append(libbpf.obj_get(pin))
+                elif pin.name.startswith("link_"):
+                    link = libbpf.obj_get(pin)
+                    try:
+                        self.program_fds.append(libbpf.link_prog_fd(link))
+                    finally:
+                        os.close(link)
         except BaseException:
             self.cleanup()
             raise
@@ -215,3 +227,6 @@ class PinnedMaps:
         for table in self.tables.values():
             os.close(table.map_fd)
         self.tables.clear()
+        for fd in self.program_fds:
+            os.close(fd)
+        self.program_fds.clear()

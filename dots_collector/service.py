@@ -167,6 +167,7 @@ def status_variants(status: dict[str, Any]) -> dict[str, Variant]:
         "monitors": Variant("as", status["monitors"]),
         "delivered": Variant("a{st}", status["delivered"]),
         "lost": Variant("a{st}", status["lost"]),
+        "skipped": Variant("a{st}", status["skipped"]),
         "ringbuf_bytes": Variant("a{st}", status["ringbuf_bytes"]),
         "uids": Variant("au", status["uids"]),
         "monitoring": Variant("s", status["monitoring"]),

@@ -45,6 +45,18 @@ def _pinned(root: Path = PIN_DIR) -> set[str]:
     return {p.name for p in root.iterdir() if p.name in OBJECTS} if root.exists() else set()
 
 
+def _program_fds(pid: int) -> int:
+    """BPF program fds the process holds (their fdinfo has prog_type)."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                count += "prog_type:" in f.read()
+        except OSError:
+            continue
+    return count
+
+
 def _mapped(pid: int) -> str:
     with open(f"/proc/{pid}/maps") as f:
         return f.read()
@@ -70,6 +82,10 @@ def test_enforcement_outlives_a_killed_collector_and_a_restart_takes_it_over(
                                                   "--pin-dir", str(DAEMON_PINS)))
     try:
         assert first.status()["pins_reused"] == []
+        # the programs' skipped runs are read through the pinned links
+        assert first.status()["skipped"] == {"process": 0}
+        links = len(list((DAEMON_PINS / "process").glob("link_*")))
+        assert _program_fds(first.process.pid) >= links > 0
         lean = _mapped(first.process.pid)
         assert "libLLVM" not in lean and "libbcc" not in lean, "LLVM stays in the loader"
         _block(first, uid, [str(game)])

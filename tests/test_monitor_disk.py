@@ -167,14 +167,49 @@ def test_direct_io_storm(load_monitor, child_user, block_dir):
     assert run.monitor.pending_count() < 16, "completed requests leave the pending map"
 
 
+def fdinfo_misses(prog_fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{prog_fd}") as f:
+        return next((int(line.split()[1]) for line in f if line.startswith("recursion_misses:")), 0)
+
+
 def recursion_misses(monitor) -> int:
     """Runs of the monitor's programs the kernel skipped (fdinfo)."""
-    total = 0
-    for fn in monitor.bpf.funcs.values():
-        with open(f"/proc/self/fdinfo/{fn.fd}") as f:
-            total += next((int(line.split()[1]) for line in f
-                           if line.startswith("recursion_misses:")), 0)
-    return total
+    return sum(fdinfo_misses(fn.fd) for fn in monitor.bpf.funcs.values())
+
+
+def test_skipped_runs_of_a_perf_tracepoint_are_read(load_monitor, child_user, block_dir):
+    """The kernel's count of skipped runs (BpfObject.skipped) as fdinfo
+    shows it, on the probe the disk monitor had until it became a raw
+    tracepoint: a perf tracepoint on block_rq_complete, skipped whenever
+    the disk's interrupt comes while the file monitor's program runs."""
+    from bcc import BPF
+
+    from dots_collector import libbpf
+
+    directory, _ = block_dir
+    target = directory / "skipped"
+    prewritten(child_user, target, 8)
+    uid = uid_of(child_user)
+    files = load_monitor("filesystem", uids=[uid])
+    probe = BPF(text=b"TRACEPOINT_PROBE(block, block_rq_complete) { return 0; }")
+    storm = subprocess.Popen(as_user(child_user, [
+        "/usr/bin/python3", "-c", "while True:\n    with open('/etc/hostname') as f: f.read()"]))
+    try:
+        wait_for(lambda: files.drain() or files.records, what="the file storm's events")
+        fd = probe.funcs[b"tracepoint__block__block_rq_complete"].fd
+        for _ in range(20):  # 2,000 direct writes at a time, until some are skipped
+            done = run_as(child_user, ["dd", "if=/dev/zero", f"of={target}", "bs=4k",
+                                       "count=2000", "oflag=direct", "conv=notrunc"])
+            assert done.returncode == 0, done.stderr
+            if fdinfo_misses(fd):
+                break
+    finally:
+        storm.kill()
+        storm.wait()
+        skipped, shown = libbpf.prog_recursion_misses(fd), fdinfo_misses(fd)
+        probe.cleanup()
+    print(f"\nperf tracepoint on block_rq_complete beside a file loop: {skipped} runs skipped")
+    assert skipped == shown > 0
 
 
 def test_completions_are_seen_beside_another_monitors_storm(load_monitor, child_user, block_dir):
