@@ -24,6 +24,8 @@ class QuietMonitor:
 
     name = "process"
     tick_interval = None
+    skipped = 0  # runs the kernel skipped (BpfObject.skipped)
+    skips_lose_events = True
 
     def __init__(self) -> None:
         self.ring_fd = os.eventfd(0, os.EFD_NONBLOCK)
