@@ -145,50 +145,39 @@ static __always_inline void current_owner(struct owner *o)
     bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
 
-/* What inet_sock_set_state's tracepoint record holds, read from the
- * socket as its TP_fast_assign does (include/trace/events/sock.h): ports
- * in host order; v4 addresses in the first 4 bytes of saddr/daddr (rest
- * zero), v6 ones (and v4-mapped on a v6 socket) all 16. */
-struct state_change {
-    u64 sk;
-    int oldstate;
-    int newstate;
-    u16 family;
-    u16 protocol;
-    u16 sport;
-    u16 dport;
-    u8 saddr[16];
-    u8 daddr[16];
-};
-
-static __always_inline void read_state_change(struct state_change *c, void *sk)
+static __always_inline u16 read_u16(void *p)
 {
-    c->sk = (u64)sk;
-    bpf_probe_read_kernel(&c->family, sizeof(c->family), sk + OFF_SK_FAMILY);
-    bpf_probe_read_kernel(&c->protocol, sizeof(c->protocol), sk + OFF_SK_PROTOCOL);
-    u16 port = 0;
-    bpf_probe_read_kernel(&port, sizeof(port), sk + OFF_INET_SPORT);
-    c->sport = __builtin_bswap16(port);
-    bpf_probe_read_kernel(&port, sizeof(port), sk + OFF_SK_DPORT);
-    c->dport = __builtin_bswap16(port);
-    __builtin_memset(c->saddr, 0, 16);
-    __builtin_memset(c->daddr, 0, 16);
-    if (c->family == DOTS_AF_INET) {
-        bpf_probe_read_kernel(c->saddr, 4, sk + OFF_SK_RCV_SADDR);
-        bpf_probe_read_kernel(c->daddr, 4, sk + OFF_SK_DADDR);
+    u16 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), p);
+    return v;
+}
+
+/* The socket's family, ports and addresses into si, read as the
+ * tracepoint's TP_fast_assign reads them (include/trace/events/sock.h):
+ * ports in host order; v4 addresses in the first 4 bytes (rest zero), v6
+ * ones (and v4-mapped on a v6 socket) all 16. Read only where an event
+ * may follow: the probe runs for every TCP state change on the machine. */
+static __always_inline void copy_addrs(struct sock_info *si, void *sk)
+{
+    si->family = read_u16(sk + OFF_SK_FAMILY);
+    si->sport = __builtin_bswap16(read_u16(sk + OFF_INET_SPORT));
+    si->dport = __builtin_bswap16(read_u16(sk + OFF_SK_DPORT));
+    __builtin_memset(si->saddr, 0, 16);
+    __builtin_memset(si->daddr, 0, 16);
+    if (si->family == DOTS_AF_INET) {
+        bpf_probe_read_kernel(si->saddr, 4, sk + OFF_SK_RCV_SADDR);
+        bpf_probe_read_kernel(si->daddr, 4, sk + OFF_SK_DADDR);
     } else {
-        bpf_probe_read_kernel(c->saddr, 16, sk + OFF_SK_V6_RCV_SADDR);
-        bpf_probe_read_kernel(c->daddr, 16, sk + OFF_SK_V6_DADDR);
+        bpf_probe_read_kernel(si->saddr, 16, sk + OFF_SK_V6_RCV_SADDR);
+        bpf_probe_read_kernel(si->daddr, 16, sk + OFF_SK_V6_DADDR);
     }
 }
 
-static __always_inline void copy_addrs(struct sock_info *si, struct state_change *c)
+/* A listener's key: the socket's family and local port. */
+static __always_inline void listen_key_of(struct listen_key *lk, void *sk)
 {
-    si->family = c->family;
-    si->sport = c->sport;
-    si->dport = c->dport;
-    __builtin_memcpy(si->saddr, c->saddr, 16);
-    __builtin_memcpy(si->daddr, c->daddr, 16);
+    lk->family = read_u16(sk + OFF_SK_FAMILY);
+    lk->port = __builtin_bswap16(read_u16(sk + OFF_INET_SPORT));
 }
 
 static __always_inline void emit(u32 type, u64 sk, struct sock_info *si)
@@ -228,13 +217,8 @@ static __always_inline void table_full(void)
 RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 {
     void *skp = (void *)ctx->args[0];
-    u16 protocol = 0;
-    bpf_probe_read_kernel(&protocol, sizeof(protocol), skp + OFF_SK_PROTOCOL);
-    if (protocol != DOTS_IPPROTO_TCP)
+    if (read_u16(skp + OFF_SK_PROTOCOL) != DOTS_IPPROTO_TCP)
         return 0;
-    struct state_change change;
-    struct state_change *args = &change;
-    read_state_change(args, skp);
     int old = (int)ctx->args[1], new = (int)ctx->args[2];
     u64 sk = (u64)skp;
 
@@ -250,7 +234,8 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
     }
 
     if (new == TCP_LISTEN) {                /* inside listen(): every uid */
-        struct listen_key lk = {.family = args->family, .port = args->sport};
+        struct listen_key lk = {};
+        listen_key_of(&lk, skp);
         struct listener l = {.sk = sk};
         current_owner(&l.o);
         listeners.update(&lk, &l);
@@ -258,7 +243,8 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
     }
 
     if (old == TCP_LISTEN && new == TCP_CLOSE) {   /* listener closed */
-        struct listen_key lk = {.family = args->family, .port = args->sport};
+        struct listen_key lk = {};
+        listen_key_of(&lk, skp);
         struct listener *l = listeners.lookup(&lk);
         if (l && (l->sk == sk || l->sk == 0))
             listeners.delete(&lk);
@@ -272,7 +258,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
             struct sock_info *si = socks.lookup(&sk);
             if (!si)
                 return 0;
-            copy_addrs(si, args);
+            copy_addrs(si, skp);
             si->established = 1;
             if (uid_wanted(si->o.uid))
                 emit(EV_CONNECT, sk, si);
@@ -281,7 +267,8 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
         if (old != TCP_SYN_RECV)
             return 0;
         /* a connection accepted on a listener: softirq, owner from listener */
-        struct listen_key lk = {.family = args->family, .port = args->sport};
+        struct listen_key lk = {};
+        listen_key_of(&lk, skp);
         struct listener *l = listeners.lookup(&lk);
         if (!l || !uid_wanted(l->o.uid))
             return 0;
@@ -290,7 +277,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
         si.gen = bpf_ktime_get_boot_ns();
         si.provisional = 1;
         si.established = 1;
-        copy_addrs(&si, args);
+        copy_addrs(&si, skp);
         if (track_sock(sk, &si) != 0) {
             table_full();
             return 0;
@@ -305,7 +292,7 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
         struct sock_info *si = socks.lookup(&sk);
         if (!si)
             return 0;
-        copy_addrs(si, args);   /* a failed connect never got them */
+        copy_addrs(si, skp);    /* a failed connect never got them */
         if (uid_wanted(si->o.uid))
             emit(old == TCP_SYN_SENT ? EV_CONNECT_FAILED : EV_CLOSE, sk, si);
         if (socks.delete(&sk) == 0)
