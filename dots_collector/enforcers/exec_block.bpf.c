@@ -132,20 +132,6 @@ BPF_TABLE("lru_hash", u32, u8, pending, 512);
 /* [0] = programs killed here */
 BPF_PERCPU_ARRAY(kills, u64, 1);
 
-static __always_inline u64 read_u64(void *p)
-{
-    u64 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), p);
-    return v;
-}
-
-static __always_inline u32 read_u32(void *p)
-{
-    u32 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), p);
-    return v;
-}
-
 /* (dev, ino, uid) of a file and its ctime in ns (bit 31 of the nsec word
  * is a flag on kernels with multigrain ctime) */
 static __always_inline u64 file_key_of(void *file, u32 uid, struct exe_key *key)

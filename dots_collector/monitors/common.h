@@ -194,6 +194,29 @@ static __always_inline void output_record(void *e, u32 head, u32 len, u32 max_le
     n->bytes += bytes;
 }
 
+/* A kernel struct member at an offset from the running kernel's BTF
+ * (btf.py hands the OFF_* macros to the compiler); 0 if it cannot be read. */
+static __always_inline u64 read_u64(void *p)
+{
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), p);
+    return v;
+}
+
+static __always_inline u32 read_u32(void *p)
+{
+    u32 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), p);
+    return v;
+}
+
+static __always_inline u16 read_u16(void *p)
+{
+    u16 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), p);
+    return v;
+}
+
 /* Read a __data_loc string of a tracepoint record. */
 #define READ_DATA_LOC_STR(dst, args, field) \
     bpf_probe_read_kernel_str((dst), sizeof(dst), \

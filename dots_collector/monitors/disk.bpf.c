@@ -242,20 +242,6 @@ TRACEPOINT_PROBE(block, block_rq_issue)
     return 0;
 }
 
-static __always_inline u64 read_u64(void *p)
-{
-    u64 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), p);
-    return v;
-}
-
-static __always_inline u32 read_u32(void *p)
-{
-    u32 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), p);
-    return v;
-}
-
 /* TP_PROTO(struct request *rq, blk_status_t error, unsigned int nr_bytes);
  * dev and sector as the block_rq_complete tracepoint gives them:
  * disk_devt(rq->q->disk) (0 without a disk) and blk_rq_pos(rq). */

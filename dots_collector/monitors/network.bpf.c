@@ -145,13 +145,6 @@ static __always_inline void current_owner(struct owner *o)
     bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
 
-static __always_inline u16 read_u16(void *p)
-{
-    u16 v = 0;
-    bpf_probe_read_kernel(&v, sizeof(v), p);
-    return v;
-}
-
 /* The socket's family, ports and addresses into si, read as the
  * tracepoint's TP_fast_assign reads them (include/trace/events/sock.h):
  * ports in host order; v4 addresses in the first 4 bytes (rest zero), v6
