@@ -260,10 +260,14 @@ def test_connect_storm_delivered_plus_lost_equals_generated(load_monitor, storm_
 CONNECTS = r"""
 import json, os, socket, sys
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ok = 0
 for _ in range(n):
-    with socket.create_connection((host, port), timeout=10):
-        pass
-print(json.dumps({"pid": os.getpid()}))
+    try:
+        with socket.create_connection((host, port), timeout=10):
+            ok += 1
+    except OSError:
+        pass  # the network's trouble, not the monitor's: counted apart
+print(json.dumps({"pid": os.getpid(), "ok": ok}))
 """
 FILE_LOOP = "while True:\n    with open('/etc/hostname') as f: f.read()"
 
@@ -307,12 +311,20 @@ def test_connections_to_a_real_host_are_all_seen_beside_a_file_loop(load_monitor
         return sum(1 for r in run.records if r.pid == info["pid"] and r.type == kind
                    and r.dport == port and r.daddr == host)
 
-    deadline = time.monotonic() + 10  # the last closes come with the host's FIN
-    while seen("connect") + seen("close") + run.monitor.lost - lost_before < 2 * n \
-            and time.monotonic() < deadline:
+    ok = info["ok"]
+    assert ok >= n // 2, f"only {ok} of {n} connections to {host}:{port} were made"
+    def open_still() -> int:
+        """Its sockets the kernel still follows: a close comes with the
+        host's FIN, which a host may send late (FIN_WAIT2 lasts up to 60 s)."""
+        return sum(1 for v in run.monitor.bpf[b"socks"].values() if v.o.pid == info["pid"])
+
+    deadline = time.monotonic() + 10
+    while (seen("connect") < ok or seen("close") + open_still() < ok) \
+            and run.monitor.lost == lost_before and time.monotonic() < deadline:
         run.drain()
         time.sleep(0.02)
-    lost = run.monitor.lost - lost_before
-    print(f"\n{n} connections to {host}:{port} beside two file loops: {seen('connect')} "
-          f"connects, {seen('close')} closes, lost {lost}")
-    assert (seen("connect"), seen("close"), lost) == (n, n, 0)
+    lost, skipped = run.monitor.lost - lost_before, run.monitor.skipped
+    print(f"\n{ok} connections to {host}:{port} beside two file loops: {seen('connect')} "
+          f"connects, {seen('close')} closes, {open_still()} closing still, lost {lost}, "
+          f"skipped by the kernel {skipped}")
+    assert (seen("connect"), seen("close") + open_still(), lost, skipped) == (ok, ok, 0, 0)
