@@ -77,10 +77,14 @@ def rows(r: dict) -> list[tuple[str, str, str, str]]:
             ring = sum(x["kernel_ring_lost"] for x in runs)
             causes = (f" ({ring:,} for a full ring buffer, {lost - ring:,} completions the "
                       "kernel never showed)")
+        skipped = [x.get("kernel_skipped") for x in runs]
+        skips = ("" if None in skipped else
+                 f"; runs of its programs the kernel skipped (lost uncounted if a storm's): "
+                 f"{sum(skipped):,}")
         out.append((f"{m}: nothing lost below 250k ev/s offered, delivered + lost = generated",
                     f"{lost:,} lost{causes} of {gen:,} at up to {rate:,} ev/s offered; delivered + lost = "
                     f"generated: {('yes' if accounted else 'NO') if counted else 'not countable'}"
-                    f"{' (by the kernel’s count)' if by_kernel and counted else ''} "
+                    f"{' (by the kernel’s count)' if by_kernel and counted else ''}{skips} "
                     f"(load {runs[0]['loadavg_1min']:.1f})",
                     "—" if bt_lost is None else f"{bt_lost:,} lost (overhead runs)",
                     _verdict(False) if lost or not accounted else

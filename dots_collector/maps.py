@@ -188,6 +188,27 @@ class Table:
         return len(stale)
 
 
+def open_programs(directory: Path) -> list[int]:
+    """fds of the programs of the object pinned in ``directory``: those its
+    links attach (``link_*``) and the gated ones (``prog_*``)."""
+    fds: list[int] = []
+    try:
+        for pin in sorted(directory.iterdir()):
+            if pin.name.startswith("prog_"):
+                fds.append(libbpf.obj_get(pin))
+            elif pin.name.startswith("link_"):
+                link = libbpf.obj_get(pin)
+                try:
+                    fds.append(libbpf.link_prog_fd(link))
+                finally:
+                    os.close(link)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
 class PinnedMaps:
     """The maps of one BPF object, opened from ``<dir>/map_<name>`` with the
     layouts of its manifest: a stand-in for bcc's BPF object once loaded."""
@@ -203,15 +224,7 @@ class PinnedMaps:
                 fd = libbpf.obj_get(directory / f"map_{name}")
                 self.tables[name.encode()] = Table(fd, name, decode_type(key_desc),
                                                    decode_type(leaf_desc))
-            for pin in sorted(directory.iterdir()):
-                if pin.name.startswith("prog_"):
-                    self.program_fds.append(libbpf.obj_get(pin))
-                elif pin.name.startswith("link_"):
-                    link = libbpf.obj_get(pin)
-                    try:
-                        self.program_fds.append(libbpf.link_prog_fd(link))
-                    finally:
-                        os.close(link)
+            self.program_fds = open_programs(directory)
         except BaseException:
             self.cleanup()
             raise

@@ -100,6 +100,25 @@ def _kernel_count(monitor: str, name: str, words: int = 1) -> int | None:
         os.close(fd)
 
 
+def _kernel_skipped(monitor: str) -> int | None:
+    """Runs of the monitor's programs the kernel skipped (recursion_misses):
+    events of the storm among them would be lost without a count."""
+    from pathlib import Path
+
+    from dots_collector import libbpf
+    from dots_collector.maps import open_programs
+
+    try:
+        fds = open_programs(Path(BENCH_PIN_DIR) / monitor)
+    except OSError:
+        return None
+    try:
+        return sum(libbpf.prog_recursion_misses(fd) for fd in fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
     observer = Collector([monitor], [user.uid]).start()
     pid = observer.process.pid
@@ -117,6 +136,7 @@ def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
         ring_lost = _kernel_count(monitor, "lost_events")
         # disk: issued requests whose completion the kernel never showed
         unseen = _kernel_count(monitor, "unseen") if monitor == "disk" else None
+        skipped = _kernel_skipped(monitor)
     finally:
         counts = observer.stop()
     wall = time.monotonic() - t0
@@ -134,6 +154,7 @@ def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
         "generated_by": "workload" if monitor in COUNTED else "kernel",
         "kernel_submitted": submitted, "kernel_ring_lost": ring_lost,
         **({"kernel_unseen": unseen} if monitor == "disk" else {}),
+        "kernel_skipped": skipped,
         "accounted": (delivered + lost == generated) if generated is not None else None,
         "offered_per_s": round((generated if generated is not None else delivered + lost)
                                / storm["elapsed_s"]),
