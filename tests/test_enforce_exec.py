@@ -375,7 +375,8 @@ def test_allow_list_mode(enforce, child_user, other_user, workdir):
     assert len(found) == 1
 
     done = run_as(child_user, [str(listed)])
-    assert (done.returncode, done.stdout.strip()) == (0, child_user)
+    assert (done.returncode, done.stdout.strip()) == (0, child_user), \
+        [(r.comm, r.path) for r in enforce.blocked()]
     done = run_as(child_user, [str(unlisted)])
     assert (done.returncode, done.stdout) == (-9, "")
     done = run_as(child_user, ["/usr/bin/id", "-u"])
