@@ -426,11 +426,11 @@ def test_allow_list_mode_stops_what_ran_before_it_not_what_root_starts_after(
     def in_transit() -> list[int]:
         return [p for p in processes_of(uid) if _runs(p, Path(python))]
 
-    def sweep_after_a_start(*args):
+    def sweep_after_a_start(*args, **kwargs):
         if not starter.is_alive() and not started:  # the first sweep: the rule's
             starter.start()
             wait_for(in_transit, what="root's process to become the child")
-        return real_sweep(*args)
+        return real_sweep(*args, **kwargs)
 
     monkeypatch.setattr(enforce.enforcer.judge, "sweep", sweep_after_a_start)
     try:

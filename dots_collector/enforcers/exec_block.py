@@ -216,7 +216,7 @@ class ExecEnforcer(Enforcer):
         ran = running(uid) if sweep else None
         self.judge.set_block_rule(uid, Rule(list(paths), found) if paths else None)
         if ran is not None:
-            self.judge.sweep([uid], ran)
+            self.judge.sweep(before=ran)
         return found, rejected
 
     def set_allow_list(self, uid: int, enabled: bool, paths: list[str]) -> Resolved:
@@ -230,7 +230,7 @@ class ExecEnforcer(Enforcer):
         ran = running(uid) if sweep else None
         self.judge.set_allow_rule(uid, Rule(list(paths), found) if enabled else None)
         if ran is not None:
-            self.judge.sweep([uid], ran)
+            self.judge.sweep(before=ran)
         return found, rejected
 
     # --- what is in force -----------------------------------------------------------

@@ -353,9 +353,11 @@ class Judge(MappingJudge):
     # --- what already runs -----------------------------------------------------------------
     def sweep(self, uids: list[int] | None = None, before: Running | None = None) -> int:
         """Check what the uids with rules run now (after lost notices), or
-        what ``before`` found one uid running before its rule went into
-        force (when a rule arrives); returns how many processes were killed."""
+        what ``before`` found its uid running before a rule went into force
+        (when a rule arrives); returns how many processes were killed."""
         self.sweeps += 1
+        if before is not None:
+            uids = [before.uid]
         with self.lock:
             uids = [u for u in (uids or [*self.block_rules, *self.allow_rules])
                     if u in self.block_rules or u in self.allow_rules]

@@ -74,13 +74,14 @@ class Running:
     starts it for the uid (setpriv, su, login, sshd between setuid and
     exec), which is not the child's doing."""
 
+    uid: int
     ts_ns: int
     pids: list[int]
 
 
 def running(uid: int) -> Running:
     ts_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-    return Running(ts_ns, list(processes_of(uid)))
+    return Running(uid, ts_ns, list(processes_of(uid)))
 
 
 def kill_pid(pid: int, still: Callable[[int], bool]) -> bool:
