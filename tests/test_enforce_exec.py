@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import select
 import shutil
 import statistics
 import subprocess
@@ -451,6 +452,94 @@ def test_allow_list_mode_stops_what_ran_before_it_not_what_root_starts_after(
         os.close(gate_w)
 
 
+HOPPER = """
+import os, sys, time
+fd = int(sys.argv[1])
+while True:
+    if os.fork():
+        os._exit(0)  # the parent leaves: the program lives on in a new pid
+    try:
+        os.write(fd, b".")
+    except BlockingIOError:
+        pass
+    time.sleep(0.001)
+"""
+
+
+@pytest.mark.parametrize("mode", ["block", "allow"])
+def test_a_program_that_keeps_forking_itself_is_stopped_when_a_rule_arrives(
+        enforce, child_user, workdir, mode):
+    """The child's program forks every millisecond and leaves its parent
+    behind, so the pid the sweep listed is gone before it is judged. Its
+    forks die at birth once its executable is doomed, and what forked
+    before is found by what it runs: every copy ends, well before the test
+    gives up. (Until this round such a program lived on: README.)"""
+    from dots_collector.enforcers.kill import kill_user_processes
+
+    uid = uid_of(child_user)
+    game = program(workdir, os.path.realpath(sys.executable), "game")  # unlisted, another inode
+    script = workdir / "hopper.py"
+    script.write_text(HOPPER)
+    script.chmod(0o644)
+    beat_r, beat_w = os.pipe()
+    os.set_blocking(beat_w, False)
+    first = popen_as(child_user, [str(game), str(script), str(beat_w)], pass_fds=(beat_w,))
+    os.close(beat_w)
+    try:
+        first.wait(timeout=10)
+        assert select.select([beat_r], [], [], 10)[0], "the hopper runs"
+        if mode == "block":
+            enforce.enforcer.set_blocked(uid, [str(game)])
+        else:
+            enforce.enforcer.set_allow_list(uid, True, [str(program(workdir, "/usr/bin/whoami", "listed"))])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # EOF: no hopper holds the pipe any more
+            if select.select([beat_r], [], [], 0.5)[0] and os.read(beat_r, 65536) == b"":
+                break
+        else:
+            pytest.fail(f"the hopper still runs 10 s after the rule: "
+                        f"{[(p, _exe(p)) for p in processes_of(uid) if not _zombie(p)]}")
+        assert not [p for p in processes_of(uid) if _runs(p, game)]
+        enforce.wait_blocked(lambda r: r.uid == uid and r.path in (str(game), "game"),
+                             "the kill reported")
+    finally:
+        kill_user_processes(uid)
+        first.stdout.close()
+        first.stderr.close()
+        os.close(beat_r)
+
+
+@pytest.mark.parametrize("mode", ["block", "allow"])
+def test_a_process_the_first_listing_missed_is_found_by_the_next(
+        enforce, child_user, workdir, mode, monkeypatch):
+    """A fork made after the uid's processes were listed and before the
+    rule went into force ran before the rule, yet is in no listing: the
+    listings that follow the rule find it by what it runs (here the first
+    listing is made to miss it)."""
+    from dots_collector.enforcers import exec_block
+    from dots_collector.enforcers.kill import Running, kill_user_processes
+
+    uid = uid_of(child_user)
+    game = program(workdir, "/usr/bin/sleep", "game")
+    # started from the child's shell (its parent is the child's, not root's)
+    shell = popen_as(child_user, ["/bin/sh", "-c", f"{game} 60 & echo $!; wait $!"])
+    monkeypatch.setattr(exec_block, "running",
+                        lambda u: Running(u, time.clock_gettime_ns(time.CLOCK_BOOTTIME), []))
+    try:
+        missed = int(shell.stdout.readline())
+        wait_for(lambda: _runs(missed, game), what="the game to start")
+        if mode == "block":
+            enforce.enforcer.set_blocked(uid, [str(game)])
+        else:
+            enforce.enforcer.set_allow_list(uid, True, [str(program(workdir, "/usr/bin/whoami", "listed"))])
+        assert shell.wait(timeout=10) == 128 + 9, "the shell's game was killed"
+        enforce.wait_blocked(lambda r: r.pid == missed and r.path == str(game), "the kill reported")
+    finally:
+        shell.kill()
+        shell.wait()
+        kill_user_processes(uid)
+
+
 def test_block_wins_over_allow(enforce, child_user, workdir):
     uid = uid_of(child_user)
     app = program(workdir, "/usr/bin/whoami", "both")
@@ -629,3 +718,10 @@ def test_no_enforcers_switch_and_error():
     with pytest.raises(InvalidArgument):
         collector.set_blocked_addresses(0, [])
 
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError as e:
+        return e.strerror or "?"

@@ -32,6 +32,16 @@
  * /proc/PID/map_files. mprotect(PROT_EXEC) of an enforced uid's process is
  * reported once per process until userspace has looked at its mappings
  * ("pending" map), which it then checks the same way.
+ *
+ * Forks: a program that keeps forking itself (the parent leaves, the
+ * child lives on in a new pid) never execs, so neither check above sees
+ * it. The child's return from fork, clone, clone3 or vfork (the syscall's
+ * exit tracepoint fires in the new task, with ret 0) is checked by the
+ * inode of task->mm->exe_file: a fork of a blocked program dies before it
+ * runs an instruction (K_FORK_BLOCKED); so does a fork of a program that
+ * is not allowed while allow-list mode is coming on (F_FOLLOW: set with
+ * the mode, cleared once user space has swept what ran before it; not
+ * for longer, because root's sshd runs as the uid and forks its shell).
  */
 #define DOTS_NO_UID_FILTER  /* enforced_uids is this object's filter */
 #include "common.h"
@@ -43,6 +53,8 @@
 /* enforced_uids flags */
 #define F_BLOCKS 1   /* uid has a block list: send first-seen/script notices */
 #define F_ALLOW  2   /* uid is in allow-list mode */
+#define F_FOLLOW 4   /* allow-list mode is coming on: forks of programs that
+                      * are not allowed die at birth */
 
 /* event kinds (exec_block.py) */
 #define K_BLOCKED 0      /* killed: on the block list */
@@ -59,6 +71,7 @@
 #define N_MAP 16         /* mmap(PROT_EXEC) of a file not judged yet */
 #define N_MPROTECT 32    /* mprotect(PROT_EXEC): look at the process's maps */
 #define K_MAP_BLOCKED 4  /* killed: mapped a blocked file executable */
+#define K_FORK_BLOCKED 5 /* killed at birth: a fork of a program that must stop */
 /* values of the "programs" map */
 #define P_LOADER 1
 #define P_INTERPRETER 2
@@ -353,3 +366,43 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mprotect)
         pending.update(&tgid, &one);
     return 0;
 }
+
+/* --- forks of a program that must stop -------------------------------------- */
+
+static __always_inline int fork_child(long ret)
+{
+    if (ret != 0)
+        return 0;   /* the parent's return (or a failed fork) */
+    u64 uid_gid = bpf_get_current_uid_gid();
+    u32 uid = (u32)uid_gid;
+    u32 *flags = enforced_uids.lookup(&uid);
+    if (!flags)
+        return 0;
+    u32 mode = *flags;
+    void *task = (void *)bpf_get_current_task();
+    void *mm = (void *)read_u64(task + OFF_TASK_MM);
+    if (!mm)
+        return 0;
+    void *file = (void *)read_u64(mm + OFF_MM_EXE_FILE);
+    if (!file)
+        return 0;
+    struct exe_key key = {};
+    u64 ctime = file_key_of(file, uid, &key);
+    u64 *b = blocked.lookup(&key);
+    if (!(b && *b == ctime)) {
+        if ((mode & (F_ALLOW | F_FOLLOW)) != (F_ALLOW | F_FOLLOW) || allowed.lookup(&key))
+            return 0;
+        key.uid = ANY_UID;
+        if (allowed.lookup(&key))
+            return 0;
+        key.uid = uid;
+    }
+    kill_current();
+    map_event(K_FORK_BLOCKED, 0, uid, uid_gid, &key, ctime, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_fork) { return fork_child(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_vfork) { return fork_child(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_clone) { return fork_child(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { return fork_child(args->ret); }

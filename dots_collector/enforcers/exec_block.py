@@ -22,7 +22,8 @@ How a blocked program is stopped, by what the child does:
   a file never seen is judged from /proc/PID/map_files; in allow-list
   mode executable mappings outside the allowed programs and system
   libraries stop the process;
-* had it running before the rule arrived: the uid's processes are swept.
+* had it running before the rule arrived: the uid's processes are swept,
+  and a fork of a program that must stop dies at birth (exec_sweep.py).
 
 Notices lost because the ring buffer was full are made up for by a sweep
 of the enforced uids' running processes.
@@ -154,11 +155,12 @@ class ExecEnforcer(Enforcer):
         ready = select.poll()
         ready.register(self.ring_fd, select.POLLIN)
         while not self._stop.is_set():
-            ready.poll(50)
+            ready.poll(10 if self.judge.following else 50)  # a listing per turn while following
             buf, spans = self._reader.read()
             for off, size in spans:
                 self._on_event(buf[off:off + size])
             self.judge.run_deferred()
+            self.judge.run_follows()
             lost = self.lost
             if lost > lost_seen:
                 lost_seen = lost
@@ -214,6 +216,8 @@ class ExecEnforcer(Enforcer):
         # something new is blocked: what ran before the rule is checked
         sweep = found and (before is None or {i.sha256 for i in found} - before.programs.by_sha.keys())
         ran = running(uid) if sweep else None
+        if ran is not None:
+            self.judge.follow(uid)
         self.judge.set_block_rule(uid, Rule(list(paths), found) if paths else None)
         if ran is not None:
             self.judge.sweep(before=ran)
@@ -228,6 +232,8 @@ class ExecEnforcer(Enforcer):
         # the mode went on, or the list shrank: what ran before is checked
         sweep = enabled and (before is None or before.programs.by_sha.keys() - {i.sha256 for i in found})
         ran = running(uid) if sweep else None
+        if ran is not None:
+            self.judge.follow(uid)  # the mode goes on with F_FOLLOW
         self.judge.set_allow_rule(uid, Rule(list(paths), found) if enabled else None)
         if ran is not None:
             self.judge.sweep(before=ran)

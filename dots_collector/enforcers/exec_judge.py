@@ -15,7 +15,9 @@ Per notice (exec_wire.Notice), by what the child did:
   target, a memfd) or made a mapping executable: the mapped file is judged
   the same way; in allow-list mode it must also be an allowed program or a
   library the child cannot have written (see ``mappable``);
-* a rule arrived: the uid's running processes are checked (``sweep``).
+* a rule arrived: the uid's running processes are checked, and the forks
+  of a program that must stop are followed (exec_sweep.py);
+* the kernel killed a fork of such a program at birth: it is reported.
 
 A kill here is a pidfd SIGKILL a few milliseconds after the exec or mmap
 (measured in tests/test_identity_attacks.py and bench).
@@ -37,11 +39,11 @@ from dots_identity.match import ProgramSet
 
 from . import proc
 from .exec_backstop import MappingJudge
+from .exec_sweep import Follow, SweepJudge
 from .exec_maps import KernelMaps
-from .exec_wire import (F_ALLOW, F_BLOCKS, K_BLOCKED, K_NOT_ALLOWED, K_NOTICE,
+from .exec_wire import (F_ALLOW, F_BLOCKS, F_FOLLOW, K_FORK_BLOCKED, K_NOT_ALLOWED, K_NOTICE,
                         K_SUSPECT, MAX_KNOWN, N_FIRST_SEEN, N_INTERP, N_LOADER, N_MAP,
                         N_MPROTECT, N_SCRIPT, P_INTERPRETER, P_LOADER, Key, Notice)
-from .kill import Running, processes_of
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ def resolve(cache: HashCache, paths: list[str]) -> tuple[list[Identity], list[tu
     return found, rejected
 
 
-class Judge(MappingJudge):
+class Judge(MappingJudge, SweepJudge):
     """Rules, what is known about executables, and the decisions."""
 
     def __init__(self, cache: HashCache, post: Callable[[Record], None]) -> None:
@@ -117,6 +119,7 @@ class Judge(MappingJudge):
         self.kill_latency_ns: dict[str, list[int]] = {}
         self._scanned: dict[int, float] = {}
         self._deferred: dict[int, tuple[int, int]] = {}
+        self.following: dict[int, Follow] = {}
 
     @property
     def loaders(self) -> ProgramSet:
@@ -138,8 +141,9 @@ class Judge(MappingJudge):
 
     # --- rules -------------------------------------------------------------------
     def flags(self, uid: int) -> int:
+        allow = F_ALLOW | (F_FOLLOW if uid in self.following else 0)
         return (F_BLOCKS if uid in self.block_rules else 0) | \
-            (F_ALLOW if uid in self.allow_rules else 0)
+            (allow if uid in self.allow_rules else 0)
 
     def set_block_rule(self, uid: int, rule: Rule | None) -> None:
         with self.lock:
@@ -172,7 +176,8 @@ class Judge(MappingJudge):
     # --- notices ------------------------------------------------------------------
     def handle(self, n: Notice) -> None:
         if n.kind != K_NOTICE:  # killed in the kernel
-            self.post(self.record(n, self.absolute(n)))
+            self.post(self.record(n, self.name_of(n) if n.kind == K_FORK_BLOCKED
+                                  else self.absolute(n)))
             if n.kind == K_NOT_ALLOWED:
                 self._learn_allowed_copy(n)
             elif n.kind == K_SUSPECT:
@@ -203,6 +208,19 @@ class Judge(MappingJudge):
             return os.readlink(f"/proc/{n.pid}/exe")
         except OSError:
             return n.path
+
+    def name_of(self, n: Notice) -> str:
+        """A fork killed at birth names no file: the path its executable
+        was known by."""
+        with self.lock:
+            known = self.known.get(n.key)
+            if known is not None:
+                return known[1].path
+            for rule in (self.block_rules.get(n.uid), self.allow_rules.get(n.uid)):
+                for identity in rule.identities if rule is not None else ():
+                    if (identity.kdev, identity.ino) == n.key:
+                        return identity.path
+        return self.absolute(n) or n.comm
 
     def kill(self, n: Notice, path: str, why: str) -> None:
         if not proc.kill_if_started_before(n.pid, n.ts_ns):
@@ -248,14 +266,18 @@ class Judge(MappingJudge):
             name = link
         return dataclasses.replace(identity, path=name)
 
-    def learn(self, key: Key, ctime: int, identity: Identity) -> list[int]:
-        """Remember what the file is; block it (as a copy) for every uid
-        whose list covers it; returns those uids."""
+    def remember(self, key: Key, ctime: int, identity: Identity) -> None:
         with self.lock:
             self.known[key] = (ctime, identity)
             self.known.move_to_end(key)
             while len(self.known) > MAX_KNOWN:
                 self.known.popitem(last=False)
+
+    def learn(self, key: Key, ctime: int, identity: Identity) -> list[int]:
+        """Remember what the file is; block it (as a copy) for every uid
+        whose list covers it; returns those uids."""
+        with self.lock:
+            self.remember(key, ctime, identity)
             blocked_for = [uid for uid, rule in self.block_rules.items() if rule.covers(identity)]
             for uid in blocked_for:
                 self.maps.block(uid, key, ctime)
@@ -349,45 +371,3 @@ class Judge(MappingJudge):
             identity = self._identify_exec(n)
             if identity is not None:
                 self.learn(n.key, n.ctime_ns, identity)
-
-    # --- what already runs -----------------------------------------------------------------
-    def sweep(self, uids: list[int] | None = None, before: Running | None = None) -> int:
-        """Check what the uids with rules run now (after lost notices), or
-        what ``before`` found its uid running before a rule went into force
-        (when a rule arrives); returns how many processes were killed."""
-        self.sweeps += 1
-        if before is not None:
-            uids = [before.uid]
-        with self.lock:
-            uids = [u for u in (uids or [*self.block_rules, *self.allow_rules])
-                    if u in self.block_rules or u in self.allow_rules]
-        killed = 0
-        now = before.ts_ns if before is not None else proc.boottime_ns()
-        for uid in dict.fromkeys(uids):
-            for pid in (before.pids if before is not None else processes_of(uid)):
-                if pid == os.getpid():
-                    continue
-                killed += self._sweep_one(pid, uid, now)
-        return killed
-
-    def _sweep_one(self, pid: int, uid: int, now: int) -> int:
-        try:
-            identity = self.cache.of_process(pid)
-        except IdentityError:
-            return 0  # kernel threads, exited
-        with self.lock:
-            block, allow = self.block_rules.get(uid), self.allow_rules.get(uid)
-            key = (identity.kdev, identity.ino)
-            verdict = None
-            if block is not None and block.covers(identity):
-                verdict = "running blocked program"
-                self.maps.block(uid, key, identity.ctime_ns)
-            elif allow is not None and key not in self.default_keys and \
-                    key not in self.maps.allowed.get(uid, ()) and not allow.allows(identity):
-                verdict = "running unlisted program"
-        if verdict is not None:
-            fake = Notice(now, identity.ino, identity.ctime_ns, 0, K_BLOCKED, 0, identity.kdev,
-                          pid, 0, uid, 0, 0, os.path.basename(identity.path)[:15], identity.path)
-            self.kill(fake, identity.path, verdict)
-            return 1
-        return int(self.check_mappings(pid, uid, now))

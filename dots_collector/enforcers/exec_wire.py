@@ -16,10 +16,13 @@ EVENT = struct.Struct("<QQQQIIIIIIII16s256s")
 K_BLOCKED, K_NOT_ALLOWED, K_NOTICE, K_SUSPECT = 0, 1, 2, 3
 #: killed at mmap(PROT_EXEC) of a blocked file
 K_MAP_BLOCKED = 4
+#: killed at birth: a fork of a blocked program, or of one not allowed
+#: while allow-list mode is coming on (F_FOLLOW)
+K_FORK_BLOCKED = 5
 #: notice bits (K_NOTICE, or alongside a kill)
 N_FIRST_SEEN, N_SCRIPT, N_LOADER, N_INTERP, N_MAP, N_MPROTECT = 1, 2, 4, 8, 16, 32
 #: enforced_uids flags
-F_BLOCKS, F_ALLOW = 1, 2
+F_BLOCKS, F_ALLOW, F_FOLLOW = 1, 2, 4
 #: values of the "programs" map: what a file is for
 P_LOADER, P_INTERPRETER = 1, 2
 ANY_UID = 0xFFFFFFFF
@@ -49,6 +52,8 @@ BTF_OFFSETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("OFF_TASK_REAL_PARENT", "task_struct", ("real_parent",)),
     ("OFF_TASK_TGID", "task_struct", ("tgid",)),
     ("OFF_TASK_FILES", "task_struct", ("files",)),
+    ("OFF_TASK_MM", "task_struct", ("mm",)),
+    ("OFF_MM_EXE_FILE", "mm_struct", ("exe_file",)),
     ("OFF_FILES_FDT", "files_struct", ("fdt",)),
     ("OFF_FDT_MAX_FDS", "fdtable", ("max_fds",)),
     ("OFF_FDT_FD", "fdtable", ("fd",)),

@@ -8,6 +8,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from .identity import kernel_dev
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -15,16 +17,21 @@ def boottime_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
-def started_before(pid: int, ts_ns: int) -> bool:
-    """The process now at ``pid`` existed at ``ts_ns`` (CLOCK_BOOTTIME):
-    with a pidfd held, this proves it is the process a notice was about."""
+def _stat(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat's fields after the command name (state first)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return False
-    start_ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
-    return start_ticks * 1_000_000_000 // CLK_TCK <= ts_ns
+        return None
+    return stat[stat.rindex(b")") + 2:].split()
+
+
+def started_before(pid: int, ts_ns: int) -> bool:
+    """The process now at ``pid`` existed at ``ts_ns`` (CLOCK_BOOTTIME):
+    with a pidfd held, this proves it is the process a notice was about."""
+    fields = _stat(pid)
+    return fields is not None and int(fields[19]) * 1_000_000_000 // CLK_TCK <= ts_ns
 
 
 def kill_if_started_before(pid: int, ts_ns: int) -> bool:
@@ -32,6 +39,21 @@ def kill_if_started_before(pid: int, ts_ns: int) -> bool:
     from .kill import kill_pid
 
     return kill_pid(pid, lambda p: started_before(p, ts_ns))
+
+
+def exe_key(pid: int) -> tuple[int, int] | None:
+    """The kernel (dev, ino) of the executable ``pid`` runs (None: gone,
+    a zombie or a kernel thread)."""
+    try:
+        st = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return kernel_dev(st.st_dev), st.st_ino
+
+
+def parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
 
 
 def cmdline(pid: int) -> list[str]:
