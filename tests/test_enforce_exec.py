@@ -500,8 +500,11 @@ def test_a_program_that_keeps_forking_itself_is_stopped_when_a_rule_arrives(
             pytest.fail(f"the hopper still runs 10 s after the rule: "
                         f"{[(p, _exe(p)) for p in processes_of(uid) if not _zombie(p)]}")
         assert not [p for p in processes_of(uid) if _runs(p, game)]
-        enforce.wait_blocked(lambda r: r.uid == uid and r.path in (str(game), "game"),
-                             "the kill reported")
+        try:
+            enforce.wait_blocked(lambda r: r.uid == uid and r.path in (str(game), "game"),
+                                 "the kill reported")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {[(r.pid, r.comm, r.path) for r in enforce.blocked()]}")
     finally:
         kill_user_processes(uid)
         first.stdout.close()

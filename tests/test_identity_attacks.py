@@ -6,6 +6,7 @@ Each attack asserts: killed by SIGKILL, and no marker."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -258,6 +259,66 @@ def test_allow_list_mode_stops_unlisted_code_in_an_allowed_program(arena, child_
     assert done.returncode == 0, "the allowed program with its system libraries runs"
     done = run_as(child_user, ["/usr/bin/python3", "-c", "print(1)"])
     assert done.returncode == -9, "python3 is not on the list"
+
+
+def _mapping_notice(uid: int, fd: int) -> "Notice":
+    """The kernel's N_MAP notice for this process mapping ``fd`` executable."""
+    from dots_collector.enforcers.exec_wire import K_NOTICE, N_MAP, Notice
+    from dots_collector.enforcers.identity import kernel_dev
+
+    st = os.fstat(fd)
+    return Notice(0, st.st_ino, st.st_ctime_ns, 0, K_NOTICE, N_MAP, kernel_dev(st.st_dev),
+                  os.getpid(), 0, uid, uid, fd, "sleep", "")
+
+
+def test_a_system_library_whose_fd_closes_while_it_is_judged_is_one(arena, child_user,
+                                                                     monkeypatch):
+    """The dynamic loader closes a library's fd right after its mmap: the
+    library is named before its fd is read, never "/proc/PID/fd/N" (which
+    is no system library: an allowed program was killed -9 for mapping
+    libc, once in a CI run)."""
+    run, _ = arena
+    uid = uid_of(child_user)
+    run.enforcer.set_allow_list(uid, True, ["/usr/bin/sleep"])
+    libc = os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6")
+    fd = os.open(libc, os.O_RDONLY)
+    judge = run.enforcer.judge
+    of_path = judge.cache.of_path
+    closed = []
+
+    def read_then_close(path):
+        identity = of_path(path)
+        if path == f"/proc/{os.getpid()}/fd/{fd}" and not closed:
+            os.close(fd)  # the loader's close, right after the file was read
+            closed.append(fd)
+        return identity
+
+    monkeypatch.setattr(judge.cache, "of_path", read_then_close)
+    try:
+        identity = judge._identify_mapping(_mapping_notice(uid, fd))
+        assert closed, "the fd was read"
+        assert identity is not None and identity.path == libc
+        assert judge.judge_mapping(uid, identity) is None, "libc is a system library"
+    finally:
+        if not closed:
+            os.close(fd)
+
+
+def test_a_library_judged_under_a_system_librarys_name_is_not_one(arena, child_user):
+    """A child who swaps its fd between its own library and libc (to have
+    its code read under libc's name) gains nothing: a name counts only if
+    it names the very file that was read."""
+    run, work = arena
+    uid = uid_of(child_user)
+    run.enforcer.set_allow_list(uid, True, ["/usr/bin/sleep"])
+    libc = os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6")
+    own = work / "libmine.so"
+    shutil.copy(libc, own)
+    os.chown(own, uid, uid)
+    judge = run.enforcer.judge
+    swapped = dataclasses.replace(judge.cache.of_path(str(own)), path=libc)
+    assert judge.judge_mapping(uid, swapped) == "mapped unlisted code"
+    assert judge.judge_mapping(uid, judge.cache.of_path(libc)) is None
 
 
 MPROTECT = """

@@ -5,6 +5,7 @@ judge's rules, cache, maps and kill)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat as stat_mod
 import time
@@ -47,11 +48,16 @@ class MappingJudge:
     def _identify_mapping(self, n: Notice) -> Identity | None:
         """The file an N_MAP notice is about: the fd while it is open, else
         the mapping once it exists."""
+        link = f"/proc/{n.pid}/fd/{n.fd}"
         try:
-            identity = self.cache.of_path(f"/proc/{n.pid}/fd/{n.fd}")
+            # named before it is opened: the loader closes the fd right after
+            # its mmap, and a file judged by the fd's name ("/proc/...")
+            # would be no system library (a false kill of an allowed program)
+            name = os.readlink(link)
+            identity = self.cache.of_path(link)
             if (identity.kdev, identity.ino) == n.key:
-                return self._named(identity, f"/proc/{n.pid}/fd/{n.fd}")
-        except IdentityError:
+                return dataclasses.replace(identity, path=name)
+        except (OSError, IdentityError):
             pass
         deadline = time.monotonic() + MAP_WAIT_S
         while True:
@@ -114,6 +120,8 @@ class MappingJudge:
             st = os.stat(real)
         except OSError:
             return False
+        if (st.st_dev, st.st_ino) != (identity.dev, identity.ino):
+            return False  # the name is another file's now (or was swapped under it)
         if stat_mod.S_ISREG(st.st_mode) and system_file(st, real):
             return True
         return any(real.startswith(d) for d in rule.dirs)

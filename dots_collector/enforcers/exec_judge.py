@@ -213,13 +213,13 @@ class Judge(MappingJudge, SweepJudge):
         """A fork killed at birth names no file: the path its executable
         was known by."""
         with self.lock:
-            known = self.known.get(n.key)
-            if known is not None:
-                return known[1].path
             for rule in (self.block_rules.get(n.uid), self.allow_rules.get(n.uid)):
                 for identity in rule.identities if rule is not None else ():
-                    if (identity.kdev, identity.ino) == n.key:
+                    if (identity.kdev, identity.ino, identity.ctime_ns) == (*n.key, n.ctime_ns):
                         return identity.path
+            ctime, identity = self.known.get(n.key, (None, None))
+            if identity is not None and ctime == n.ctime_ns:  # not a reused inode number
+                return identity.path
         return self.absolute(n) or n.comm
 
     def kill(self, n: Notice, path: str, why: str) -> None:
