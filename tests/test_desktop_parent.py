@@ -43,8 +43,17 @@ def test_parent_app_shows_child_changes_limit_and_approves(app, child, family_cl
     app.click(child_user, role="list item")
     # the daemon's status for today, as the 8-12 preset has it (nothing used yet)
     limit = "2 h 30 min" if dt.date.today().weekday() >= 5 else "1 h 30 min"
-    wait_for(lambda: app.texts("Time left", role="list item") == ["Time left", limit], timeout=20,
-             what="today's time left")
+    shown: list[list[str]] = [[]]
+
+    def time_left_shown() -> bool:
+        shown[0] = app.texts("Time left", role="list item")
+        return shown[0] == ["Time left", limit]
+
+    try:
+        wait_for(time_left_shown, timeout=20, what="today's time left")
+    except AssertionError as e:  # what the app showed, and what the daemon says
+        raise AssertionError(f"{e}: shown {shown[0]}, expected {limit}; daemon: "
+                             f"{parent.ok('GetStatus', 's', child_user)}") from None
     app.find("Screen time this week")
     assert app.unnamed() == [], "every control has an accessible name"
     app.screenshot("family-today")

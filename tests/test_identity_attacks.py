@@ -225,6 +225,31 @@ def test_script_through_an_allowed_interpreter(arena, child_user, built):
     assert_stopped(done, work / "m3")
 
 
+@pytest.mark.parametrize("how", ["exec-open", "stdin", "copy-exec-open"])
+def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_user, how):
+    """The game's file is on no command line: python3 -c
+    "exec(open(...).read())", python3 < game.py (the shell opens it), or
+    the same with a copy under another name. The interpreter stops at the
+    open (or the copy is judged then); cat reading the game is left alone."""
+    run, work = arena
+    uid = uid_of(child_user)
+    game = work / "game.py"
+    game.write_text(PY_GAME)
+    game.chmod(0o644)
+    run.enforcer.set_blocked(uid, [str(game)])
+    marker = work / "m"
+    source = child_copy(child_user, game, work / "notes.txt") if how.startswith("copy") else game
+    if how == "stdin":
+        argv = ["/bin/sh", "-c", f'/usr/bin/python3 - {marker} < "$GAME"']
+    else:
+        argv = ["/usr/bin/python3", "-c", "import os; exec(open(os.environ['GAME']).read())",
+                str(marker)]
+    assert_stopped(run_as(child_user, argv, env={"GAME": str(source)}, timeout=60), marker)
+    run.wait_blocked(lambda r: r.uid == uid and r.path == str(source), "the kill reported")
+    done = run_as(child_user, ["/usr/bin/cat", str(game)])
+    assert (done.returncode, done.stdout) == (0, PY_GAME), "reading it is not running it"
+
+
 def test_running_instance_is_stopped_when_the_rule_arrives(arena, child_user, built):
     run, work = arena
     uid = uid_of(child_user)

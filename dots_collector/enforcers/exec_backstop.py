@@ -45,20 +45,59 @@ class MappingJudge:
     _scanned: dict[int, float]  # pid -> when its mappings were last scanned
     _deferred: dict[int, tuple[int, int]]  # pid -> (uid, notice ts) of a scan put off
 
-    def _identify_mapping(self, n: Notice) -> Identity | None:
-        """The file an N_MAP notice is about: the fd while it is open, else
-        the mapping once it exists."""
+    def _identify_fd(self, n: Notice) -> Identity | None:
+        """The file ``n.fd`` of ``n.pid`` is while it is open (None: closed,
+        or another file now)."""
         link = f"/proc/{n.pid}/fd/{n.fd}"
         try:
-            # named before it is opened: the loader closes the fd right after
+            # named before it is read: the loader closes the fd right after
             # its mmap, and a file judged by the fd's name ("/proc/...")
             # would be no system library (a false kill of an allowed program)
             name = os.readlink(link)
             identity = self.cache.of_path(link)
-            if (identity.kdev, identity.ino) == n.key:
-                return dataclasses.replace(identity, path=name)
         except (OSError, IdentityError):
-            pass
+            return None
+        if (identity.kdev, identity.ino) != n.key:
+            return None
+        return dataclasses.replace(identity, path=name)
+
+    def opened(self, n: Notice) -> None:
+        """An interpreter opened a file with a blocked program's size, not
+        judged yet (N_OPENED): a copy of a blocked program read by python,
+        a shell, java ... stops it. The fd is often closed already (the
+        file was read at once): then the name it was opened by is followed,
+        and if that no longer leads to the file either (deleted, a flipped
+        symlink), the process stops: what it read cannot be judged."""
+        identity = self._identify_fd(n) or self._identify_name(n)
+        if identity is None:
+            self.maps.unsee(n.key)
+            self.kill(n, n.path, "interpreter read a file of a blocked program's size "
+                                 "that is gone")
+            return
+        if n.uid in self.learn(n.key, n.ctime_ns, identity):
+            self.kill(n, identity.path, "interpreter opened")
+            return
+        with self.lock:  # a reused inode number, or a changed file: no longer blocked
+            self.maps.unblock(n.uid, n.key)
+
+    def _identify_name(self, n: Notice) -> Identity | None:
+        """The file ``n.path`` (relative: to the process's directory) names,
+        if it is still the file the notice is about."""
+        try:
+            path = n.path if n.path.startswith("/") else os.path.join(proc.cwd(n.pid), n.path)
+            identity = self.cache.of_path(path)
+        except (OSError, IdentityError):
+            return None
+        if (identity.kdev, identity.ino) != n.key:
+            return None
+        return dataclasses.replace(identity, path=path)
+
+    def _identify_mapping(self, n: Notice) -> Identity | None:
+        """The file an N_MAP notice is about: the fd while it is open, else
+        the mapping once it exists."""
+        identity = self._identify_fd(n)
+        if identity is not None:
+            return identity
         deadline = time.monotonic() + MAP_WAIT_S
         while True:
             for m in proc.executable_mappings(n.pid, executable_only=False):

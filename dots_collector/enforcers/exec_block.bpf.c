@@ -1,4 +1,7 @@
-/* Exec enforcer: a raw tracepoint on sched_process_exec kills a blocked
+/* Exec enforcer (one object on purpose: its exec, mapping, open and fork
+ * checks share the rule maps and one ring buffer, hence its length).
+ *
+ * A raw tracepoint on sched_process_exec kills a blocked
  * program of an enforced uid with bpf_send_signal(SIGKILL) before it runs
  * a single instruction of its own (the signal is acted on when exec
  * returns to user space).
@@ -32,6 +35,18 @@
  * /proc/PID/map_files. mprotect(PROT_EXEC) of an enforced uid's process is
  * reported once per process until userspace has looked at its mappings
  * ("pending" map), which it then checks the same way.
+ *
+ * Files an interpreter opens: python3 -c "exec(open('game.py').read())",
+ * python3 < game.py (the shell opens it), a symlink flipped between the
+ * judge's look at the command line and the interpreter's open, name no
+ * program on the command line. An open by an interpreter (or a copy
+ * user space recognised, "programs" map: P_INTERPRETER) of an enforced
+ * uid with a block list, for reading, is checked at the syscall's exit by
+ * the inode of the file opened: a blocked file is killed here (K_OPEN_BLOCKED); a
+ * regular file not seen before with the byte size of one of the uid's
+ * blocked programs (a copy) is reported (N_OPENED, with the fd) and judged
+ * in user space. Other programs reading a blocked file (cat, a file
+ * manager, an indexer) are left alone.
  *
  * Forks: a program that keeps forking itself (the parent leaves, the
  * child lives on in a new pid) never execs, so neither check above sees
@@ -71,6 +86,11 @@
 #define N_MAP 16         /* mmap(PROT_EXEC) of a file not judged yet */
 #define N_MPROTECT 32    /* mprotect(PROT_EXEC): look at the process's maps */
 #define K_MAP_BLOCKED 4  /* killed: mapped a blocked file executable */
+#define N_OPENED 64      /* an interpreter opened a file not judged yet */
+#define K_OPEN_BLOCKED 6 /* killed: an interpreter opened a blocked file */
+#define DOTS_S_IFMT 0170000
+#define DOTS_S_IFREG 0100000
+#define DOTS_FMODE_READ 1
 #define K_FORK_BLOCKED 5 /* killed at birth: a fork of a program that must stop */
 /* values of the "programs" map */
 #define P_LOADER 1
@@ -406,3 +426,102 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fork) { return fork_child(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_vfork) { return fork_child(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_clone) { return fork_child(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { return fork_child(args->ret); }
+
+/* --- files an interpreter opens --------------------------------------------- */
+
+/* pid_tgid -> the user pointer to the name an interpreter of an enforced
+ * uid is opening (sys_enter), read at sys_exit into a notice: the fd is
+ * often closed again before user space looks (exec(open(f).read())) */
+BPF_TABLE("lru_hash", u64, u64, opening, 1024);
+
+/* The executable of the current task is a known interpreter, and the uid
+ * has a block list. */
+static __always_inline int interpreter_of_blocking_uid(u32 uid)
+{
+    u32 *flags = enforced_uids.lookup(&uid);
+    if (!flags || !(*flags & F_BLOCKS))
+        return 0;
+    void *task = (void *)bpf_get_current_task();
+    void *mm = (void *)read_u64(task + OFF_TASK_MM);
+    if (!mm)
+        return 0;
+    void *exe = (void *)read_u64(mm + OFF_MM_EXE_FILE);
+    if (!exe)
+        return 0;
+    struct exe_key key = {};
+    file_key_of(exe, uid, &key);
+    struct file_key fk = {};
+    fk.ino = key.ino;
+    fk.dev = key.dev;
+    u8 *what = programs.lookup(&fk);
+    return what && (*what & P_INTERPRETER);
+}
+
+static __always_inline int opening_name(const char *filename)
+{
+    if (!interpreter_of_blocking_uid((u32)bpf_get_current_uid_gid()))
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    u64 name = (u64)filename;
+    opening.update(&id, &name);
+    return 0;
+}
+
+static __always_inline int opened(long ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u64 *stashed = opening.lookup(&id);
+    if (!stashed)
+        return 0;   /* not an interpreter of a uid with a block list */
+    u64 name = *stashed;
+    opening.delete(&id);
+    if (ret < 0)
+        return 0;
+    u64 uid_gid = bpf_get_current_uid_gid();
+    u32 uid = (u32)uid_gid;
+    u32 fd = (u32)ret;
+    void *file = fd_file(fd);
+    if (!file)
+        return 0;
+    if (!(read_u32(file + OFF_FILE_MODE) & DOTS_FMODE_READ))
+        return 0;   /* written to, not read: a shell's "> file" or ">> file" */
+    void *inode = (void *)read_u64(file + OFF_FILE_INODE);
+    if ((read_u16(inode + OFF_INODE_MODE) & DOTS_S_IFMT) != DOTS_S_IFREG)
+        return 0;
+    struct exe_key key = {};
+    u64 ctime = file_key_of(file, uid, &key);
+    u64 *b = blocked.lookup(&key);
+    if (b && *b == ctime) {
+        kill_current();
+        map_event(K_OPEN_BLOCKED, N_OPENED, uid, uid_gid, &key, ctime, fd);
+        return 0;
+    }
+    /* a copy has its original's size: only a file of the size of one of
+     * the uid's blocked programs is worth user space's hashing */
+    struct size_key sk = {};
+    sk.size = read_u64(inode + OFF_INODE_SIZE);
+    sk.uid = uid;
+    if (!blocked_sizes.lookup(&sk))
+        return 0;
+    struct file_key fk = {};
+    fk.ino = key.ino;
+    fk.dev = key.dev;
+    u64 *last = seen.lookup(&fk);
+    if (last && *last == ctime && !b)
+        return 0;
+    struct exec_event *e = new_event(K_NOTICE, N_OPENED | N_FIRST_SEEN, uid, uid_gid, &key,
+                                     ctime, fd);
+    if (!e)
+        return 0;   /* a lost notice leaves the file unseen: the next open retries */
+    bpf_probe_read_user_str(&e->path, sizeof(e->path), (void *)name);
+    events.ringbuf_submit(e, 0);
+    seen.update(&fk, &ctime);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open) { return opening_name(args->filename); }
+TRACEPOINT_PROBE(syscalls, sys_enter_openat) { return opening_name(args->filename); }
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2) { return opening_name(args->filename); }
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { return opened(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return opened(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return opened(args->ret); }

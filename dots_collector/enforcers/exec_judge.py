@@ -42,6 +42,7 @@ from .exec_backstop import MappingJudge
 from .exec_sweep import Follow, SweepJudge
 from .exec_maps import KernelMaps
 from .exec_wire import (F_ALLOW, F_BLOCKS, F_FOLLOW, K_FORK_BLOCKED, K_NOT_ALLOWED, K_NOTICE,
+                        K_OPEN_BLOCKED, N_OPENED,
                         K_SUSPECT, MAX_KNOWN, N_FIRST_SEEN, N_INTERP, N_LOADER, N_MAP,
                         N_MPROTECT, N_SCRIPT, P_INTERPRETER, P_LOADER, Key, Notice)
 
@@ -147,6 +148,7 @@ class Judge(MappingJudge, SweepJudge):
 
     def set_block_rule(self, uid: int, rule: Rule | None) -> None:
         with self.lock:
+            self._rules_changed(uid)
             if rule is None:
                 self.block_rules.pop(uid, None)
             else:
@@ -163,6 +165,7 @@ class Judge(MappingJudge, SweepJudge):
 
     def set_allow_rule(self, uid: int, rule: Rule | None) -> None:
         with self.lock:
+            self._rules_changed(uid)
             if rule is None:
                 self.allow_rules.pop(uid, None)
             else:
@@ -176,12 +179,15 @@ class Judge(MappingJudge, SweepJudge):
     # --- notices ------------------------------------------------------------------
     def handle(self, n: Notice) -> None:
         if n.kind != K_NOTICE:  # killed in the kernel
-            self.post(self.record(n, self.name_of(n) if n.kind == K_FORK_BLOCKED
+            self.post(self.record(n, self.name_of(n) if n.kind in (K_FORK_BLOCKED, K_OPEN_BLOCKED)
                                   else self.absolute(n)))
             if n.kind == K_NOT_ALLOWED:
                 self._learn_allowed_copy(n)
             elif n.kind == K_SUSPECT:
                 self._suspect(n)
+            return
+        if n.notice & N_OPENED:
+            self.opened(n)
             return
         if n.notice & N_MPROTECT:
             self.mprotected(n)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -53,6 +54,8 @@ class Follow:
     since: float = field(default_factory=time.monotonic)
     signalled: set[int] = field(default_factory=set)
     judged: dict[Key, tuple[str | None, Identity]] = field(default_factory=dict)
+    #: the rule's caller lists once, the enforcer's thread the other times
+    listing: threading.Lock = field(default_factory=threading.Lock)
 
 
 class SweepJudge:
@@ -149,6 +152,13 @@ class SweepJudge:
                     if self.following.get(uid) is follow:
                         self._stop_following(uid)
 
+    def _rules_changed(self, uid: int) -> None:
+        """The uid's verdicts so far were the old rules' (callers hold the
+        lock)."""
+        follow = self.following.get(uid)
+        if follow is not None:
+            follow.judged.clear()
+
     def _stop_following(self, uid: int) -> None:
         if self.following.pop(uid, None) is not None:
             self.maps.sync_flags(uid, self.flags(uid))
@@ -156,6 +166,10 @@ class SweepJudge:
     def _list_again(self, uid: int, follow: Follow) -> int:
         """Kill what the uid runs and may not run (except processes root is
         still starting for it); returns how many such processes are alive."""
+        with follow.listing:
+            return self._list(uid, follow)
+
+    def _list(self, uid: int, follow: Follow) -> int:
         me, now, left = os.getpid(), proc.boottime_ns(), 0
         for pid in processes_of(uid):
             key = proc.exe_key(pid)
@@ -167,6 +181,7 @@ class SweepJudge:
             ppid = proc.parent(pid)
             if ppid is not None and ppid != 1 and owned_by(ppid, 0):
                 continue  # in root's hands
+            identity = None
             if key not in follow.judged:
                 try:
                     identity = self.cache.of_process(pid)
@@ -174,10 +189,16 @@ class SweepJudge:
                     continue  # gone meanwhile: its fork is listed next time
                 if (identity.kdev, identity.ino) != key:
                     continue  # it exec'd meanwhile: listed again next time
-                follow.judged[key] = (self.verdict(uid, identity), identity)
-            why, identity = follow.judged[key]
-            if why is not None:
-                left += 1
-                follow.signalled.add(pid)
-                self._kill_running(pid, uid, now, identity, why)
+            with self.lock:  # the rules cannot change between verdict and kill
+                if self.following.get(uid) is not follow:
+                    return 0  # a newer rule's follow (or none) took over
+                if key not in follow.judged:
+                    if identity is None:
+                        continue  # the verdict was dropped by a rule change
+                    follow.judged[key] = (self.verdict(uid, identity), identity)
+                why, identity = follow.judged[key]
+                if why is not None:
+                    left += 1
+                    follow.signalled.add(pid)
+                    self._kill_running(pid, uid, now, identity, why)
         return left

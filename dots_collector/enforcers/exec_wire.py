@@ -19,8 +19,10 @@ K_MAP_BLOCKED = 4
 #: killed at birth: a fork of a blocked program, or of one not allowed
 #: while allow-list mode is coming on (F_FOLLOW)
 K_FORK_BLOCKED = 5
+#: killed at open: an interpreter opened a blocked file
+K_OPEN_BLOCKED = 6
 #: notice bits (K_NOTICE, or alongside a kill)
-N_FIRST_SEEN, N_SCRIPT, N_LOADER, N_INTERP, N_MAP, N_MPROTECT = 1, 2, 4, 8, 16, 32
+N_FIRST_SEEN, N_SCRIPT, N_LOADER, N_INTERP, N_MAP, N_MPROTECT, N_OPENED = 1, 2, 4, 8, 16, 32, 64
 #: enforced_uids flags
 F_BLOCKS, F_ALLOW, F_FOLLOW = 1, 2, 4
 #: values of the "programs" map: what a file is for
@@ -43,9 +45,11 @@ BTF_OFFSETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("OFF_BPRM_FILENAME", "linux_binprm", ("filename",)),
     ("OFF_BPRM_INTERP", "linux_binprm", ("interp",)),
     ("OFF_FILE_INODE", "file", ("f_inode",)),
+    ("OFF_FILE_MODE", "file", ("f_mode",)),
     ("OFF_INODE_INO", "inode", ("i_ino",)),
     ("OFF_INODE_SB", "inode", ("i_sb",)),
     ("OFF_INODE_SIZE", "inode", ("i_size",)),
+    ("OFF_INODE_MODE", "inode", ("i_mode",)),
     ("OFF_INODE_CTIME_SEC", "inode", ("i_ctime_sec", "__i_ctime.tv_sec", "i_ctime.tv_sec")),
     ("OFF_INODE_CTIME_NSEC", "inode", ("i_ctime_nsec", "__i_ctime.tv_nsec", "i_ctime.tv_nsec")),
     ("OFF_SB_DEV", "super_block", ("s_dev",)),
@@ -77,7 +81,7 @@ class Notice:
     ppid: int
     uid: int
     gid: int
-    fd: int  # N_MAP: the fd mapped executable
+    fd: int  # N_MAP / N_OPENED: the fd mapped executable / opened
     comm: str
     path: str  # exec: the path given to execve; empty for mappings
 
