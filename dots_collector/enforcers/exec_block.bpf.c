@@ -110,6 +110,9 @@
 #ifndef MAX_SEEN
 #error "the loader defines MAX_SEEN"
 #endif
+#ifndef SYS_OPEN
+#error "the loader defines SYS_OPEN, SYS_OPENAT, SYS_OPENAT2 and the pt_regs layout"
+#endif
 
 struct exe_key {
     u64 ino;
@@ -429,11 +432,6 @@ TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { return fork_child(args->ret); }
 
 /* --- files an interpreter opens --------------------------------------------- */
 
-/* pid_tgid -> the user pointer to the name an interpreter of an enforced
- * uid is opening (sys_enter), read at sys_exit into a notice: the fd is
- * often closed again before user space looks (exec(open(f).read())) */
-BPF_TABLE("lru_hash", u64, u64, opening, 1024);
-
 /* The executable of the current task is a known interpreter, and the uid
  * has a block list. */
 static __always_inline int interpreter_of_blocking_uid(u32 uid)
@@ -457,28 +455,37 @@ static __always_inline int interpreter_of_blocking_uid(u32 uid)
     return what && (*what & P_INTERPRETER);
 }
 
-static __always_inline int opening_name(const char *filename)
+/* The name the current syscall was given (its argument register, from the
+ * task's saved user registers at the top of its kernel stack: THREAD_SIZE
+ * and the padding above the registers depend on the build, so each
+ * candidate is tried until the saved syscall number is the expected one).
+ * Only read for a notice: the fd is often closed again before user space
+ * looks (exec(open(f).read())). 0 if not found. */
+static __always_inline u64 syscall_arg(u64 nr, u32 arg_off)
 {
-    if (!interpreter_of_blocking_uid((u32)bpf_get_current_uid_gid()))
-        return 0;
-    u64 id = bpf_get_current_pid_tgid();
-    u64 name = (u64)filename;
-    opening.update(&id, &name);
+    void *task = (void *)bpf_get_current_task();
+    void *stack = (void *)read_u64(task + OFF_TASK_STACK);
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        u64 top = (i & 1) ? 32768 : 16384;
+        u64 pad = (i & 2) ? 16 : 0;
+        void *regs = stack + top - pad - SIZEOF_PT_REGS;
+        if (read_u64(regs + OFF_REGS_NR) == nr)
+            return read_u64(regs + arg_off);
+    }
     return 0;
 }
 
-static __always_inline int opened(long ret)
+/* An interpreter's open, at the syscall's exit (the fd exists then): one
+ * (perf) tracepoint per open syscall, no sys_enter twin. */
+static __always_inline int opened(long ret, u64 nr, u32 arg_off)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u64 *stashed = opening.lookup(&id);
-    if (!stashed)
-        return 0;   /* not an interpreter of a uid with a block list */
-    u64 name = *stashed;
-    opening.delete(&id);
     if (ret < 0)
         return 0;
     u64 uid_gid = bpf_get_current_uid_gid();
     u32 uid = (u32)uid_gid;
+    if (!interpreter_of_blocking_uid(uid))
+        return 0;
     u32 fd = (u32)ret;
     void *file = fd_file(fd);
     if (!file)
@@ -513,15 +520,14 @@ static __always_inline int opened(long ret)
                                      ctime, fd);
     if (!e)
         return 0;   /* a lost notice leaves the file unseen: the next open retries */
-    bpf_probe_read_user_str(&e->path, sizeof(e->path), (void *)name);
+    u64 name = syscall_arg(nr, arg_off);
+    if (name)
+        bpf_probe_read_user_str(&e->path, sizeof(e->path), (void *)name);
     events.ringbuf_submit(e, 0);
     seen.update(&fk, &ctime);
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_open) { return opening_name(args->filename); }
-TRACEPOINT_PROBE(syscalls, sys_enter_openat) { return opening_name(args->filename); }
-TRACEPOINT_PROBE(syscalls, sys_enter_openat2) { return opening_name(args->filename); }
-TRACEPOINT_PROBE(syscalls, sys_exit_open) { return opened(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return opened(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return opened(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { return opened(args->ret, SYS_OPEN, OFF_REGS_ARG1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return opened(args->ret, SYS_OPENAT, OFF_REGS_ARG2); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return opened(args->ret, SYS_OPENAT2, OFF_REGS_ARG2); }

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import platform
 import queue
 import select
 import threading
@@ -46,8 +47,8 @@ from .. import btf
 from .base import Enforcer
 from .exec_judge import Judge, Rule, resolve
 from .exec_maps import KernelMaps
-from .exec_wire import (BTF_OFFSETS, MAX_EXE_ENTRIES, MAX_SEEN, P_INTERPRETER, P_LOADER, Key,
-                        Notice)
+from .exec_wire import (BTF_OFFSETS, MAX_EXE_ENTRIES, MAX_SEEN, P_INTERPRETER, P_LOADER,
+                        SYSCALLS, Key, Notice)
 from ..ringbuf import RingReader
 from .identity import HashCache, Identity, IdentityError, kernel_dev
 from .kill import running
@@ -60,6 +61,16 @@ log = logging.getLogger(__name__)
 RINGBUF_KIB_PER_CPU = 128
 
 Resolved = tuple[list[Identity], list[tuple[str, str]]]
+
+
+def syscall_cflags() -> list[str]:
+    """The open syscalls' numbers and pt_regs offsets of this machine."""
+    machine = platform.machine()
+    if machine not in SYSCALLS:
+        raise RuntimeError(f"the exec enforcer knows the open syscalls of "
+                           f"{', '.join(SYSCALLS)}, not of {machine}")
+    numbers, offsets = SYSCALLS[machine]
+    return [*(f"-D{k}={v}" for k, v in numbers.items()), *btf.cflags(offsets)]
 
 
 class ExecEnforcer(Enforcer):
@@ -86,7 +97,8 @@ class ExecEnforcer(Enforcer):
     def cflags(self) -> list[str]:
         return [*super().cflags(), f"-DMAX_ENFORCED_UIDS={MAX_UIDS}",
                 f"-DMAX_EXE_ENTRIES={MAX_EXE_ENTRIES}", f"-DMAX_SEEN={MAX_SEEN}",
-                f"-DKILL_SAME_SIZE={int(self.kill_same_size)}", *btf.cflags(BTF_OFFSETS)]
+                f"-DKILL_SAME_SIZE={int(self.kill_same_size)}", *btf.cflags(BTF_OFFSETS),
+                *syscall_cflags()]
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "kill_same_size": self.kill_same_size}

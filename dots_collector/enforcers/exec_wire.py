@@ -57,11 +57,21 @@ BTF_OFFSETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("OFF_TASK_TGID", "task_struct", ("tgid",)),
     ("OFF_TASK_FILES", "task_struct", ("files",)),
     ("OFF_TASK_MM", "task_struct", ("mm",)),
+    ("OFF_TASK_STACK", "task_struct", ("stack",)),
     ("OFF_MM_EXE_FILE", "mm_struct", ("exe_file",)),
     ("OFF_FILES_FDT", "files_struct", ("fdt",)),
     ("OFF_FDT_MAX_FDS", "fdtable", ("max_fds",)),
     ("OFF_FDT_FD", "fdtable", ("fd",)),
 )
+
+#: the open syscalls' numbers and where the saved user registers hold the
+#: syscall number and its first two arguments, by machine
+SYSCALLS: dict[str, tuple[dict[str, int], tuple[tuple[str, str, tuple[str, ...]], ...]]] = {
+    "x86_64": ({"SYS_OPEN": 2, "SYS_OPENAT": 257, "SYS_OPENAT2": 437, "SIZEOF_PT_REGS": 168},
+               (("OFF_REGS_NR", "pt_regs", ("orig_ax",)),
+                ("OFF_REGS_ARG1", "pt_regs", ("di",)),
+                ("OFF_REGS_ARG2", "pt_regs", ("si",)))),
+}
 
 Key = tuple[int, int]  # kernel (dev, ino)
 
