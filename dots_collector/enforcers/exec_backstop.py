@@ -74,11 +74,7 @@ class MappingJudge:
             self.kill(n, n.path, "interpreter read a file of a blocked program's size "
                                  "that is gone")
             return
-        if n.uid in self.learn(n.key, n.ctime_ns, identity):
-            self.kill(n, identity.path, "interpreter opened")
-            return
-        with self.lock:  # a reused inode number, or a changed file: no longer blocked
-            self.maps.unblock(n.uid, n.key)
+        self.judge_first_seen(n, identity, "interpreter opened")
 
     def _identify_name(self, n: Notice) -> Identity | None:
         """The file ``n.path`` (relative: to the process's directory) names,

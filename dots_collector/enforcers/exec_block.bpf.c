@@ -323,6 +323,37 @@ static __always_inline int map_event(u32 kind, u32 notice, u32 uid, u64 uid_gid,
     return 1;
 }
 
+/* User space identified the file at this ctime ("seen"), and it is not a
+ * blocked inode with another ctime (reused or changed): nothing to report. */
+static __always_inline int seen_at(struct exe_key *key, u64 ctime, u64 *b)
+{
+    struct file_key fk = {};
+    fk.ino = key->ino;
+    fk.dev = key->dev;
+    u64 *last = seen.lookup(&fk);
+    return last && *last == ctime && !b;
+}
+
+static __always_inline void mark_seen(struct exe_key *key, u64 ctime)
+{
+    struct file_key fk = {};
+    fk.ino = key->ino;
+    fk.dev = key->dev;
+    seen.update(&fk, &ctime);
+}
+
+/* A file of a blocked (dev, ino, uid) with the ctime it was blocked at:
+ * SIGKILL, and the event saying so (1); else 0. */
+static __always_inline int kill_if_blocked(u64 *b, u64 ctime, u32 kind, u32 notice, u64 uid_gid,
+                                           struct exe_key *key, u32 fd)
+{
+    if (!b || *b != ctime)
+        return 0;
+    kill_current();
+    map_event(kind, notice, (u32)uid_gid, uid_gid, key, ctime, fd);
+    return 1;
+}
+
 TRACEPOINT_PROBE(syscalls, sys_enter_mmap)
 {
     if (!(args->prot & DOTS_PROT_EXEC) || (args->flags & DOTS_MAP_ANONYMOUS))
@@ -341,11 +372,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mmap)
     u64 ctime = file_key_of(file, uid, &key);
 
     u64 *b = blocked.lookup(&key);
-    if (b && *b == ctime) {
-        kill_current();
-        map_event(K_MAP_BLOCKED, N_MAP, uid, uid_gid, &key, ctime, fd);
+    if (kill_if_blocked(b, ctime, K_MAP_BLOCKED, N_MAP, uid_gid, &key, fd))
         return 0;
-    }
     if (mode & F_ALLOW) {
         if (allowed.lookup(&key))
             return 0;
@@ -359,15 +387,11 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mmap)
         map_event(K_NOTICE, N_MAP, uid, uid_gid, &key, ctime, fd);
         return 0;
     }
-    struct file_key fk = {};
-    fk.ino = key.ino;
-    fk.dev = key.dev;
-    u64 *last = seen.lookup(&fk);
-    if (last && *last == ctime && !b)
+    if (seen_at(&key, ctime, b))
         return 0;
     /* a lost notice leaves the file unseen: the next mapping retries */
     if (map_event(K_NOTICE, N_MAP | N_FIRST_SEEN, uid, uid_gid, &key, ctime, fd))
-        seen.update(&fk, &ctime);
+        mark_seen(&key, ctime);
     return 0;
 }
 
@@ -392,6 +416,15 @@ TRACEPOINT_PROBE(syscalls, sys_enter_mprotect)
 
 /* --- forks of a program that must stop -------------------------------------- */
 
+/* The executable the current task runs (task->mm->exe_file; 0: none, a
+ * kernel thread). */
+static __always_inline void *current_exe(void)
+{
+    void *task = (void *)bpf_get_current_task();
+    void *mm = (void *)read_u64(task + OFF_TASK_MM);
+    return mm ? (void *)read_u64(mm + OFF_MM_EXE_FILE) : 0;
+}
+
 static __always_inline int fork_child(long ret)
 {
     if (ret != 0)
@@ -402,11 +435,7 @@ static __always_inline int fork_child(long ret)
     if (!flags)
         return 0;
     u32 mode = *flags;
-    void *task = (void *)bpf_get_current_task();
-    void *mm = (void *)read_u64(task + OFF_TASK_MM);
-    if (!mm)
-        return 0;
-    void *file = (void *)read_u64(mm + OFF_MM_EXE_FILE);
+    void *file = current_exe();
     if (!file)
         return 0;
     struct exe_key key = {};
@@ -439,11 +468,7 @@ static __always_inline int interpreter_of_blocking_uid(u32 uid)
     u32 *flags = enforced_uids.lookup(&uid);
     if (!flags || !(*flags & F_BLOCKS))
         return 0;
-    void *task = (void *)bpf_get_current_task();
-    void *mm = (void *)read_u64(task + OFF_TASK_MM);
-    if (!mm)
-        return 0;
-    void *exe = (void *)read_u64(mm + OFF_MM_EXE_FILE);
+    void *exe = current_exe();
     if (!exe)
         return 0;
     struct exe_key key = {};
@@ -498,11 +523,8 @@ static __always_inline int opened(long ret, u64 nr, u32 arg_off)
     struct exe_key key = {};
     u64 ctime = file_key_of(file, uid, &key);
     u64 *b = blocked.lookup(&key);
-    if (b && *b == ctime) {
-        kill_current();
-        map_event(K_OPEN_BLOCKED, N_OPENED, uid, uid_gid, &key, ctime, fd);
+    if (kill_if_blocked(b, ctime, K_OPEN_BLOCKED, N_OPENED, uid_gid, &key, fd))
         return 0;
-    }
     /* a copy has its original's size: only a file of the size of one of
      * the uid's blocked programs is worth user space's hashing */
     struct size_key sk = {};
@@ -510,11 +532,7 @@ static __always_inline int opened(long ret, u64 nr, u32 arg_off)
     sk.uid = uid;
     if (!blocked_sizes.lookup(&sk))
         return 0;
-    struct file_key fk = {};
-    fk.ino = key.ino;
-    fk.dev = key.dev;
-    u64 *last = seen.lookup(&fk);
-    if (last && *last == ctime && !b)
+    if (seen_at(&key, ctime, b))
         return 0;
     struct exec_event *e = new_event(K_NOTICE, N_OPENED | N_FIRST_SEEN, uid, uid_gid, &key,
                                      ctime, fd);
@@ -524,7 +542,7 @@ static __always_inline int opened(long ret, u64 nr, u32 arg_off)
     if (name)
         bpf_probe_read_user_str(&e->path, sizeof(e->path), (void *)name);
     events.ringbuf_submit(e, 0);
-    seen.update(&fk, &ctime);
+    mark_seen(&key, ctime);
     return 0;
 }
 

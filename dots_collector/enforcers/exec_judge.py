@@ -296,17 +296,25 @@ class Judge(MappingJudge, SweepJudge):
                 self.maps.mark_program(key, P_INTERPRETER)
         return blocked_for
 
+    def judge_first_seen(self, n: Notice, identity: Identity, why: str) -> bool:
+        """Learn a file met for the first time; kill ``n.pid`` if it is one
+        of its uid's blocked programs (True). Otherwise its inode is not
+        blocked (any more): a reused inode number, or a changed file."""
+        if n.uid in self.learn(n.key, n.ctime_ns, identity):
+            self.kill(n, identity.path, why)
+            return True
+        with self.lock:
+            self.maps.unblock(n.uid, n.key)
+        return False
+
     # --- exec notices ---------------------------------------------------------------------
     def _first_seen(self, n: Notice) -> None:
         identity = self._identify_exec(n)
         if identity is None:  # gone before it could be read: ask again next exec
             self.maps.unsee(n.key)
             return
-        if n.uid in self.learn(n.key, n.ctime_ns, identity):
-            self.kill(n, identity.path, "copy")
+        if self.judge_first_seen(n, identity, "copy"):
             return
-        with self.lock:  # a reused inode number, or a changed file: no longer blocked
-            self.maps.unblock(n.uid, n.key)
         if not n.notice & (N_LOADER | N_INTERP) and self._runs_others(identity):
             self._argument_files(n)  # a loader or interpreter (or a copy) met for the first time
 
