@@ -25,10 +25,16 @@ log = logging.getLogger(__name__)
 
 
 class ProbeGate:
-    """``programs``: "category:event" -> program fd (ours to close)."""
+    """``programs``: "category:event" -> program fd (ours to close); raw
+    tracepoint programs, or (``raw=False``) tracepoint programs attached
+    through a BPF link on the tracepoint's perf event. ``idle`` says in the
+    log why they are detached."""
 
-    def __init__(self, programs: dict[str, int]) -> None:
+    def __init__(self, programs: dict[str, int], raw: bool = True,
+                 idle: str = "nobody watched is running") -> None:
         self.programs = programs
+        self.raw = raw
+        self.idle = idle
         self._links: list[int] = []
         #: times the programs were attached, and detached
         self.opened = 0
@@ -45,7 +51,7 @@ class ProbeGate:
         links = []
         try:
             for tracepoint, prog_fd in self.programs.items():
-                links.append(libbpf.raw_tracepoint_open(tracepoint.split(":")[1], prog_fd))
+                links.append(self._attach(tracepoint, prog_fd))
         except BaseException:
             for fd in links:
                 os.close(fd)
@@ -62,7 +68,17 @@ class ProbeGate:
             os.close(fd)
         self._links = []
         self.closed += 1
-        log.info("detached %s: nobody watched is running", ", ".join(self.programs))
+        log.info("detached %s: %s", ", ".join(self.programs), self.idle)
+
+    def _attach(self, tracepoint: str, prog_fd: int) -> int:
+        category, name = tracepoint.split(":")
+        if self.raw:
+            return libbpf.raw_tracepoint_open(name, prog_fd)
+        event = libbpf.tracepoint_event(category, name)
+        try:
+            return libbpf.link_create(prog_fd, event, libbpf.BPF_PERF_EVENT)
+        finally:
+            os.close(event)  # the link holds the event
 
     def release(self) -> None:
         """Detach and close the programs (the object is closing)."""
