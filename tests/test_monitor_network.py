@@ -327,4 +327,10 @@ def test_connections_to_a_real_host_are_all_seen_beside_a_file_loop(load_monitor
     print(f"\n{ok} connections to {host}:{port} beside two file loops: {seen('connect')} "
           f"connects, {seen('close')} closes, {open_still()} closing still, lost {lost}, "
           f"skipped by the kernel {skipped}")
-    assert (seen("connect"), seen("close") + open_still(), lost, skipped) == (ok, ok, 0, 0)
+    # a raw tracepoint is still skipped when it interrupts itself on its CPU
+    # (a state change in softirq while the same program runs for a connect):
+    # rare (1 in a CI run of 100 connections), and counted. Every event is
+    # seen or counted; the perf tracepoint skipped 39 of 100 runs.
+    assert lost == 0 and skipped <= n // 50, (lost, skipped)
+    assert seen("connect") + skipped >= ok and seen("close") + open_still() + skipped >= ok
+    assert seen("connect") <= ok and seen("close") <= ok
