@@ -50,9 +50,8 @@ from .exec_judge import Judge, Rule, resolve
 from .exec_maps import KernelMaps
 from .exec_wire import (BTF_OFFSETS, MAX_EXE_ENTRIES, MAX_SEEN, P_INTERPRETER, P_LOADER,
                         SYSCALLS, Key, Notice)
-from .. import libbpf
 from ..monitors.probe_gate import ProbeGate
-from ..pinning import gated_program_pin, tracepoint_function
+from ..pinning import tracepoint_function
 from ..ringbuf import RingReader
 from .identity import HashCache, Identity, IdentityError, kernel_dev
 from .kill import running
@@ -128,15 +127,8 @@ class ExecEnforcer(Enforcer):
 
     def open_pinned(self, directory: Path, layouts: dict) -> None:
         super().open_pinned(directory, layouts)
-        programs = {}
-        try:
-            for tracepoint in OPEN_PROBES:
-                programs[tracepoint] = libbpf.obj_get(directory / gated_program_pin(tracepoint))
-        except OSError:
-            for fd in programs.values():
-                os.close(fd)
-            raise
-        self.open_gate = ProbeGate(programs, raw=False, idle="no uid has a block list")
+        self.open_gate = ProbeGate.pinned(directory, OPEN_PROBES, raw=False,
+                                          idle="no uid has a block list")
 
     def _gate_open_probes(self) -> None:
         """The open probes cost every open on the machine ~0.3 µs: they are

@@ -37,8 +37,7 @@ from pathlib import Path
 
 from dots_common.records import MemorySample
 
-from .. import libbpf
-from ..pinning import gated_program_pin, raw_tracepoint_function
+from ..pinning import raw_tracepoint_function
 from .base import DEFAULT_RINGBUF_KIB_PER_CPU, PAGE_SIZE, Monitor, cstr
 from .probe_gate import ProbeGate
 
@@ -120,15 +119,7 @@ class MemoryMonitor(Monitor):
 
     def open_pinned(self, directory: Path, layouts: dict) -> None:
         super().open_pinned(directory, layouts)
-        programs = {}
-        try:
-            for tracepoint in self.gated:
-                programs[tracepoint] = libbpf.obj_get(directory / gated_program_pin(tracepoint))
-        except OSError:
-            for fd in programs.values():
-                os.close(fd)
-            raise
-        self.gate = ProbeGate(programs)
+        self.gate = ProbeGate.pinned(directory, self.gated)
 
     def _gate(self, attached: bool) -> None:
         """Attach or detach the kmem probes, and tell the exec probe. An

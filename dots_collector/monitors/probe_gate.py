@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 from .. import libbpf
+from ..pinning import gated_program_pin
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,20 @@ class ProbeGate:
         #: times the programs were attached, and detached
         self.opened = 0
         self.closed = 0
+
+    @classmethod
+    def pinned(cls, directory: Path, tracepoints: Iterable[str], **kw: Any) -> "ProbeGate":
+        """The gate over the programs the loader pinned unattached in
+        ``directory`` (pinning.py), closed."""
+        programs: dict[str, int] = {}
+        try:
+            for tracepoint in tracepoints:
+                programs[tracepoint] = libbpf.obj_get(directory / gated_program_pin(tracepoint))
+        except OSError:
+            for fd in programs.values():
+                os.close(fd)
+            raise
+        return cls(programs, **kw)
 
     @property
     def is_open(self) -> bool:
