@@ -4,7 +4,8 @@ run_time_ns and run_cnt per program, what ``bpftool prog show`` prints),
 summed over each storm of bench/workloads run by ``dots-bench`` while the
 collector watches only ``dots-bench-idle``.
 
-    sudo .venv/bin/python bench/probe_cost.py [--code DIR] [--rounds N]
+    sudo .venv/bin/python bench/probe_cost.py [--code DIR] [--rounds N] [--watched]
+                                              [--monitors memory,network]
 
 ``--code DIR`` runs the collector from another checkout's sources (e.g. the
 main branch's, for a before/after comparison): PYTHONPATH=DIR.
@@ -86,6 +87,11 @@ def main() -> int:
     ap.add_argument("--code", help="also run a collector from this checkout (PYTHONPATH=DIR), "
                                    "side by side: both see the same events")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--watched", action="store_true",
+                    help="watch the storm's own user (the monitored cost) instead of "
+                         "an idle one (the cost for a user nobody watches)")
+    ap.add_argument("--monitors", default=",".join(MONITORS),
+                    help="comma-separated storms to run (default: all five)")
     ap.add_argument("--other-first", action="store_true",
                     help="start the other checkout's collector first (programs on one "
                          "tracepoint run in attach order; the first one pays more)")
@@ -100,11 +106,11 @@ def main() -> int:
     stats_fd = -1
     try:
         for label, code in versions.items():
-            procs[label] = start_collector(idle.uid, code)
+            procs[label] = start_collector((user if args.watched else idle).uid, code)
         owner = {i: label for label, proc in procs.items() for i in prog_ids(proc.pid)}
         stats_fd = enable_stats()
         results = {}
-        for monitor in MONITORS:
+        for monitor in args.monitors.split(","):
             iterations = STORMS[monitor][1] * 2
             rounds = []
             for _ in range(args.rounds):

@@ -160,6 +160,38 @@ def test_an_entry_whose_exit_was_not_seen_is_forgotten_once_proc_says_it_is_gone
     assert gone not in run.monitor.last
 
 
+def test_page_bytes_still_in_the_per_cpu_slots_are_in_the_sample_once(load_monitor, child_user):
+    """The page probes keep what they count for the last process on each
+    CPU in a per-CPU slot and add it to the process's entry only when
+    another process comes (memory.bpf.c count_pages): a sample adds in what
+    the slots hold, and what the kernel moves from a slot to the entry
+    between two samples is not counted twice."""
+    uid = uid_of(child_user)
+    run = load_monitor("memory", uids=[uid], interval=INTERVAL)
+    idle = subprocess.Popen(as_user(child_user, ["sleep", "60"]))
+    try:
+        wait_pid = idle.pid
+        stats = run.monitor.bpf[b"stats"]
+        leaf = stats.Leaf()
+        leaf.uid, leaf.pages_alloc, leaf.pages_freed = uid, 4096, 0
+        stats[ctypes.c_uint32(wait_pid)] = leaf
+        slots = run.monitor.bpf[b"page_slots"]
+        ncpus = len(slots[0])
+        for which, per_cpu in ((0, 8192), (1, 4096)):
+            values = slots[which]
+            for cpu in range(ncpus):
+                values[cpu].tgid, values[cpu].uid = wait_pid, uid
+                values[cpu].ready, values[cpu].bytes = 1, per_cpu
+            slots[ctypes.c_int(which)] = values
+        samples = [s for _ in range(3) for s in run.monitor.periodic() if s.pid == wait_pid]
+        assert sum(s.pages_alloc_bytes for s in samples) == 4096 + 8192 * ncpus
+        assert sum(s.pages_freed_bytes for s in samples) == 4096 * ncpus
+        assert all(s.pages_alloc_bytes >= 0 and s.pages_freed_bytes >= 0 for s in samples)
+    finally:
+        idle.kill()
+        idle.wait()
+
+
 def test_samples_stay_bounded_under_allocation_churn(load_monitor, child_user):
     uid = uid_of(child_user)
     run = load_monitor("memory", uids=[uid], interval=INTERVAL)

@@ -2,7 +2,8 @@
 kernel (see memory.bpf.c), sampled every interval with each process's
 resident set from /proc/<pid>/statm.
 
-The kernel counters only grow; each sample carries how much they grew since
+The kernel counters only grow (page bytes may wait in per-CPU slots,
+added in when sampled: memory.bpf.c count_pages); each sample carries how much they grew since
 the previous sample of that pid, so reading the map never races with the
 probes that update it. No ring buffer carries samples: the number of
 records is bounded by (active processes) x (1 / interval), however many
@@ -48,6 +49,8 @@ STATS = struct.Struct("<QQQQQII16s")
 #: an exited process's entry is kept this long, so that the pages its exit
 #: frees (after sched_process_exit) are still counted in its last sample
 EXIT_GRACE_NS = 100_000_000
+#: page_slots indices (memory.bpf.c)
+SLOT_ALLOC, SLOT_FREE = 0, 1
 NO_RING_KIB_PER_CPU = 4
 EXIT_FORMAT = Path("/sys/kernel/tracing/events/sched/sched_process_exit/format")
 #: the probes attached only while a watched process runs
@@ -200,6 +203,20 @@ class MemoryMonitor(Monitor):
             items = table.items()
         return [(k if isinstance(k, int) else k.value, bytes(v)) for k, v in items]
 
+    def _pending_pages(self) -> dict[int, list[int]]:
+        """pid -> [page bytes allocated, freed] the per-CPU slots hold and
+        have not yet added to its entry (memory.bpf.c count_pages). Read
+        after the entries: a slot emptied in between makes this sample
+        short by what it held, the next one has it; nothing is counted
+        twice."""
+        pending: dict[int, list[int]] = {}
+        table = self.bpf[b"page_slots"]
+        for which in (SLOT_ALLOC, SLOT_FREE):
+            for slot in table[which]:
+                if slot.bytes and slot.tgid:
+                    pending.setdefault(slot.tgid, [0, 0])[which] += slot.bytes
+        return pending
+
     def _forget(self, table, pid: int) -> None:
         try:
             del table[ctypes.c_uint32(pid)]
@@ -217,12 +234,18 @@ class MemoryMonitor(Monitor):
         table = self.bpf[b"stats"]
         out: list[MemorySample] = []
         alive = False
-        for pid, raw in self._entries():
+        entries = self._entries()
+        pending = self._pending_pages()
+        for pid, raw in entries:
             b_alloc, b_freed, p_alloc, p_freed, exit_ts, uid, _, comm = STATS.unpack(raw)
-            counters = (b_alloc, b_freed, p_alloc, p_freed)
             previous = self.last.get(pid)
-            if previous is None or any(c < p for c, p in zip(counters, previous)):
+            if previous is None or b_alloc < previous[0] or b_freed < previous[1]:
                 previous = (0, 0, 0, 0, 0)  # first sample (or a reused pid)
+            slots = pending.get(pid, (0, 0))
+            # a slot emptied between the two reads: never below what was reported
+            p_alloc = max(p_alloc + slots[0], previous[2])
+            p_freed = max(p_freed + slots[1], previous[3])
+            counters = (b_alloc, b_freed, p_alloc, p_freed)
             resident = None if exit_ts else resident_bytes(pid)
             # gone: its exit was stamped a while ago, or /proc has no such
             # process although its exit was not seen (the map was full then)
