@@ -723,6 +723,33 @@ def test_no_enforcers_switch_and_error():
 
 
 
+def test_interpreters_are_hashed_only_once_a_uid_has_a_rule():
+    """Identifying the loaders and interpreters (hashing and parsing a
+    dozen programs, ~0.2 s of the collector's CPU) waits for the first
+    rule: a machine whose children have no program rules never pays it,
+    and a collector restarted under a running workload does not steal
+    that CPU from it. A rule starts it, and judging waits for it."""
+    from dots_collector.enforcers.exec_block import ExecEnforcer
+
+    enforcer = ExecEnforcer()
+    enforcer.load()
+    nobody = 4_000_123  # a uid no process has
+    try:
+        assert not enforcer.judge.programs_ready.is_set()
+        assert enforcer.cache.hashed == 0
+        assert "dots-exec-programs" not in {t.name for t in threading.enumerate()}
+        enforcer.set_blocked(nobody, ["/usr/bin/id"])
+        wait_for(enforcer.judge.programs_ready.is_set, timeout=60,
+                 what="the loaders and interpreters to be identified")
+        interpreters = enforcer.judge.interpreters.programs
+        assert any(i.path.startswith("/usr/bin/python3") for i in interpreters), interpreters
+        assert enforcer.judge.loaders.programs
+        assert enforcer.cache.hashed > len(interpreters)
+    finally:
+        enforcer.set_blocked(nobody, [])
+        enforcer.close()
+
+
 def _exe(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/exe")

@@ -99,6 +99,9 @@ class ExecEnforcer(Enforcer):
         self._deliver = None
         self.judge = Judge(self.cache, self._post)
         self.open_gate = ProbeGate({}, raw=False)
+        #: loaders and interpreters to identify once needed (after_load)
+        self._marked: dict[int, list[str]] | None = None
+        self._identifying = threading.Lock()
 
     # --- loading --------------------------------------------------------------
     def cflags(self) -> list[str]:
@@ -141,9 +144,12 @@ class ExecEnforcer(Enforcer):
     def after_load(self) -> None:
         """Seed the maps: programs every uid may run, loaders, interpreters
         (by inode: a stat each). Their identities, which copies are
-        matched against, are hashed on a thread of their own: a restarted
-        collector is ready in milliseconds, and a decision that needs them
-        waits for them (Judge.programs_ready)."""
+        matched against, are hashed on a thread of their own, and only
+        once a uid has a rule (or a decision asks for them): hashing and
+        parsing a dozen interpreters takes the collector ~0.2 s of CPU,
+        which a machine whose children have no program rules never needs
+        (the kernel's interpreter and loader marks are by inode, set here).
+        A decision that needs them waits for them (Judge.programs_ready)."""
         maps = self.judge.maps = KernelMaps(self.bpf)
         self.default_allowed = []
         for path, st in expand(self.default_patterns):
@@ -156,12 +162,21 @@ class ExecEnforcer(Enforcer):
             for path, st in expand(patterns):
                 maps.mark_program((kernel_dev(st.st_dev), st.st_ino), what)
                 marked[what].append(path)
+        self._marked = marked
+        self._identifying = threading.Lock()  # a new load identifies again
         self.judge.programs_ready.clear()
-        threading.Thread(target=self._identify_programs, args=(marked,), daemon=True,
-                         name="dots-exec-programs").start()
+        self.judge.need_programs = self.identify_programs
         log.info("exec enforcer maps seeded (%d default allowed programs, %d loaders, "
                  "%d interpreters)", len(self.default_allowed), len(marked[P_LOADER]),
                  len(marked[P_INTERPRETER]))
+
+    def identify_programs(self) -> None:
+        """Start hashing the loaders and interpreters (once; returns at
+        once): a rule arrived, or a decision needs them."""
+        if self._marked is None or not self._identifying.acquire(blocking=False):
+            return  # not loaded yet, or started already
+        threading.Thread(target=self._identify_programs, args=(self._marked,), daemon=True,
+                         name="dots-exec-programs").start()
 
     def _identify_programs(self, marked: dict[int, list[str]]) -> None:
         try:
@@ -175,6 +190,8 @@ class ExecEnforcer(Enforcer):
                         continue
                 sets[what] = ProgramSet.of(found)
             self.judge.loaders, self.judge.interpreters = sets[P_LOADER], sets[P_INTERPRETER]
+            log.info("exec enforcer: %d loaders and %d interpreters identified",
+                     len(sets[P_LOADER].programs), len(sets[P_INTERPRETER].programs))
         finally:
             self.judge.programs_ready.set()
 
@@ -254,6 +271,8 @@ class ExecEnforcer(Enforcer):
         """Replace uid's block list. Paths that cannot be identified are
         returned, not fatal. Known copies join the kernel map at once, and
         what the uid already runs is checked (and killed) at once."""
+        if paths:
+            self.identify_programs()
         found, rejected = resolve(self.cache, paths)
         before = self.judge.block_rules.get(uid)
         # something new is blocked: what ran before the rule is checked
@@ -271,6 +290,8 @@ class ExecEnforcer(Enforcer):
         """Switch uid's allow-list mode; only the listed programs, their
         copies, DEFAULT_ALLOWED and system libraries may run while it is
         on (what runs already is checked at once)."""
+        if enabled:
+            self.identify_programs()
         found, rejected = resolve(self.cache, paths) if enabled else ([], [])
         before = self.judge.allow_rules.get(uid)
         # the mode went on, or the list shrank: what ran before is checked

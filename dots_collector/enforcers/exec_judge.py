@@ -114,6 +114,8 @@ class Judge(MappingJudge, SweepJudge):
         #: takes a second or two: it happens off the collector's start path)
         self.programs_ready = threading.Event()
         self.programs_ready.set()
+        #: starts identifying them if nothing did yet (the enforcer's)
+        self.need_programs: Callable[[], None] = lambda: None
         self.default_keys: set[Key] = set()
         self.user_kills = 0
         self.sweeps = 0
@@ -124,6 +126,7 @@ class Judge(MappingJudge, SweepJudge):
 
     @property
     def loaders(self) -> ProgramSet:
+        self.need_programs()
         self.programs_ready.wait(PROGRAMS_WAIT_S)
         return self._loaders
 
@@ -133,6 +136,7 @@ class Judge(MappingJudge, SweepJudge):
 
     @property
     def interpreters(self) -> ProgramSet:
+        self.need_programs()
         self.programs_ready.wait(PROGRAMS_WAIT_S)
         return self._interpreters
 
