@@ -293,6 +293,30 @@ at once, it cost the storm 4× what a page allocation probe costs per hit
 /proc/<pid>/statm at each sample instead, which took the memory storm
 monitored from 1.27× to 1.07× (same run, old and new code alternated).
 
+The page allocation and free probes (~260 hits per 256 KiB mapped,
+touched and unmapped; half the probes' time in the ordinary workload)
+count into a per-CPU slot that remembers the last process on that CPU,
+its uid and the bytes not yet added to its entry: a hit by the same
+process is one inlined array read and an add (no uid helper, no hash
+lookup, no atomic), and the bytes go to the process's entry when another
+process comes; each sample adds in what the slots hold (memory.bpf.c
+`count_pages`). Measured by the kernel (`bench/probe_cost.py --watched`),
+the probes' time per storm iteration went from 16.4 to 8.6 µs (a page
+probe from ~123 to ~66 ns per hit); the memory storm monitored from
+1.152× to 1.086×, and with a watched process running beside an
+unwatched storm from 1.126× to 1.073× (full runs of 2026-11-30 and
+2026-12-01). An empty program on the same two tracepoints costs the
+storm 1.07–1.08× here: that is the floor while they are attached.
+
+The exec enforcer identifies (hashes and parses) the loaders and
+interpreters, whose copies it must recognise, only once a uid has a
+program rule or a decision asks for them: ~0.2 s of the collector's CPU
+that a machine whose children have no program rules never needs. The
+bench's ordinary workload restarts the collector for every monitored run
+and paid it inside the timed run (the collector's CPU per run 0.21–0.25 s
+before, 0.05–0.06 s after): the ordinary workload went from 1.070× to
+1.009× (full runs of 2026-11-30 and 2026-12-01).
+
 File events on the bus (dots_collector/grouping.py, dots_common/packed.py):
 events of one batch that differ only in time and bytes travel as one entry
 with a count, first and last time and summed bytes, and the FileEvents
