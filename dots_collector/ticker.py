@@ -100,10 +100,12 @@ class Ticker:
             try:
                 if monitor.consume():  # what is below its wake-up threshold
                     self.on_more()
-                if name in due and now >= due[name]:
+                if name in due and (now >= due[name] or monitor.sample_soon):
                     due[name] = now + (monitor.tick_interval or 0)
                     for record in monitor.periodic():
                         self.add_record(name, record)
+                    # a busy monitor may ask for its next sample sooner
+                    due[name] = min(due[name], now + (monitor.tick_interval or 0))
             except Exception:  # one monitor's failure must not stop the others
                 log.exception("monitor %s failed on a tick", name)
         self.batcher.flush_due(TICK)

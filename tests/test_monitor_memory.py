@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import subprocess
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -190,6 +191,49 @@ def test_page_bytes_still_in_the_per_cpu_slots_are_in_the_sample_once(load_monit
     finally:
         idle.kill()
         idle.wait()
+
+
+#: spawn and reap N short-lived processes as fast as it can
+SHORT_LIVED = """
+import os, sys
+for _ in range(int(sys.argv[1])):
+    os.waitpid(os.posix_spawn("/bin/true", ["true"], {}), 0)
+print("done", flush=True)
+"""
+
+
+def test_a_storm_of_short_lived_processes_loses_no_allocation(load_monitor, child_user):
+    """Each process keeps its entry until the sample after its exit, so
+    thousands of processes a second would fill the map within one
+    interval, and every allocation of a process without an entry is lost.
+    While the map is filling, the kernel wakes the monitor to be sampled
+    at once, and it asks to be sampled sooner; driven as the collector's
+    ticker drives it (every 0.1 s: read the ring, sample when due or
+    asked), nothing is lost."""
+    monitor = load_monitor("memory", uids=[uid_of(child_user)], interval=1.0,
+                           max_pids=1024).monitor
+    proc = started_held(child_user, SHORT_LIVED, "3000")
+    released(SimpleNamespace(monitor=monitor), proc)
+    proc.stdin.close()
+    asked = intervals = 0
+    last = time.monotonic()
+    deadline = last + 60
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "the storm did not end"
+        time.sleep(0.1)
+        monitor.consume()
+        asked += monitor.sample_soon
+        if monitor.sample_soon or time.monotonic() - last >= monitor.tick_interval:
+            last = time.monotonic()
+            monitor.periodic()
+            intervals += monitor.tick_interval < 1.0
+    for _ in range(3):  # the last exits' entries, after their grace
+        time.sleep(0.15)
+        monitor.periodic()
+    assert proc.stdout.read() == "done\n"
+    assert monitor.lost == 0, f"lost {monitor.lost} (woken {asked}, sooner {intervals})"
+    assert asked and intervals, "the kernel asked for a sample, the busy map was sampled sooner"
+    assert monitor.tick_interval == 1.0, "and at the configured pace once it emptied"
 
 
 def test_samples_stay_bounded_under_allocation_churn(load_monitor, child_user):

@@ -63,6 +63,8 @@ class Monitor(BpfObject):
     kind: ClassVar[str] = "monitor"
     #: seconds between calls of :meth:`periodic`; None = never
     tick_interval: ClassVar[float | None] = None
+    #: set when the kernel asks for :meth:`periodic` before its time
+    sample_soon: bool = False
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = ()) -> None:

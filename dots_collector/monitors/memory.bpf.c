@@ -36,6 +36,9 @@
 #ifndef MAX_PTRS
 #error "the loader defines MAX_PTRS"
 #endif
+#ifndef BUSY_CREATED
+#error "the loader defines BUSY_CREATED"
+#endif
 #ifndef DOTS_PAGE_SIZE
 #define DOTS_PAGE_SIZE 4096
 #endif
@@ -68,6 +71,19 @@ BPF_TABLE("lru_hash", u64, struct alloc_owner, allocs, MAX_PTRS);
 BPF_ARRAY(outstanding, u64, 1);
 /* [0]: 1 while user space has the kmem probes attached */
 BPF_ARRAY(gate, u32, 1);
+/* [0]: entries created since user space's last sample (it zeroes it).
+ * An entry stays until the sample after its process's exit, so thousands
+ * of short-lived processes a second (an exec storm, a build) would fill
+ * the map within one interval: past BUSY_CREATED new entries, every 64th
+ * wakes user space (WAKE_BUSY) to sample at once. */
+BPF_ARRAY(created, u64, 1);
+#define WAKE_EXEC 1
+#define WAKE_BUSY 2
+
+static __always_inline void wake_user_space(u32 why)
+{
+    events.ringbuf_output(&why, sizeof(why), BPF_RB_FORCE_WAKEUP);
+}
 
 /* The current process's entry, created on first use. The common case is
  * one lookup; comm is copied only when the entry is created. */
@@ -82,8 +98,18 @@ static __always_inline struct mem_stats *stats_of_current(u32 tgid, u32 uid)
     fresh.uid = uid;
     bpf_get_current_comm(&fresh.comm, sizeof(fresh.comm));
     s = stats.lookup_or_try_init(&tgid, &fresh);
-    if (!s)
+    if (!s) {
         count_lost();       /* map full: this event is not accounted */
+        return s;
+    }
+    u32 zero = 0;
+    u64 *n = created.lookup(&zero);
+    if (n) {
+        u64 made = *n + 1;  /* a race between CPUs may skip one: the next 64 wake */
+        __sync_fetch_and_add(n, 1);
+        if (made >= BUSY_CREATED && (made & 63) == 0)
+            wake_user_space(WAKE_BUSY);
+    }
     return s;
 }
 
@@ -264,10 +290,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 zero = 0;
     u32 *attached = gate.lookup(&zero);
-    if (attached && !*attached && uid_wanted(current_uid())) {
-        u32 wake = 1;
-        events.ringbuf_output(&wake, sizeof(wake), BPF_RB_FORCE_WAKEUP);
-    }
+    if (attached && !*attached && uid_wanted(current_uid()))
+        wake_user_space(WAKE_EXEC);
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     flush_slots_of(tgid);
     struct mem_stats *s = stats.lookup(&tgid);

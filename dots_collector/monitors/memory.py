@@ -51,6 +51,17 @@ STATS = struct.Struct("<QQQQQII16s")
 EXIT_GRACE_NS = 100_000_000
 #: page_slots indices (memory.bpf.c)
 SLOT_ALLOC, SLOT_FREE = 0, 1
+#: An entry stays until the sample after its process's exit (plus the
+#: grace above): thousands of short-lived processes a second (an exec
+#: storm, a build) would fill the map within one interval, and every
+#: allocation of a process without an entry is lost. Once this share of
+#: the map was created since the last sample, the kernel wakes us to
+#: sample at once (WAKE_BUSY); while a sample finds the map fuller than
+#: it, the next one comes after BUSY_INTERVAL.
+BUSY_FILL = 0.25
+BUSY_INTERVAL = 0.1
+#: wake-up records (memory.bpf.c)
+WAKE_EXEC, WAKE_BUSY = 1, 2
 NO_RING_KIB_PER_CPU = 4
 EXIT_FORMAT = Path("/sys/kernel/tracing/events/sched/sched_process_exit/format")
 #: the probes attached only while a watched process runs
@@ -80,6 +91,8 @@ class MemoryMonitor(Monitor):
         if interval <= 0:
             raise ValueError("interval must be positive")
         self.tick_interval = interval
+        #: the configured interval (tick_interval shrinks while busy)
+        self.interval = interval
         self.max_pids = max_pids
         self.max_ptrs = max_ptrs
         self.track_free = track_free
@@ -92,6 +105,7 @@ class MemoryMonitor(Monitor):
 
     def cflags(self) -> list[str]:
         flags = [*super().cflags(), f"-DMAX_PIDS={self.max_pids}",
+                 f"-DBUSY_CREATED={max(64, int(self.max_pids * BUSY_FILL))}",
                  f"-DMAX_PTRS={self.max_ptrs}", f"-DDOTS_PAGE_SIZE={PAGE_SIZE}"]
         if self.track_free:
             flags.append("-DTRACK_FREE")
@@ -185,9 +199,14 @@ class MemoryMonitor(Monitor):
 
     def decode_rows(self, buf: bytes, spans: list[tuple[int, int]]) -> list[tuple]:
         """The ring buffer carries only wake-ups: a watched user exec'd
-        while the kmem probes were detached."""
-        if spans and not self.gate.is_open:
+        while the kmem probes were detached, or the map is filling with
+        short-lived processes (sample now: :attr:`sample_soon`)."""
+        if not spans:
+            return []
+        if not self.gate.is_open:
             self._gate(True)
+        if any(buf[off:off + 4] == WAKE_BUSY.to_bytes(4, "little") for off, _ in spans):
+            self.sample_soon = True
         return []
 
     def close(self) -> None:
@@ -266,6 +285,10 @@ class MemoryMonitor(Monitor):
             elif not exit_ts and self.wants(uid):
                 alive = True
         self.samples += len(out)
+        self.sample_soon = False
+        self.bpf[b"created"][ctypes.c_int(0)] = ctypes.c_uint64(0)
+        busy = len(entries) > BUSY_FILL * self.max_pids
+        self.tick_interval = min(self.interval, BUSY_INTERVAL) if busy else self.interval
         self._review_gate(alive, final)
         return out
 
