@@ -225,12 +225,15 @@ def test_script_through_an_allowed_interpreter(arena, child_user, built):
     assert_stopped(done, work / "m3")
 
 
-@pytest.mark.parametrize("how", ["exec-open", "stdin", "copy-exec-open"])
+@pytest.mark.parametrize("how", ["exec-open", "stdin", "copy-exec-open", "copy-stdin",
+                                 "edited-exec-open", "edited-stdin"])
 def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_user, how):
     """The game's file is on no command line: python3 -c
     "exec(open(...).read())", python3 < game.py (the shell opens it), or
-    the same with a copy under another name. The interpreter stops at the
-    open (or the copy is judged then); cat reading the game is left alone."""
+    the same with a copy under another name, or with the child's own
+    edit of it (another size: judged for not being root's file). The
+    interpreter stops at the open (or the copy is judged then); cat
+    reading the game is left alone."""
     run, work = arena
     uid = uid_of(child_user)
     game = work / "game.py"
@@ -238,8 +241,15 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
     game.chmod(0o644)
     run.enforcer.set_blocked(uid, [str(game)])
     marker = work / "m"
-    source = child_copy(child_user, game, work / "notes.txt") if how.startswith("copy") else game
-    if how == "stdin":
+    source = game
+    if how.startswith("copy"):
+        source = child_copy(child_user, game, work / "notes.txt")
+    elif how.startswith("edited"):
+        source = work / "notes.txt"
+        source.write_text(PY_GAME.replace("level-3'", "level-three'") + "# my homework\n")
+        os.chown(source, uid, uid)
+        assert source.stat().st_size != game.stat().st_size
+    if how.endswith("stdin"):
         argv = ["/bin/sh", "-c", f'/usr/bin/python3 - {marker} < "$GAME"']
     else:
         argv = ["/usr/bin/python3", "-c", "import os; exec(open(os.environ['GAME']).read())",
@@ -248,6 +258,16 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
     run.wait_blocked(lambda r: r.uid == uid and r.path == str(source), "the kill reported")
     done = run_as(child_user, ["/usr/bin/cat", str(game)])
     assert (done.returncode, done.stdout) == (0, PY_GAME), "reading it is not running it"
+    if how.startswith("edited"):
+        # the child's own files an interpreter reads are judged, not stopped
+        diary = work / "diary.txt"
+        diary.write_text("dear diary, today I did my homework\n" * 20)
+        os.chown(diary, uid, uid)
+        done = run_as(child_user, ["/usr/bin/python3", "-c", "import sys; "
+                                   "print(len(open(sys.argv[1]).read()))", str(diary)])
+        assert (done.returncode, done.stdout.strip()) == (0, str(diary.stat().st_size))
+        done = run_as(child_user, ["/bin/bash", "-c", "cat <<EOF\nhello\nEOF"])
+        assert (done.returncode, done.stdout) == (0, "hello\n")
 
 
 def test_running_instance_is_stopped_when_the_rule_arrives(arena, child_user, built):

@@ -6,14 +6,35 @@ judge's rules, cache, maps and kill)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import signal
 import stat as stat_mod
 import time
 
 from dots_identity.files import Identity, IdentityError
 
 from . import proc
-from .exec_wire import K_MAP_BLOCKED, N_FIRST_SEEN, N_MAP, Notice
+from .kill import processes_of
+from .exec_wire import K_MAP_BLOCKED, N_EDITABLE, N_FIRST_SEEN, N_MAP, Notice
+
+log = logging.getLogger(__name__)
+
+
+def _holds(pid: int, file: tuple[int, int]) -> bool:
+    """Process ``pid`` has the file (st_dev, st_ino) open."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == file:
+            return True
+    return False
 
 #: how long a just-mapped file is looked for in /proc/PID/maps (the notice
 #: is sent on entry to mmap, before the mapping exists)
@@ -67,14 +88,42 @@ class MappingJudge:
         a shell, java ... stops it. The fd is often closed already (the
         file was read at once): then the name it was opened by is followed,
         and if that no longer leads to the file either (deleted, a flipped
-        symlink), the process stops: what it read cannot be judged."""
+        symlink), the process stops: what it read cannot be judged.
+        With scripts on the uid's list, any file root did not install is
+        reported too (N_EDITABLE), and an edited copy of a blocked script
+        stops it (content similarity); such a file that is gone is let be."""
         identity = self._identify_fd(n) or self._identify_name(n)
+        if identity is None and n.notice & N_EDITABLE:
+            # any file of the child's an interpreter opened (a heredoc's
+            # temporary file, gone at once): judged when it can be read,
+            # never stopped for being gone (README: a copy deleted right
+            # after its open is not judged)
+            log.debug("uid %d: %s was gone before it could be judged", n.uid, n.path)
+            return
         if identity is None:
             self.maps.unsee(n.key)
             self.kill(n, n.path, "interpreter read a file of a blocked program's size "
                                  "that is gone")
+            self._kill_readers(n, None)
             return
-        self.judge_first_seen(n, identity, "interpreter opened")
+        if self.judge_first_seen(n, identity, "interpreter opened"):
+            self._kill_readers(n, (identity.dev, identity.ino))
+
+    def _kill_readers(self, n: Notice, file: tuple[int, int] | None) -> None:
+        """The opener may have handed the file on before it was stopped: a
+        shell opens ``< game.py`` and forks the interpreter that reads it.
+        Its children, and the uid's processes that hold the file open,
+        are stopped too."""
+        for pid in processes_of(n.uid):
+            if pid == n.pid:
+                continue
+            if proc.parent(pid) == n.pid or (file is not None and _holds(pid, file)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    continue
+                log.info("uid %d: pid %d killed (it had %s from pid %d)", n.uid, pid, n.path,
+                         n.pid)
 
     def _identify_name(self, n: Notice) -> Identity | None:
         """The file ``n.path`` (relative: to the process's directory) names,

@@ -45,7 +45,9 @@
  * the inode of the file opened: a blocked file is killed here (K_OPEN_BLOCKED); a
  * regular file not seen before with the byte size of one of the uid's
  * blocked programs (a copy) is reported (N_OPENED, with the fd) and judged
- * in user space. Other programs reading a blocked file (cat, a file
+ * in user space; so is, when the uid's list has scripts (F_SCRIPTS), any
+ * regular file root did not install (N_EDITABLE: an edited copy of a
+ * blocked script, judged by its content's similarity). Other programs reading a blocked file (cat, a file
  * manager, an indexer) are left alone.
  *
  * Forks: a program that keeps forking itself (the parent leaves, the
@@ -68,6 +70,8 @@
 /* enforced_uids flags */
 #define F_BLOCKS 1   /* uid has a block list: send first-seen/script notices */
 #define F_ALLOW  2   /* uid is in allow-list mode */
+#define F_SCRIPTS 8  /* uid's block list has scripts: an interpreter's opens of
+                        files not root's are judged (edited copies) */
 #define F_FOLLOW 4   /* allow-list mode is coming on: forks of programs that
                       * are not allowed die at birth */
 
@@ -87,6 +91,7 @@
 #define N_MPROTECT 32    /* mprotect(PROT_EXEC): look at the process's maps */
 #define K_MAP_BLOCKED 4  /* killed: mapped a blocked file executable */
 #define N_OPENED 64      /* an interpreter opened a file not judged yet */
+#define N_EDITABLE 128   /* ... not for its size: a file the child may have edited */
 #define K_OPEN_BLOCKED 6 /* killed: an interpreter opened a blocked file */
 #define DOTS_S_IFMT 0170000
 #define DOTS_S_IFREG 0100000
@@ -461,13 +466,14 @@ TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { return fork_child(args->ret); }
 
 /* --- files an interpreter opens --------------------------------------------- */
 
-/* The executable of the current task is a known interpreter, and the uid
- * has a block list. */
-static __always_inline int interpreter_of_blocking_uid(u32 uid)
+/* The uid's flags if it has a block list and the executable of the
+ * current task is a known interpreter; else 0. */
+static __always_inline u32 interpreter_of_blocking_uid(u32 uid)
 {
     u32 *flags = enforced_uids.lookup(&uid);
     if (!flags || !(*flags & F_BLOCKS))
         return 0;
+    u32 mode = *flags;
     void *exe = current_exe();
     if (!exe)
         return 0;
@@ -477,7 +483,7 @@ static __always_inline int interpreter_of_blocking_uid(u32 uid)
     fk.ino = key.ino;
     fk.dev = key.dev;
     u8 *what = programs.lookup(&fk);
-    return what && (*what & P_INTERPRETER);
+    return what && (*what & P_INTERPRETER) ? mode : 0;
 }
 
 /* The name the current syscall was given (its argument register, from the
@@ -509,7 +515,8 @@ static __always_inline int opened(long ret, u64 nr, u32 arg_off)
         return 0;
     u64 uid_gid = bpf_get_current_uid_gid();
     u32 uid = (u32)uid_gid;
-    if (!interpreter_of_blocking_uid(uid))
+    u32 mode = interpreter_of_blocking_uid(uid);
+    if (!mode)
         return 0;
     u32 fd = (u32)ret;
     void *file = fd_file(fd);
@@ -518,7 +525,8 @@ static __always_inline int opened(long ret, u64 nr, u32 arg_off)
     if (!(read_u32(file + OFF_FILE_MODE) & DOTS_FMODE_READ))
         return 0;   /* written to, not read: a shell's "> file" or ">> file" */
     void *inode = (void *)read_u64(file + OFF_FILE_INODE);
-    if ((read_u16(inode + OFF_INODE_MODE) & DOTS_S_IFMT) != DOTS_S_IFREG)
+    u16 imode = read_u16(inode + OFF_INODE_MODE);
+    if ((imode & DOTS_S_IFMT) != DOTS_S_IFREG)
         return 0;
     struct exe_key key = {};
     u64 ctime = file_key_of(file, uid, &key);
@@ -530,12 +538,20 @@ static __always_inline int opened(long ret, u64 nr, u32 arg_off)
     struct size_key sk = {};
     sk.size = read_u64(inode + OFF_INODE_SIZE);
     sk.uid = uid;
-    if (!blocked_sizes.lookup(&sk))
-        return 0;
+    u32 notice = N_OPENED | N_FIRST_SEEN;
+    if (!blocked_sizes.lookup(&sk)) {
+        /* an edited copy of a blocked script has a size of its own: with
+         * scripts on the list, a file root did not install (not root's,
+         * or writable by others) is judged too, by its content */
+        if (!(mode & F_SCRIPTS))
+            return 0;
+        if (read_u32(inode + OFF_INODE_UID) == 0 && !(imode & 0022))
+            return 0;
+        notice |= N_EDITABLE;
+    }
     if (seen_at(&key, ctime, b))
         return 0;
-    struct exec_event *e = new_event(K_NOTICE, N_OPENED | N_FIRST_SEEN, uid, uid_gid, &key,
-                                     ctime, fd);
+    struct exec_event *e = new_event(K_NOTICE, notice, uid, uid_gid, &key, ctime, fd);
     if (!e)
         return 0;   /* a lost notice leaves the file unseen: the next open retries */
     u64 name = syscall_arg(nr, arg_off);

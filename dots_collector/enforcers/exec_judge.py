@@ -41,7 +41,7 @@ from . import proc
 from .exec_backstop import MappingJudge
 from .exec_sweep import Follow, SweepJudge
 from .exec_maps import KernelMaps
-from .exec_wire import (F_ALLOW, F_BLOCKS, F_FOLLOW, K_FORK_BLOCKED, K_NOT_ALLOWED, K_NOTICE,
+from .exec_wire import (F_ALLOW, F_BLOCKS, F_FOLLOW, F_SCRIPTS, K_FORK_BLOCKED, K_NOT_ALLOWED, K_NOTICE,
                         K_OPEN_BLOCKED, N_OPENED,
                         K_SUSPECT, MAX_KNOWN, N_FIRST_SEEN, N_INTERP, N_LOADER, N_MAP,
                         N_MPROTECT, N_SCRIPT, P_INTERPRETER, P_LOADER, Key, Notice)
@@ -147,8 +147,10 @@ class Judge(MappingJudge, SweepJudge):
     # --- rules -------------------------------------------------------------------
     def flags(self, uid: int) -> int:
         allow = F_ALLOW | (F_FOLLOW if uid in self.following else 0)
-        return (F_BLOCKS if uid in self.block_rules else 0) | \
-            (allow if uid in self.allow_rules else 0)
+        block = self.block_rules.get(uid)
+        blocks = 0 if block is None else F_BLOCKS | (F_SCRIPTS if block.programs.fuzzy_content
+                                                        else 0)
+        return blocks | (allow if uid in self.allow_rules else 0)
 
     def set_block_rule(self, uid: int, rule: Rule | None) -> None:
         with self.lock:

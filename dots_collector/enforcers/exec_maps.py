@@ -7,7 +7,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from .exec_wire import ANY_UID, F_ALLOW, F_BLOCKS, F_FOLLOW, Key
+from .exec_wire import ANY_UID, F_ALLOW, F_BLOCKS, F_FOLLOW, F_SCRIPTS, Key
 
 
 def delete(table: Any, key: Any) -> None:
@@ -70,7 +70,7 @@ class KernelMaps:
             self.allowed.pop(uid, None)
 
     def sync_flags(self, uid: int, flags: int) -> None:
-        assert not flags & ~(F_BLOCKS | F_ALLOW | F_FOLLOW)
+        assert not flags & ~(F_BLOCKS | F_ALLOW | F_FOLLOW | F_SCRIPTS)
         table = self.bpf[b"enforced_uids"]
         if flags:
             table[ctypes.c_uint32(uid)] = ctypes.c_uint32(flags)

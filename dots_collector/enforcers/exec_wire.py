@@ -23,8 +23,13 @@ K_FORK_BLOCKED = 5
 K_OPEN_BLOCKED = 6
 #: notice bits (K_NOTICE, or alongside a kill)
 N_FIRST_SEEN, N_SCRIPT, N_LOADER, N_INTERP, N_MAP, N_MPROTECT, N_OPENED = 1, 2, 4, 8, 16, 32, 64
+#: with N_OPENED: reported for not being root's, not for its size
+N_EDITABLE = 128
 #: enforced_uids flags
 F_BLOCKS, F_ALLOW, F_FOLLOW = 1, 2, 4
+#: the uid's block list has scripts: an interpreter's opens of files root
+#: did not install are judged (edited copies of a blocked script)
+F_SCRIPTS = 8
 #: values of the "programs" map: what a file is for
 P_LOADER, P_INTERPRETER = 1, 2
 ANY_UID = 0xFFFFFFFF
@@ -50,6 +55,7 @@ BTF_OFFSETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("OFF_INODE_SB", "inode", ("i_sb",)),
     ("OFF_INODE_SIZE", "inode", ("i_size",)),
     ("OFF_INODE_MODE", "inode", ("i_mode",)),
+    ("OFF_INODE_UID", "inode", ("i_uid.val", "i_uid")),
     ("OFF_INODE_CTIME_SEC", "inode", ("i_ctime_sec", "__i_ctime.tv_sec", "i_ctime.tv_sec")),
     ("OFF_INODE_CTIME_NSEC", "inode", ("i_ctime_nsec", "__i_ctime.tv_nsec", "i_ctime.tv_nsec")),
     ("OFF_SB_DEV", "super_block", ("s_dev",)),
