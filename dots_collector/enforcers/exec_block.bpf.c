@@ -547,6 +547,8 @@ static __always_inline int opened(long ret, u64 nr, u32 arg_off)
             return 0;
         if (read_u32(inode + OFF_INODE_UID) == 0 && !(imode & 0022))
             return 0;
+        if (sk.size > MAX_EDITABLE_BYTES)
+            return 0;   /* too big to be compared by content */
         notice |= N_EDITABLE;
     }
     if (seen_at(&key, ctime, b))

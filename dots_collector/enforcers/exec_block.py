@@ -56,6 +56,7 @@ from ..ringbuf import RingReader
 from .identity import HashCache, Identity, IdentityError, kernel_dev
 from .kill import running
 from .programs import DEFAULT_ALLOWED, INTERPRETERS, LOADERS, expand
+from dots_identity.files import MAX_CONTENT_TLSH_BYTES
 from dots_identity.match import ProgramSet
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,9 @@ class ExecEnforcer(Enforcer):
     def cflags(self) -> list[str]:
         return [*super().cflags(), f"-DMAX_ENFORCED_UIDS={MAX_UIDS}",
                 f"-DMAX_EXE_ENTRIES={MAX_EXE_ENTRIES}", f"-DMAX_SEEN={MAX_SEEN}",
-                f"-DKILL_SAME_SIZE={int(self.kill_same_size)}", *btf.cflags(BTF_OFFSETS),
+                f"-DKILL_SAME_SIZE={int(self.kill_same_size)}",
+                # only a file this small gets a content TLSH to compare
+                f"-DMAX_EDITABLE_BYTES={MAX_CONTENT_TLSH_BYTES}", *btf.cflags(BTF_OFFSETS),
                 *syscall_cflags()]
 
     def spec(self) -> dict[str, Any]:
