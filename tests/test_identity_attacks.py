@@ -270,6 +270,47 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
         assert (done.returncode, done.stdout) == (0, "hello\n")
 
 
+#: read every file of a directory (the child's own), then run the game
+FLOOD_THEN_GAME = """
+import os, sys
+junk = sys.argv[2]  # argv[1] is the game's marker
+for name in os.listdir(junk):
+    open(os.path.join(junk, name)).read()
+exec(open(os.environ["GAME"]).read())
+"""
+
+
+def test_an_edited_script_read_after_a_flood_of_the_childs_own_files(arena, child_user):
+    """2,000 files of the child's own read in a few tens of ms, then the
+    edited game: every one is a notice, more than the enforcer's ring
+    holds while the first ones are judged. None may be lost on the way:
+    the game's notice comes last, and it must still stop the game."""
+    run, work = arena
+    uid = uid_of(child_user)
+    game = work / "game.py"
+    game.write_text(PY_GAME)
+    game.chmod(0o644)
+    run.enforcer.set_blocked(uid, [str(game)])
+    junk = work / "junk"
+    junk.mkdir()
+    for i in range(2000):
+        (junk / f"f{i}.py").write_text(f"# module {i}\n" + f"def f(x):\n    return x * {i}\n" * 20)
+    for path in [junk, *junk.iterdir()]:
+        os.chown(path, uid, uid)
+    edited = work / "notes.txt"
+    # the game, edited, and slower to do its harm (judging 2,000 files
+    # first takes a while on a loaded machine)
+    edited.write_text(PY_GAME.replace("level-3'", "level-three'").replace("time.sleep(1)",
+                                                                            "time.sleep(10)"))
+    os.chown(edited, uid, uid)
+    lost = run.enforcer.lost
+    marker = work / "m"
+    done = run_as(child_user, ["/usr/bin/python3", "-c", FLOOD_THEN_GAME, str(marker), str(junk)],
+                  env={"GAME": str(edited)}, timeout=60)
+    assert_stopped(done, marker)
+    assert run.enforcer.lost == lost, "no notice was lost"
+
+
 def test_running_instance_is_stopped_when_the_rule_arrives(arena, child_user, built):
     run, work = arena
     uid = uid_of(child_user)
