@@ -136,6 +136,18 @@ class HashCache:
         return Identity(path, st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns, sha, traits,
                         fuzzy, system=st.st_uid == 0 and not st.st_mode & 0o022)
 
+    @staticmethod
+    def of_text(text: bytes, name: str) -> Identity:
+        """A program given as text, not as a file (``python3 -c "$(cat
+        game.py)"``): its hash and content TLSH, for the comparisons a
+        script gets; no inode (0, 0) and never a system file."""
+        fuzzy = None
+        if MIN_TLSH_BYTES <= len(text) <= MAX_CONTENT_TLSH_BYTES:
+            fuzzy = tlsh.hash(text)
+            fuzzy = fuzzy if fuzzy and fuzzy != "TNULL" else None
+        return Identity(name, 0, 0, len(text), 0, hashlib.sha256(text).hexdigest(), None,
+                        fuzzy, system=False)
+
     def of_path(self, path: str) -> Identity:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)

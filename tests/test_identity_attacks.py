@@ -226,12 +226,14 @@ def test_script_through_an_allowed_interpreter(arena, child_user, built):
 
 
 @pytest.mark.parametrize("how", ["exec-open", "stdin", "copy-exec-open", "copy-stdin",
-                                 "edited-exec-open", "edited-stdin"])
+                                 "edited-exec-open", "edited-stdin", "as-text",
+                                 "edited-as-text"])
 def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_user, how):
     """The game's file is on no command line: python3 -c
     "exec(open(...).read())", python3 < game.py (the shell opens it), or
     the same with a copy under another name, or with the child's own
-    edit of it (another size: judged for not being root's file). The
+    edit of it (another size: judged for not being root's file), or its
+    text given on the command line (python3 -c "$(cat game.py)"). The
     interpreter stops at the open (or the copy is judged then); cat
     reading the game is left alone."""
     run, work = arena
@@ -251,11 +253,14 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
         assert source.stat().st_size != game.stat().st_size
     if how.endswith("stdin"):
         argv = ["/bin/sh", "-c", f'/usr/bin/python3 - {marker} < "$GAME"']
+    elif how.endswith("as-text"):  # the program on the command line, not as a file
+        argv = ["/bin/sh", "-c", f'exec /usr/bin/python3 -c "$(cat "$GAME")" {marker}']
     else:
         argv = ["/usr/bin/python3", "-c", "import os; exec(open(os.environ['GAME']).read())",
                 str(marker)]
     assert_stopped(run_as(child_user, argv, env={"GAME": str(source)}, timeout=60), marker)
-    run.wait_blocked(lambda r: r.uid == uid and r.path == str(source), "the kill reported")
+    named = (lambda p: "-c text" in p) if how.endswith("as-text") else (lambda p: p == str(source))
+    run.wait_blocked(lambda r: r.uid == uid and named(r.path), "the kill reported")
     done = run_as(child_user, ["/usr/bin/cat", str(game)])
     assert (done.returncode, done.stdout) == (0, PY_GAME), "reading it is not running it"
     if how.startswith("edited"):

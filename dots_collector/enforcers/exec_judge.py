@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dots_common.records import ProcessEvent, Record
+from dots_identity.elf import MIN_TLSH_BYTES
 from dots_identity.files import HashCache, Identity, IdentityError
 from dots_identity.match import ProgramSet
 
@@ -380,6 +381,25 @@ class Judge(MappingJudge, SweepJudge):
             if arg.startswith("-") or not os.path.isfile(path):
                 continue
             if self._judge_file(n, path, why):
+                return
+        self._argument_text(n, argv[1:])
+
+    def _argument_text(self, n: Notice, args: list[str]) -> None:
+        """A program given to an interpreter as text (``python3 -c "$(cat
+        game.py)"``, ``bash -c ...``) is judged by its content, as a file
+        of the child's would be: the same script with its last newline
+        gone is a similar one."""
+        with self.lock:
+            rule = self.block_rules.get(n.uid)
+        if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
+            return
+        for arg in args[:MAX_ARGUMENT_FILES]:
+            text = arg.encode("utf-8", "surrogateescape")
+            if len(text) < MIN_TLSH_BYTES:
+                continue
+            name = f"{n.comm} -c text ({len(text)} bytes)"
+            if rule.programs.match(HashCache.of_text(text, name)):
+                self.kill(n, name, why="program given as text")
                 return
 
     def _learn_allowed_copy(self, n: Notice) -> None:
