@@ -104,6 +104,15 @@ def block_game(run: EnforcerRun, uid: int, built: Path) -> None:
     assert len(found) == 2 and not rejected
 
 
+def block_script(run: EnforcerRun, uid: int, work: Path) -> Path:
+    """The python game, root's, readable by all, blocked for ``uid``."""
+    game = work / "game.py"
+    game.write_text(PY_GAME)
+    game.chmod(0o644)
+    run.enforcer.set_blocked(uid, [str(game)])
+    return game
+
+
 def test_copy_with_bytes_appended(arena, child_user, built):
     run, work = arena
     uid = uid_of(child_user)
@@ -206,10 +215,7 @@ def test_script_through_an_allowed_interpreter(arena, child_user, built):
     the program; also through a copy of the interpreter."""
     run, work = arena
     uid = uid_of(child_user)
-    game = work / "game.py"
-    game.write_text(PY_GAME)
-    game.chmod(0o644)
-    run.enforcer.set_blocked(uid, [str(game)])
+    game = block_script(run, uid, work)
     done = run_as(child_user, ["/usr/bin/python3", str(game), str(work / "m1")], timeout=60)
     assert_stopped(done, work / "m1")
     copy = child_copy(child_user, Path(os.path.realpath("/usr/bin/python3")), work / "snake")
@@ -238,10 +244,7 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
     reading the game is left alone."""
     run, work = arena
     uid = uid_of(child_user)
-    game = work / "game.py"
-    game.write_text(PY_GAME)
-    game.chmod(0o644)
-    run.enforcer.set_blocked(uid, [str(game)])
+    game = block_script(run, uid, work)
     marker = work / "m"
     source = game
     if how.startswith("copy"):
@@ -292,10 +295,7 @@ def test_an_edited_script_read_after_a_flood_of_the_childs_own_files(arena, chil
     the game's notice comes last, and it must still stop the game."""
     run, work = arena
     uid = uid_of(child_user)
-    game = work / "game.py"
-    game.write_text(PY_GAME)
-    game.chmod(0o644)
-    run.enforcer.set_blocked(uid, [str(game)])
+    game = block_script(run, uid, work)
     junk = work / "junk"
     junk.mkdir()
     for i in range(2000):
