@@ -361,9 +361,12 @@ on kernel 6.18.44-fc-v657, this one on 6.18.44-fc-v857, where every
 figure of CPU time is a third to a half of what it was, bpftrace's too
 (exec storm 23.2 → 8.2 µs per event). Compare runs of one build only.
 
-Not done this round: fewer, richer kernel events (a file's open, bytes
-and close as one record; exec with its exit) change what the parent sees
-and the policy daemon's rollups. The collector's CPU per event in the
+Fewer, richer kernel events: a TCP connection shorter than a second is
+one record at its close (connect_close / accept_close, with its bytes),
+two per connection of the network storm instead of four. Not done: a
+file's open, bytes and close as one record, and exec with its exit (they
+change the file and process records' fields, the stored history and its
+rollups). The collector's CPU per event in the
 storms (to stdout, target 3 µs), measured on the earlier build by cutting
 stages out of a running collector (medians of 4 storms each): process storm 3.6 µs = JSON
 line 1.1–1.3 + decoding 0.8–0.9 + the rest 1.5 (ring read, loop, timer,

@@ -99,7 +99,11 @@ class NetworkEvent(Record):
 
     MONITOR: ClassVar[str] = "network"
 
-    type: str  # "connect" | "connect_failed" | "accept" | "close" | "bytes" | "connect_blocked"
+    # "connect_close" | "accept_close" (a connection shorter than a second,
+    # opened and closed, in one event at its close) | "connect" | "accept"
+    # (a longer one, once it is a second old) | "close" (its close) |
+    # "connect_failed" | "bytes" | "connect_blocked"
+    type: str
     pid: U32
     uid: U32
     comm: str

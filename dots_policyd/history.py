@@ -202,7 +202,7 @@ def _rollups(db: peewee.Database, monitor: str, rows: Sequence[Sequence[Any]], o
                 totals = sites[(r[2], local_day(r[11], offset, tz), r[6])]
                 totals[0] += r[9]
                 totals[1] += r[10]
-                totals[2] += r[0] == "connect"
+                totals[2] += r[0] == "connect" or r[0] == "connect_close"
         _add_counters(db, SiteUsageDaily, ("uid", "day", "site"),
                       ("bytes_sent", "bytes_received", "connections"), sites)
 

@@ -184,7 +184,7 @@ def test_decoded_texts_are_remembered_but_bounded_and_never_wrong():
     comm = b"curl".ljust(16, b"\0")
 
     def record(family: int, saddr: bytes, daddr: bytes, pid: int) -> bytes:
-        return network.EVENT.pack(1, 0, 0, 0, 0, 0, pid, 1000, family, 1, 2, 0,
+        return network.EVENT.pack(1, 0, 0, 0, 0, 0, 4, pid, 1000, family, 1, 2, 0,
                                   saddr.ljust(16, b"\0"), daddr.ljust(16, b"\0"), comm)
 
     v6 = bytes(15) + b"\1"

@@ -75,7 +75,10 @@ def run_py(user: str, code: str, *args: str) -> dict:
 
 @pytest.mark.parametrize("host,family", [("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)],
                          ids=["ipv4", "ipv6"])
-def test_loopback_connect_accept_close_with_bytes(load_monitor, child_user, host, family):
+def test_a_short_connection_is_one_event_per_side_with_its_bytes(load_monitor, child_user, host,
+                                                                 family):
+    """Shorter than a second: the client's connect and close are one
+    connect_close, the server's accept and close one accept_close."""
     uid = uid_of(child_user)
     run = load_net(load_monitor, uid)
     server = start_py(child_user, SERVER, host, str(int(family)))
@@ -91,28 +94,22 @@ def test_loopback_connect_accept_close_with_bytes(load_monitor, child_user, host
     def conn(r: NetworkEvent) -> bool:
         return {r.sport, r.dport} == {port, cport}
 
-    server_close = run.wait_for(lambda r: r.type == "close" and conn(r) and r.sport == port,
-                                what="the server's close")
-    client_close = run.wait_for(lambda r: r.type == "close" and conn(r) and r.sport == cport,
-                                what="the client's close")
+    server_close = run.wait_for(lambda r: r.type == "accept_close" and conn(r)
+                                and r.sport == port, what="the server's accept_close")
+    client_close = run.wait_for(lambda r: r.type == "connect_close" and conn(r)
+                                and r.sport == cport, what="the client's connect_close")
     mine = [r for r in run.records if conn(r)]
-    connects = [r for r in mine if r.type == "connect"]
-    accepts = [r for r in mine if r.type == "accept"]
-    assert len(connects) == 1 and len(accepts) == 1
-    connect, accept = connects[0], accepts[0]
+    assert sorted(r.type for r in mine) == ["accept_close", "connect_close"]
 
     assert all(r.family == family and r.saddr == host and r.daddr == host for r in mine)
     assert all(r.uid == uid and r.comm == "python3" for r in mine)
     # the client's side
-    assert (connect.pid, connect.sport, connect.dport) == (client["pid"], cport, port)
     assert (client_close.pid, client_close.sport, client_close.dport) == (client["pid"], cport, port)
     assert client_close.bytes_sent == SENT and client_close.bytes_received == REPLY
     # the server's side: the server's pid, even though the handshake and the
     # final ACK were processed in softirq context
-    assert (accept.pid, accept.sport, accept.dport) == (server.pid, port, cport)
-    assert server_close.pid == server.pid
+    assert (server_close.pid, server_close.sport, server_close.dport) == (server.pid, port, cport)
     assert server_close.bytes_received == SENT and server_close.bytes_sent == REPLY
-    assert connect.ts_ns <= client_close.ts_ns and accept.ts_ns <= server_close.ts_ns
     assert not [v for v in run.monitor.bpf[b"socks"].values()
                 if v.o.pid in (client["pid"], server.pid)], "closed sockets leave the table"
 
@@ -138,13 +135,70 @@ print(json.dumps({"pid": os.getpid()}))
         probe.close()
     assert failed.pid == out["pid"] and failed.uid == uid
     assert failed.daddr == "127.0.0.1" and failed.bytes_sent == 0
-    assert not [r for r in run.records if r.dport == port and r.type in ("connect", "close")]
+    assert not [r for r in run.records if r.dport == port and r.type != "connect_failed"]
+
+
+HELD = r"""
+import json, os, socket, sys, time
+host, port, hold = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+c = socket.create_connection((host, port))
+c.sendall(b"s" * 50000)
+got = 0
+while got < 1234:
+    got += len(c.recv(65536))
+print(json.dumps({"pid": os.getpid(), "sport": c.getsockname()[1]}), flush=True)
+time.sleep(hold)
+c.close()
+"""
+
+
+@pytest.mark.parametrize("looked", [True, False], ids=["announced-while-open", "with-its-close"])
+def test_a_longer_connection_is_a_connect_and_a_close(load_monitor, child_user, looked):
+    """Open longer than short_connection_s (0.3 s here): its connect and
+    accept are reported while it is open (a look at the live sockets), or,
+    when no look came before its close, with the close, before it. Either
+    way each side is an opening, then a close with all the bytes."""
+    uid = uid_of(child_user)
+    run = load_monitor("network", uids=[uid], short_connection_s=0.3)
+    run.drain()
+    run.records.clear()
+    run.monitor.tick_interval = 0.1
+    server = start_py(child_user, SERVER, "127.0.0.1", str(int(socket.AF_INET)))
+    try:
+        port = json.loads(server.stdout.readline())["port"]
+        client = start_py(child_user, HELD, "127.0.0.1", str(port), "1.5" if looked else "0.6")
+        cport = json.loads(client.stdout.readline())["sport"]
+        if looked:
+            connect = run.wait_for(lambda r: r.type == "connect" and r.sport == cport,
+                                   what="the announced connect")
+            assert client.poll() is None, "announced while the connection was open"
+            run.wait_for(lambda r: r.type == "accept" and r.dport == cport,
+                         what="the announced accept")
+            assert client.poll() is None
+        assert client.wait(timeout=10) == 0
+        assert server.wait(timeout=10) == 0
+    finally:
+        server.kill()
+    if not looked:
+        assert not [r for r in run.records if cport in (r.sport, r.dport)], "nothing looked yet"
+    run.wait_for(lambda r: r.type == "close" and r.sport == cport, what="the client's close")
+    run.wait_for(lambda r: r.type == "close" and r.dport == cport, what="the server's close")
+    client_side = [r for r in run.records if r.sport == cport]
+    server_side = [r for r in run.records if r.dport == cport]
+    assert [r.type for r in client_side] == ["connect", "close"]
+    assert [r.type for r in server_side] == ["accept", "close"]
+    connect, close = client_side
+    assert connect.ts_ns < close.ts_ns and close.ts_ns - connect.ts_ns >= 300_000_000
+    assert (connect.pid, connect.dport, connect.daddr) == (client.pid, port, "127.0.0.1")
+    assert (close.bytes_sent, close.bytes_received) == (SENT, REPLY)
+    assert (server_side[1].bytes_received, server_side[1].bytes_sent) == (SENT, REPLY)
+    assert server_side[0].pid == server_side[1].pid == server.pid
 
 
 def test_long_lived_connection_reports_bytes_periodically(load_monitor, child_user):
     uid = uid_of(child_user)
     run = load_net(load_monitor, uid)
-    run.monitor.tick_interval = 0.3
+    run.monitor.tick_interval = run.monitor.bytes_interval = 0.3
     proc = start_py(child_user, r"""
 import json, os, socket, time
 srv = socket.socket(socket.AF_INET6)
@@ -173,6 +227,8 @@ print(json.dumps({"pid": os.getpid(), "sport": port}))
     assert sum(r.bytes_sent for r in client) == 6000
     assert [r.type for r in client].count("bytes") >= 2, [(r.type, r.bytes_sent) for r in client]
     assert all(r.daddr == "::1" and r.pid == proc.pid for r in client)
+    connects = [r for r in run.records if r.sport == cport and r.type == "connect"]
+    assert len(connects) == 1 and connects[0].ts_ns < client[0].ts_ns
     server = [r for r in run.records if r.dport == cport and r.type in ("bytes", "close")]
     assert sum(r.bytes_received for r in server) == 6000
 
@@ -190,12 +246,12 @@ def test_uid_filter_uses_the_owner_of_the_socket(load_monitor, child_user, other
         assert server.wait(timeout=10) == 0
     finally:
         server.kill()
-    run.wait_for(lambda r: r.type == "close" and r.sport == client["sport"],
-                 what="the child's close")
+    run.wait_for(lambda r: r.type == "connect_close" and r.sport == client["sport"],
+                 what="the child's connect_close")
     other = uid_of(other_user)
     assert not [r for r in run.records if r.uid == other]
     assert not [r for r in run.records if r.sport == port], "nothing from the other user's side"
-    assert [r.type for r in run.records if r.dport == port] == ["connect", "close"]
+    assert [r.type for r in run.records if r.dport == port] == ["connect_close"]
 
 
 
@@ -225,7 +281,7 @@ def test_connect_storm_delivered_plus_lost_equals_generated(load_monitor, storm_
     run = load_net(load_monitor, uid)
     lost_before = run.monitor.lost
     n = 5_000
-    generated = 4 * n                 # connect + accept + two closes per connection
+    generated = 2 * n                 # a connect_close and an accept_close per connection
     t0 = time.monotonic()
     proc = start_py(storm_user, STORM, str(n))
     while proc.poll() is None:
@@ -238,8 +294,8 @@ def test_connect_storm_delivered_plus_lost_equals_generated(load_monitor, storm_
 
     def delivered() -> int:
         return sum(1 for r in run.records if r.pid == info["pid"] and (
-            (r.type in ("connect", "close") and r.dport == port)
-            or (r.type in ("accept", "close") and r.sport == port)))
+            (r.type == "connect_close" and r.dport == port)
+            or (r.type == "accept_close" and r.sport == port)))
 
     deadline = time.monotonic() + 10
     while delivered() + run.monitor.lost - lost_before < generated and time.monotonic() < deadline:
@@ -308,7 +364,10 @@ def test_connections_to_a_real_host_are_all_seen_beside_a_file_loop(load_monitor
             p.wait()
 
     def seen(kind: str) -> int:
-        return sum(1 for r in run.records if r.pid == info["pid"] and r.type == kind
+        """Connections opened ("connect": a connect or a connect_close) or
+        closed ("close": a close or a connect_close)."""
+        kinds = {kind, "connect_close"}
+        return sum(1 for r in run.records if r.pid == info["pid"] and r.type in kinds
                    and r.dport == port and r.daddr == host)
 
     ok = info["ok"]

@@ -53,9 +53,10 @@ def test_network_live_count_follows_the_socket_map(load_monitor, child_user):
         assert server.wait(timeout=10) == 0
     finally:
         server.kill()
-    close = run.wait_for(lambda r: r.type == "close" and r.pid == client["pid"],
+    close = run.wait_for(lambda r: r.type == "connect_close" and r.pid == client["pid"],
                          what="the client's close")
     assert close.bytes_sent == 50_000, "bytes counted while the gate was open"
-    run.wait_for(lambda r: r.type == "close" and r.pid == server.pid, what="the server's close")
+    run.wait_for(lambda r: r.type == "accept_close" and r.pid == server.pid,
+                 what="the server's close")
     socks = len(list(run.monitor.bpf[b"socks"].keys()))
     assert live[ctypes.c_int(0)].value == socks

@@ -281,8 +281,11 @@ def test_network_events_roll_up_per_site(db: peewee.Database):
         net(CHILD, "93.184.216.34", 5 * SEC, "close", 20, 1000),
         net(CHILD, "93.184.216.34", 6 * SEC, "connect"),
         net(OTHER, "93.184.216.34", 7 * SEC, "bytes", 1, 1),
+        # a short connection: its connect and close in one event
+        net(CHILD, "93.184.216.34", 8 * SEC, "connect_close", 300, 4000),
+        net(CHILD, "93.184.216.34", 9 * SEC, "accept_close", 5, 5),
     ], OFFSET, tz=UTC)
-    assert site_usage(db, CHILD, DAY, DAY) == [SiteUsage("93.184.216.34", 120, 6000, 2),
+    assert site_usage(db, CHILD, DAY, DAY) == [SiteUsage("93.184.216.34", 425, 10005, 3),
                                                SiteUsage("2001:db8::1", 0, 0, 1)]
     assert site_usage(db, OTHER, DAY, DAY) == [SiteUsage("93.184.216.34", 1, 1, 0)]
 

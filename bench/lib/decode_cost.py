@@ -48,7 +48,7 @@ def _samples() -> dict:
     out["filesystem"] = (filesystem.FilesystemMonitor(),
                          filesystem.EVENT.pack(123, 0, 0, 3, 0, 4242, 1000, 0, comm, path))
     out["network"] = (network.NetworkMonitor(),
-                      network.EVENT.pack(123, 0, 0, 7, 0xffff0000, 0, 4242, 1000, 2, 40000, 80, 0,
+                      network.EVENT.pack(123, 0, 0, 7, 0xffff0000, 100, 4, 4242, 1000, 2, 40000, 80, 0,
                                          bytes([127, 0, 0, 1]).ljust(16, b"\0"),
                                          bytes([127, 0, 0, 1]).ljust(16, b"\0"), comm))
     out["disk"] = (disk.DiskMonitor(),

@@ -109,8 +109,10 @@ def templates(monitor: str, uid: int) -> list[bytes]:
         ev = network.EVENT.pack
         lo = bytes([127, 0, 0, 1]).ljust(16, b"\0")
         sk = 0xffff888012345678
-        return [ev(0, 1024 * (t == 2), 1024 * (t == 2), 77, sk, t, pid, uid, 2, 40000, 8080, 0,
-                   lo, lo, comm) for t in (0, 1, 2)]  # connect, accept, close with its bytes
+        # connect_close, accept_close (a short connection: one record at its
+        # close, with its bytes)
+        return [ev(0, 1024, 1024, 77, sk, 70, t, pid, uid, 2, 40000, 8080, t == 5,
+                   lo, lo, comm) for t in (4, 5)]
     if monitor == "disk":
         return [disk.EVENT.pack(0, 50000, 2048, pid, uid, 254 << 20, 8, 4096, b"WS", comm)]
     raise ValueError(monitor)

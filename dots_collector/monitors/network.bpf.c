@@ -25,6 +25,17 @@
  *   names the process that really serves it (a pre-forked worker).
  * The uid filter is applied to the stored owner uid.
  *
+ * Fewer, richer records: nothing is reported when a connection is
+ * established. Its close is one record, which names the connection as
+ * short (EV_CONNECT_CLOSE / EV_ACCEPT_CLOSE: established less than
+ * SHORT_NS before, the connect or accept and the close in one) or not
+ * (EV_CLOSE). A connection that lives longer is announced by user space
+ * (network.py periodic() reads `socks` and reports the connect or accept
+ * once the connection is SHORT_NS old), and a long one's close that comes
+ * before such a look brings its connect or accept along (network.py
+ * decode_rows). A loopback storm of short connections so makes two
+ * records per connection instead of four.
+ *
  * Totals are reported on close (and a failed connect); user space
  * (network.py periodic()) reports what live sockets moved in between and
  * subtracts it, without ever writing the kernel's counters.
@@ -46,6 +57,12 @@
 #define EV_ACCEPT 1
 #define EV_CLOSE 2
 #define EV_CONNECT_FAILED 3
+#define EV_CONNECT_CLOSE 4
+#define EV_ACCEPT_CLOSE 5
+
+#ifndef SHORT_NS
+#error "the loader defines SHORT_NS"
+#endif
 
 #ifndef MAX_SOCKS
 #error "the loader defines MAX_SOCKS"
@@ -63,12 +80,14 @@ struct sock_info {
     u64 sent;                /* added atomically */
     u64 received;
     u64 gen;                 /* when tracking began: tells a reused pointer apart */
+    u64 opened;              /* when it was established (0: not yet) */
     struct owner o;
     u16 family;
     u16 sport;
     u16 dport;
     u8 provisional;          /* owner taken from the listener, not yet confirmed */
     u8 established;
+    u8 accepted;             /* accepted on a listener (else our connect) */
     u8 saddr[16];
     u8 daddr[16];
 };
@@ -89,13 +108,14 @@ struct net_event {
     u64 received;
     u64 gen;
     u64 sk;
+    u64 opened;
     u32 type;
     u32 pid;
     u32 uid;
     u16 family;
     u16 sport;
     u16 dport;
-    u16 pad;
+    u16 accepted;
     u8 saddr[16];
     u8 daddr[16];
     char comm[TASK_COMM_LEN];
@@ -173,25 +193,26 @@ static __always_inline void listen_key_of(struct listen_key *lk, void *sk)
     lk->port = __builtin_bswap16(read_u16(sk + OFF_INET_SPORT));
 }
 
-static __always_inline void emit(u32 type, u64 sk, struct sock_info *si)
+static __always_inline void emit(u32 type, u64 sk, struct sock_info *si, u64 now)
 {
     struct net_event *e = events.ringbuf_reserve(sizeof(*e));
     if (!e) {
         count_lost();
         return;
     }
-    e->ts_ns = bpf_ktime_get_boot_ns();
+    e->ts_ns = now;
     e->sent = si->sent;
     e->received = si->received;
     e->gen = si->gen;
     e->sk = sk;
+    e->opened = si->opened;
     e->type = type;
     e->pid = si->o.pid;
     e->uid = si->o.uid;
     e->family = si->family;
     e->sport = si->sport;
     e->dport = si->dport;
-    e->pad = 0;
+    e->accepted = si->accepted;
     __builtin_memcpy(e->saddr, si->saddr, sizeof(e->saddr));
     __builtin_memcpy(e->daddr, si->daddr, sizeof(e->daddr));
     __builtin_memcpy(e->comm, si->o.comm, sizeof(e->comm));
@@ -252,9 +273,8 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
             if (!si)
                 return 0;
             copy_addrs(si, skp);
+            si->opened = bpf_ktime_get_boot_ns();
             si->established = 1;
-            if (uid_wanted(si->o.uid))
-                emit(EV_CONNECT, sk, si);
             return 0;
         }
         if (old != TCP_SYN_RECV)
@@ -268,14 +288,13 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
         struct sock_info si = {};
         si.o = l->o;
         si.gen = bpf_ktime_get_boot_ns();
+        si.opened = si.gen;
         si.provisional = 1;
         si.established = 1;
+        si.accepted = 1;
         copy_addrs(&si, skp);
-        if (track_sock(sk, &si) != 0) {
+        if (track_sock(sk, &si) != 0)
             table_full();
-            return 0;
-        }
-        emit(EV_ACCEPT, sk, &si);
         return 0;
     }
 
@@ -285,9 +304,17 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
         struct sock_info *si = socks.lookup(&sk);
         if (!si)
             return 0;
-        copy_addrs(si, skp);    /* a failed connect never got them */
-        if (uid_wanted(si->o.uid))
-            emit(old == TCP_SYN_SENT ? EV_CONNECT_FAILED : EV_CLOSE, sk, si);
+        if (uid_wanted(si->o.uid)) {
+            u64 now = bpf_ktime_get_boot_ns();
+            u32 type = EV_CLOSE;
+            if (!si->established) {
+                copy_addrs(si, skp);    /* a failed connect never got them */
+                type = EV_CONNECT_FAILED;
+            } else if (now - si->opened < SHORT_NS) {
+                type = si->accepted ? EV_ACCEPT_CLOSE : EV_CONNECT_CLOSE;
+            }
+            emit(type, sk, si, now);
+        }
         if (socks.delete(&sk) == 0)
             count_live(-1);
     }
