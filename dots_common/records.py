@@ -78,7 +78,11 @@ class FileEvent(Record):
 
     MONITOR: ClassVar[str] = "filesystem"
 
-    type: str  # "open" | "read" | "write" | "unlink" | "rename"
+    # "open_read" | "open_write" (a file opened and closed within a second:
+    # its open and the bytes it read or wrote, one event at its close) |
+    # "open" | "read" | "write" (a longer one, or an open that moved no
+    # bytes, or failed) | "unlink" | "rename"
+    type: str
     pid: U32
     uid: U32
     comm: str

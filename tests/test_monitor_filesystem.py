@@ -86,6 +86,8 @@ print(json.dumps({"pid": os.getpid(), "read": total, "a": a, "b": b}))
 
 
 def test_create_write_read_rename_unlink(load_monitor, child_user, child_dir):
+    """Each file opened and closed within a second is one event: its open
+    and the bytes it wrote (open_write) or read (open_read)."""
     uid = uid_of(child_user)
     run = load_fs(load_monitor, uid)
     out = run_py(child_user, LIFECYCLE, child_dir)
@@ -97,25 +99,21 @@ def test_create_write_read_rename_unlink(load_monitor, child_user, child_dir):
     mine = [r for r in run.records if r.pid == pid]
     assert all(isinstance(r, FileEvent) and r.uid == uid for r in mine)
 
-    opens = [r for r in mine if r.type == "open" and r.path == a]
-    assert len(opens) == 2, "one open event per open"
-    assert all(o.comm == "python3" for o in opens)
-    assert opens[0].flags & (os.O_CREAT | os.O_WRONLY) == os.O_CREAT | os.O_WRONLY
-    assert opens[1].flags & os.O_ACCMODE == os.O_RDONLY
-    assert all(o.result >= 0 for o in opens)
-
-    writes = [r for r in mine if r.type == "write" and r.path == a]
+    writes = [r for r in mine if r.type == "open_write" and r.path == a]
     assert [w.bytes for w in writes] == [MIB], "1024 writes give ONE aggregated event"
-    assert writes[0].result == opens[0].result and writes[0].flags == opens[0].flags
-    reads = [r for r in mine if r.type == "read" and r.path == a]
+    reads = [r for r in mine if r.type == "open_read" and r.path == a]
     assert [r.bytes for r in reads] == [MIB]
+    opens = writes + reads
+    assert all(o.comm == "python3" and o.result >= 0 for o in opens)
+    assert writes[0].flags & (os.O_CREAT | os.O_WRONLY) == os.O_CREAT | os.O_WRONLY
+    assert reads[0].flags & os.O_ACCMODE == os.O_RDONLY
 
     renames = [r for r in mine if r.type == "rename"]
     assert [(r.path, r.new_path, r.result) for r in renames] == [(a, b, 0)]
     assert [r for r in mine if r.type == "unlink"] == [unlink]
     assert not [r for r in mine if r.path.startswith("/proc")], "/proc is excluded"
     order = [r.type for r in mine if a in (r.path, r.new_path) or r.path == b]
-    assert order == ["open", "write", "open", "read", "rename", "unlink"]
+    assert order == ["open_write", "open_read", "rename", "unlink"]
 
 
 def test_failed_operations_carry_errno(load_monitor, child_user, child_dir):
@@ -160,7 +158,7 @@ os._exit(0)                           # no close(): the exit flushes the counter
 
 
 def test_fd_beyond_the_exit_scan_is_swept_from_user_space(load_monitor, child_user, child_dir):
-    """The kernel scans fds below EXIT_FD_SCAN (64) at exit; a higher one
+    """The kernel scans fds below EXIT_FD_SCAN (32) at exit; a higher one
     is found by periodic() once its process is gone."""
     uid = uid_of(child_user)
     run = load_fs(load_monitor, uid)
@@ -183,7 +181,7 @@ os._exit(0)
 def test_long_lived_file_is_reported_periodically(load_monitor, child_user, child_dir):
     uid = uid_of(child_user)
     run = load_fs(load_monitor, uid)
-    run.monitor.tick_interval = 0.3
+    run.monitor.tick_interval = run.monitor.bytes_interval = 0.3
     path = os.path.join(child_dir, "log.txt")
     out = run_py_draining(run, child_user, r"""
 import json, os, sys, time
@@ -196,9 +194,48 @@ print(json.dumps({"pid": os.getpid()}))
 """, path)
     run.wait_for(lambda r: r.type == "open" and r.pid == out["pid"], what="the open")
     time.sleep(0.2)
-    writes = [r.bytes for r in run.drain() if r.type == "write" and r.path == path]
+    mine = [r for r in run.drain() if r.path == path]
+    writes = [r.bytes for r in mine if r.type == "write"]
     assert sum(writes) == 600, writes
     assert len(writes) >= 2, f"a file open for 3 s with a 0.3 s interval is reported while open: {writes}"
+    # open longer than a second: its open is announced first, then its bytes
+    assert [r.type for r in mine][0] == "open" and [r.type for r in mine].count("open") == 1
+    assert mine[0].ts_ns < mine[1].ts_ns
+
+
+@pytest.mark.parametrize("looked", [True, False], ids=["announced-while-open", "with-its-close"])
+def test_a_file_open_longer_is_an_open_then_its_bytes(load_monitor, child_user, child_dir, looked):
+    """Open longer than short_file_s (0.3 s here): its open is reported
+    while it is open (a look at the open files), or, when no look came
+    before its close, with the close, before its bytes."""
+    uid = uid_of(child_user)
+    run = load_fs(load_monitor, uid, short_file_s=0.3)
+    run.monitor.tick_interval = 0.1
+    path = os.path.join(child_dir, "slow.txt")
+    proc = subprocess.Popen(as_user(child_user, [PY, "-c", r"""
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, b"x" * 777)
+print(os.getpid(), flush=True)
+time.sleep(float(sys.argv[2]))
+os.close(fd)
+""", path, "1.2" if looked else "0.6"]), stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(proc.stdout.readline())
+        if looked:
+            run.wait_for(lambda r: r.type == "open" and r.path == path, what="the announced open")
+            assert proc.poll() is None, "announced while the file was open"
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+    if not looked:
+        assert not [r for r in run.records if r.path == path], "nothing looked yet"
+    run.wait_for(lambda r: r.type == "write" and r.path == path, what="the close's write")
+    mine = [r for r in run.records if r.path == path]
+    assert [(r.type, r.bytes, r.pid) for r in mine] == [("open", 0, pid), ("write", 777, pid)]
+    opened, written = mine
+    assert written.ts_ns - opened.ts_ns >= 300_000_000
+    assert opened.flags & os.O_CREAT and opened.result == written.result >= 0
 
 
 def test_shell_redirect_is_counted_in_the_forked_command(load_monitor, child_user, child_dir):
@@ -210,12 +247,13 @@ def test_shell_redirect_is_counted_in_the_forked_command(load_monitor, child_use
     done = run_as(child_user, ["/bin/sh", "-c", f"/usr/bin/head -c 5000 /dev/zero > {out}; "
                                                 f"/usr/bin/cat {out} > /dev/null"])
     assert done.returncode == 0, done.stderr
-    read = run.wait_for(lambda r: r.type == "read" and r.path == out, what="cat's read")
+    read = run.wait_for(lambda r: r.type == "open_read" and r.path == out, what="cat's read")
     assert read.comm == "cat" and read.bytes == 5000
     write = run.wait_for(lambda r: r.type == "write" and r.path == out, what="head's write")
     assert write.comm == "head" and write.bytes == 5000 and write.result == 1
+    # sh opened it and wrote nothing itself: its open alone, once it closed
     opener = [r for r in run.records if r.type == "open" and r.path == out and r.comm == "sh"]
-    assert len(opener) == 1 and opener[0].pid != write.pid
+    assert len(opener) == 1 and opener[0].pid != write.pid and opener[0].bytes == 0
     assert not [r for r in run.records if r.path.startswith("/dev")]
 
 
@@ -238,7 +276,8 @@ os.close(fd)
         assert proc.stdout.readline().strip() == "ready"
         run.monitor.consume()
         first = [r for r in run.monitor.periodic(final=True) if r.path == path]
-        assert [(r.type, r.bytes, r.pid) for r in first] == [("write", 123, proc.pid)]
+        assert [(r.type, r.bytes, r.pid) for r in first] == [("open", 0, proc.pid),
+                                                             ("write", 123, proc.pid)]
         proc.communicate("go\n", timeout=10)
     finally:
         proc.kill()
@@ -261,7 +300,7 @@ for name in ("hidden/a", "hiddenx", "seen"):   # "hiddenx" is not under "hidden/
 os.unlink(os.path.join(d, "hidden", "a"))
 print(json.dumps({"pid": os.getpid()}))
 """, child_dir)
-    run.wait_for(lambda r: r.type == "write" and r.path == os.path.join(child_dir, "seen"),
+    run.wait_for(lambda r: r.type == "open_write" and r.path == os.path.join(child_dir, "seen"),
                  what="the write to the visible file")
     paths = {r.path for r in run.records if r.pid == out["pid"]}
     assert os.path.join(child_dir, "hiddenx") in paths

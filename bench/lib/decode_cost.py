@@ -46,7 +46,7 @@ def _samples() -> dict:
                       process.HEAD.pack(123, 1, 4242, 4241, 1000, 1000, 0, comm)
                       + b"/usr/bin/true\0")  # an exec record ends after its path
     out["filesystem"] = (filesystem.FilesystemMonitor(),
-                         filesystem.EVENT.pack(123, 0, 0, 3, 0, 4242, 1000, 0, comm, path))
+                         filesystem.EVENT.pack(123, 4096, 7, 3, 5, 4242, 1000, 0, comm, path))
     out["network"] = (network.NetworkMonitor(),
                       network.EVENT.pack(123, 0, 0, 7, 0xffff0000, 100, 4, 4242, 1000, 2, 40000, 80, 0,
                                          bytes([127, 0, 0, 1]).ljust(16, b"\0"),

@@ -102,9 +102,9 @@ def templates(monitor: str, uid: int) -> list[bytes]:
     if monitor == "filesystem":
         head = filesystem.HEAD.pack
         path = b"/home/dots-bench/fs/notes-0017.txt\0"
-        return [head(0, 0, 0, 5, 0, pid, uid, 0o1101, comm) + path,              # open
-                head(0, 4096, 77, 5, 2, pid, uid, 0o1101, comm) + path,          # write
-                head(0, 4096, 78, 6, 1, pid, uid, 0, comm) + path]               # read
+        return [head(0, 0, 0, -2, 0, pid, uid, 0, comm) + path,                # failed open
+                head(0, 4096, 77, 5, 6, pid, uid, 0o1101, comm) + path,          # open_write
+                head(0, 4096, 78, 6, 5, pid, uid, 0, comm) + path]               # open_read
     if monitor == "network":
         ev = network.EVENT.pack
         lo = bytes([127, 0, 0, 1]).ljust(16, b"\0")

@@ -19,6 +19,17 @@
  *   leader scans its fds). Long-lived files are reported by user space
  *   (filesystem.py periodic()), which never writes the counters: the kernel
  *   always reports totals and user space subtracts what it already reported.
+ * - Fewer, richer records: a successful open that gets an entry in `fds` is
+ *   not reported at the open but with the fd's flush. A file closed less
+ *   than SHORT_NS after its open is one record: "open_read" or
+ *   "open_write" with its bytes (both: "open_read" then "write"), or
+ *   "open" when it moved none. An fd that lives longer is announced by
+ *   user space (periodic() reports its open once it is SHORT_NS old); its
+ *   flush then carries OPEN_UNSENT on its first record, so that user space
+ *   reports the open first when no look at `fds` came before. The
+ *   storm's create-write-close, open-read-close makes two records instead
+ *   of four. fds a fork or dup copies were not opened there: they report
+ *   bytes only, as before.
  */
 #include "common.h"
 
@@ -27,6 +38,14 @@
 #define EV_WRITE 2
 #define EV_UNLINK 3
 #define EV_RENAME 4
+#define EV_OPEN_READ 5           /* EV_READ + 4: opened, read and closed */
+#define EV_OPEN_WRITE 6          /* EV_WRITE + 4 */
+/* on a flushed fd's first record: its open was never sent by the kernel */
+#define OPEN_UNSENT 0x100
+
+#ifndef SHORT_NS
+#error "the loader defines SHORT_NS"
+#endif
 
 /* uapi open(2) flags, for creat() */
 #define DOTS_O_WRONLY 01
@@ -46,10 +65,11 @@
 /* watched processes with tracked fds */
 #define MAX_FD_PROCS 1024
 /* fds scanned at process exit; higher ones are swept by user space (the
- * verifier walks every iteration: 256 of them exceeded its 1M limit, and
- * 128 did once records were counted by their bytes for the wake-ups) */
+ * verifier walks every iteration: 256 of them exceeded its 1M limit, 128
+ * did once records were counted by their bytes for the wake-ups, and 64
+ * did once a flush could also bring its open) */
 #ifndef EXIT_FD_SCAN
-#define EXIT_FD_SCAN 64
+#define EXIT_FD_SCAN 32
 #endif
 /* [0] = the collector's pid, never reported (no feedback loop): a map, not
  * a constant, because the pinned programs outlive the collector that
@@ -86,7 +106,7 @@ struct fd_info {
     u32 uid;
     u32 flags;
     u32 plen;                /* bytes of path with its NUL (1..PATH_LEN) */
-    u32 pad;
+    u32 opened;              /* 1: opened here, its open not sent yet */
     char comm[TASK_COMM_LEN];
     char path[PATH_LEN];
 };
@@ -285,18 +305,34 @@ static __always_inline void emit_io(u32 type, struct fd_key *key, struct fd_info
 
 /* One "read" and/or one "write" event with the totals (when the caller's
  * uid check, made at the close, still wants them: the filter may have
- * changed since the open), then forget the fd. `quiet`: output_event. */
+ * changed since the open), then forget the fd. An fd opened here brings
+ * its open: in the same record when it is younger than SHORT_NS
+ * (EV_OPEN_READ / EV_OPEN_WRITE, or EV_OPEN when it moved no bytes), else
+ * as OPEN_UNSENT on its first record. The types are computed, not
+ * branched on: this runs in the exit scan's loop, whose every path the
+ * verifier walks; there (`quiet`, output_event) the open is never merged,
+ * only tagged: one branch less per fd kept the loop under the verifier's
+ * limit. */
 static __always_inline void flush_fd(struct fd_key *key, int wanted, struct ring_count *quiet)
 {
     struct fd_info *fi = fds.lookup(key);
     if (!fi)
         return;
     u64 r = fi->rbytes, w = fi->wbytes;
-    if ((r || w) && wanted) {
+    u32 opened = fi->opened;
+    if ((r || w || opened) && wanted) {
         u64 now = bpf_ktime_get_boot_ns();
-        if (r)
-            emit_io(EV_READ, key, fi, r, now, quiet);
-        if (w)
+        u32 merged = !quiet && opened && now - fi->gen < SHORT_NS;
+        u32 tag = opened && !merged ? OPEN_UNSENT : 0;
+        /* the first record: the reads, else the writes, else the open */
+        u64 first = r ? r : w;
+        u32 type = r ? EV_READ : (w ? EV_WRITE : EV_OPEN);
+        if (first)
+            type += 4 * merged;
+        else
+            now = fi->gen;      /* an open alone: when it was opened */
+        emit_io(type | tag, key, fi, first, now, quiet);
+        if (r && w)
             emit_io(EV_WRITE, key, fi, w, now, quiet);
     }
     fds.delete(key);
@@ -311,7 +347,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
     return 0;
 }
 
-static __always_inline void track_fd(u32 tgid, u32 fd, struct fd_info *fi);
+static __always_inline int track_fd(u32 tgid, u32 fd, struct fd_info *fi);
 
 /* dup2/dup3 silently close newfd; and when oldfd is tracked newfd becomes
  * the same file (a shell's "cmd > file": open, dup2 to 1, close): newfd
@@ -332,6 +368,7 @@ static __always_inline int dup_enter(u32 oldfd, u32 newfd)
     __builtin_memcpy(fi, old, sizeof(*fi));
     fi->rbytes = 0;
     fi->wbytes = 0;
+    fi->opened = 0;
     fi->gen = bpf_ktime_get_boot_ns();
     track_fd(tgid, newfd, fi);
     return 0;
@@ -369,6 +406,7 @@ TRACEPOINT_PROBE(task, task_newtask)
         __builtin_memcpy(fi, from, sizeof(*fi));
         fi->rbytes = 0;
         fi->wbytes = 0;
+        fi->opened = 0;
         fi->gen = now;
         key.tgid = child;
         if (fds.update(&key, fi) != 0) {
@@ -486,20 +524,22 @@ static __always_inline void fill_event(struct file_event *e, struct fd_info *fi,
 }
 
 /* A new fd: start its counters (flushing whatever held that number before,
- * e.g. an fd closed by exec's close-on-exec, which no close() reports). */
-static __always_inline void track_fd(u32 tgid, u32 fd, struct fd_info *fi)
+ * e.g. an fd closed by exec's close-on-exec, which no close() reports).
+ * 0 once tracked. */
+static __always_inline int track_fd(u32 tgid, u32 fd, struct fd_info *fi)
 {
     struct fd_key key = {.tgid = tgid, .fd = fd};
     flush_fd(&key, 1, 0);
     if (fds.update(&key, fi) != 0) {
         count_untracked();
-        return;
+        return -1;
     }
     u32 *hi = fd_hi.lookup(&tgid);
     if (!hi || *hi <= fd) {
         u32 v = fd + 1;
         fd_hi.update(&tgid, &v);
     }
+    return 0;
 }
 
 static __always_inline int finish(long ret)
@@ -566,9 +606,13 @@ static __always_inline int finish(long ret)
     fi->gen = bpf_ktime_get_boot_ns();
     bpf_get_current_comm(fi->comm, sizeof(fi->comm));
 
-    /* counted even if the open event is lost below: the bytes still arrive */
-    if (type == EV_OPEN && ret >= 0)
-        track_fd(tgid, ret, fi);
+    /* a tracked open is sent with its flush (flush_fd); one that found the
+     * table full, or failed, now */
+    if (type == EV_OPEN && ret >= 0) {
+        fi->opened = 1;
+        if (track_fd(tgid, ret, fi) == 0)
+            return 0;
+    }
     struct file_event *e = evbuf.lookup(&zero);
     if (!e)
         return 0;

@@ -1,6 +1,14 @@
 """Filesystem monitor loader: open / unlink / rename events, and read / write
 bytes aggregated in the kernel per (pid, fd) (see filesystem.bpf.c).
 
+A file closed less than ``short_file_s`` (1 s) after its open is one event
+at its close: "open_read" / "open_write" (its open and the bytes it read
+or wrote; both: "open_read" and a "write"), or "open" when it moved no
+bytes. Most opens are such, and a burst of them costs half the records.
+The open of a file that stays open longer is reported by ``periodic()``
+once it is that old (ts_ns: the open), or with its first event when its
+close comes before such a look. A failed open is reported at once.
+
 Byte counts of an fd arrive as one "read" and/or one "write" event when the
 fd is closed or its process exits. For files that stay open, ``periodic()``
 reports what they read or wrote since the previous report once that report
@@ -34,8 +42,12 @@ from .base import DEFAULT_RINGBUF_KIB_PER_CPU, Monitor, cstr
 EVENT = struct.Struct("<QQQqIIII16s256s")
 HEAD = struct.Struct("<QQQqIIII16s")
 PATH_LEN = 256
-TYPES = ("open", "read", "write", "unlink", "rename")
-EV_READ, EV_WRITE, EV_RENAME = 1, 2, 4
+TYPES = ("open", "read", "write", "unlink", "rename", "open_read", "open_write")
+EV_OPEN, EV_READ, EV_WRITE, EV_UNLINK, EV_RENAME, EV_OPEN_READ = 0, 1, 2, 3, 4, 5
+#: on a flushed fd's first record: the kernel never sent its open
+OPEN_UNSENT = 0x100
+#: seconds between "read"/"write" reports of a file that stays open
+BYTES_INTERVAL = 5.0
 
 PREFIX_LEN = 64  # filesystem.bpf.c: prefixes are shorter than this
 MAX_PREFIXES = 16  # filesystem.bpf.c
@@ -47,16 +59,20 @@ DEFAULT_EXCLUDED_PREFIXES: tuple[str, ...] = ("/proc", "/sys", "/dev", "/var/lib
 class FilesystemMonitor(Monitor):
     name = "filesystem"
     record_type = FileEvent
-    tick_interval = 5.0
+    #: a look at the open files every second: opens to announce
+    tick_interval = 1.0
 
     def __init__(self, kib_per_cpu: int = DEFAULT_RINGBUF_KIB_PER_CPU,
                  extra_cflags: Iterable[str] = (),
                  excluded_prefixes: Iterable[str] = DEFAULT_EXCLUDED_PREFIXES,
-                 max_tracked_fds: int = 4096) -> None:
+                 max_tracked_fds: int = 4096, short_file_s: float = 1.0) -> None:
         super().__init__(kib_per_cpu, extra_cflags)
         self.excluded_prefixes = normalize_prefixes(excluded_prefixes)
         self.max_tracked_fds = max_tracked_fds
-        # (pid, fd, open time) -> [read, written] already reported, last report (boot ns)
+        self.short_ns = int(short_file_s * 1e9)
+        self.bytes_interval = BYTES_INTERVAL
+        # (pid, fd, open time) -> [read, written already reported, last
+        # report (boot ns), whether its open was reported]
         self._reported: dict[tuple[int, int, int], list[int]] = {}
         # generations the kernel flushed (closed fds), so a scan racing with
         # the close does not report them again
@@ -67,7 +83,8 @@ class FilesystemMonitor(Monitor):
         return {"excluded_prefixes": config.excluded_prefixes}
 
     def cflags(self) -> list[str]:
-        return [*super().cflags(), f"-DMAX_TRACKED_FDS={self.max_tracked_fds}"]
+        return [*super().cflags(), f"-DMAX_TRACKED_FDS={self.max_tracked_fds}",
+                f"-DSHORT_NS={self.short_ns}ULL"]
 
     def after_load(self) -> None:
         self.bpf[b"self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(os.getpid())
@@ -107,35 +124,53 @@ class FilesystemMonitor(Monitor):
             new_path = ""
             if kind == EV_RENAME:
                 new_path = cstr(buf[off + longest:off + longest + PATH_LEN])
-            elif kind == EV_READ or kind == EV_WRITE:
-                # the kernel sends totals at close/exit: subtract what
-                # periodic() already reported for this fd
+            elif gen:               # an fd's flush (a failed or untracked open has none)
                 key = (pid, result, gen)
                 done = reported.get(key)
-                if done is not None:
-                    nbytes -= done[kind - 1]
-                    done[kind - 1] += nbytes
                 closed.append(key)
-                if nbytes <= 0:
+                announced = done is not None and done[3]
+                if kind & OPEN_UNSENT:
+                    kind &= ~OPEN_UNSENT
+                    if not announced:   # no look at the open files came first
+                        append(("open", pid, uid, texts[comm], path, flags, result, 0, gen, ""))
+                        if done is not None:
+                            done[3] = True
+                    if kind == EV_OPEN:
+                        continue
+                elif announced and kind >= EV_OPEN_READ:
+                    kind -= 4       # a look caught it between its record and delete
+                elif announced and kind == EV_OPEN:
                     continue
+                if kind != EV_OPEN:
+                    # the kernel sends totals at close/exit: subtract what
+                    # periodic() already reported for this fd
+                    at = (kind - 1) & 1
+                    if done is not None:
+                        nbytes -= done[at]
+                        done[at] += nbytes
+                    if nbytes <= 0 and kind < EV_OPEN_READ:
+                        continue
             append((TYPES[kind], pid, uid, texts[comm], path, flags, result, nbytes,
                     ts_ns, new_path))
         return out
 
     # --- long-lived files and dead processes ----------------------------------
     def periodic(self, final: bool = False) -> list[FileEvent]:
-        """Bytes of fds still open whose last report is older than
-        ``tick_interval``; fds of processes that died without the kernel
-        flushing them (fd beyond the exit scan, leader exited first) are
-        reported one last time and removed. ``final`` (at shutdown) reports
-        every fd with unreported bytes, whatever its age.
+        """The open of every fd opened ``short_file_s`` ago or more and not
+        reported yet; bytes of fds still open whose last report is older
+        than ``bytes_interval``; fds of processes that died without the
+        kernel flushing them (fd beyond the exit scan, leader exited first)
+        are reported one last time and removed. ``final`` (at shutdown)
+        reports every open and every fd with unreported bytes, whatever its
+        age.
 
         The map is scanned at most once per second however often this is
         called (the tests' drain loop calls it every few milliseconds)."""
         if not self.scan_due(final):
             return []
         now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        interval_ns = 0 if final else int((self.tick_interval or 0) * 1e9)
+        interval_ns = 0 if final else int(self.bytes_interval * 1e9)
+        announce_before = now if final else now - self.short_ns
         table = self.bpf[b"fds"]
         closed = set(self._closed)
         alive: dict[int, bool] = {}
@@ -151,7 +186,15 @@ class FilesystemMonitor(Monitor):
                 alive[k.tgid] = os.path.exists(f"/proc/{k.tgid}")
             done = self._reported.get(key)
             if done is None:
-                done = self._reported[key] = [0, 0, v.gen]
+                done = self._reported[key] = [0, 0, v.gen, not v.opened]
+            if not done[3]:
+                if alive[k.tgid] and v.gen > announce_before:
+                    continue
+                done[3] = True
+                if self.wants(v.uid):
+                    out.append(FileEvent(type="open", pid=k.tgid, uid=v.uid, comm=cstr(bytes(v.comm)),
+                                         path=cstr(bytes(v.path)), flags=v.flags, result=k.fd,
+                                         bytes=0, ts_ns=v.gen))
             if alive[k.tgid] and now - done[2] < interval_ns:
                 continue
             if not alive[k.tgid]:
