@@ -750,6 +750,42 @@ def test_interpreters_are_hashed_only_once_a_uid_has_a_rule():
         enforcer.close()
 
 
+def _switches(tid: int) -> int:
+    with open(f"/proc/self/task/{tid}/status") as f:
+        fields = dict(line.split(":\t", 1) for line in f if ":\t" in line)
+    return int(fields["voluntary_ctxt_switches"]) + int(fields["nonvoluntary_ctxt_switches"])
+
+
+def test_an_idle_enforcer_sleeps_until_a_notice_and_stops_at_once(child_user, workdir):
+    """With nothing to judge, the ring reader sleeps in poll() and the
+    judging thread on its event: on a family laptop an idle collector
+    wakes a CPU ~2 times a second, not 42 (both threads polled every
+    50 ms). A notice still wakes them at once, and close() ends them."""
+    from dots_collector.enforcers.exec_block import ExecEnforcer
+
+    enforcer = ExecEnforcer()
+    enforcer.load()
+    run = EnforcerRun(enforcer)
+    uid = uid_of(child_user)
+    threads = list(enforcer._threads)
+    try:
+        assert sorted(t.name for t in threads) == ["dots-exec-enforcer", "dots-exec-ring"]
+        time.sleep(0.3)  # past their start
+        before = [_switches(t.native_id) for t in threads]
+        time.sleep(2.0)
+        woke = [_switches(t.native_id) - n for t, n in zip(threads, before)]
+        assert max(woke) <= 2, f"idle threads woke {woke} times in 2 s"
+        blocked = program(workdir, "/usr/bin/id", "idle-blocked")
+        enforcer.set_blocked(uid, [str(blocked)])
+        assert run_as(child_user, [str(blocked)]).returncode == -9
+        event = run.wait_blocked(lambda r: r.uid == uid, "the exec_blocked record")
+        assert event.path == str(blocked)
+    finally:
+        enforcer.set_blocked(uid, [])
+        enforcer.close()
+    assert not [t for t in threads if t.is_alive()], "close() ended both threads"
+
+
 def _exe(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/exe")

@@ -227,6 +227,11 @@ class MappingJudge:
         self.maps.clear_pending(pid)  # before the scan: later mprotects notify again
         self.check_mappings(pid, uid, ts_ns)
 
+    @property
+    def has_deferred(self) -> bool:
+        """Scans are put off: run_deferred is due within MIN_RESCAN_S."""
+        return bool(self._deferred)
+
     def run_deferred(self) -> None:
         """Scans put off by mprotected (called by the enforcer's thread at
         least every MIN_RESCAN_S)."""

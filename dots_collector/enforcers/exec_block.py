@@ -48,6 +48,7 @@ from dots_common.records import ProcessEvent, Record
 
 from .. import btf
 from .base import Enforcer
+from .exec_backstop import MIN_RESCAN_S
 from .exec_judge import Judge, Rule, resolve
 from .exec_maps import KernelMaps
 from .exec_wire import (BTF_OFFSETS, MAX_EXE_ENTRIES, MAX_SEEN, P_INTERPRETER, P_LOADER,
@@ -70,6 +71,8 @@ OPEN_PROBES = ("syscalls:sys_exit_open", "syscalls:sys_exit_openat", "syscalls:s
 RINGBUF_KIB_PER_CPU = 128
 #: notices judged between two follow-up listings while a backlog lasts
 FOLLOW_EVERY = 16
+#: seconds the judging thread sleeps with nothing to do (a notice wakes it)
+IDLE_WAIT_S = 5.0
 #: notices copied out of the ring and not yet judged, at most (~330 bytes
 #: each: ~5 MiB)
 MAX_BACKLOG = 16384
@@ -102,7 +105,11 @@ class ExecEnforcer(Enforcer):
         self.default_allowed: list[str] = []
         self._outbox: queue.SimpleQueue[Record] = queue.SimpleQueue()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        #: wakes the ring reader, which otherwise sleeps until a notice
+        self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stop = threading.Event()
+        #: set when the judging thread has work: notices, or a uid to follow
+        self._pending = threading.Event()
         self._threads: list[threading.Thread] = []
         self._deliver = None
         self.judge = Judge(self.cache, self._post)
@@ -218,7 +225,6 @@ class ExecEnforcer(Enforcer):
         self._deliver = deliver
         self._reader = RingReader(self.ring_fd, self.ringbuf_bytes)
         self._backlog: collections.deque[bytes] = collections.deque()
-        self._pending = threading.Event()
         self._threads = [threading.Thread(target=target, name=name, daemon=True)
                          for target, name in ((self._read, "dots-exec-ring"),
                                               (self._poll, "dots-exec-enforcer"))]
@@ -232,11 +238,14 @@ class ExecEnforcer(Enforcer):
         2,000 files of its own in 34 ms filled the ring during the first
         ones, and 1,238 notices were lost (the game's among them, had it
         come last). The backlog holds at most MAX_BACKLOG notices; past it
-        they wait in the ring (and are lost, counted, if it fills)."""
+        they wait in the ring (and are lost, counted, if it fills).
+        Every notice is committed with a wake-up, so an idle reader sleeps
+        in poll() until one comes or close() writes ``_stop_fd``."""
         ready = select.poll()
         ready.register(self.ring_fd, select.POLLIN)
+        ready.register(self._stop_fd, select.POLLIN)
         while not self._stop.is_set():
-            ready.poll(50)
+            ready.poll(None if not self._backlog else 50)
             if len(self._backlog) >= MAX_BACKLOG:
                 time.sleep(0.001)
                 continue
@@ -247,12 +256,15 @@ class ExecEnforcer(Enforcer):
 
     def _poll(self) -> None:
         """Judge the notices the reader copied out; between them, the
-        follow-up listings and a sweep when notices were lost."""
+        follow-up listings and a sweep when notices were lost. Idle (no
+        process followed, no scan put off) it sleeps until the reader has
+        notices: a loss fills the ring, so it comes with notices."""
         lost_seen = 0
         backlog = self._backlog
         while not self._stop.is_set():
             # a listing per turn while following
-            self._pending.wait(0.01 if self.judge.following else 0.05)
+            self._pending.wait(0.01 if self.judge.following
+                               else MIN_RESCAN_S if self.judge.has_deferred else IDLE_WAIT_S)
             self._pending.clear()
             judged = 0
             while backlog and not self._stop.is_set():
@@ -277,12 +289,16 @@ class ExecEnforcer(Enforcer):
     def close(self) -> None:
         self.open_gate.release()
         self._stop.set()
+        self._pending.set()
+        if self._wake_fd >= 0:      # not closed before
+            os.eventfd_write(self._stop_fd, 1)
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads = []
         super().close()
         if self._wake_fd >= 0:
             os.close(self._wake_fd)
+            os.close(self._stop_fd)
             self._wake_fd = -1
 
     # --- records out: the thread posts, the event loop delivers ---------------
@@ -326,6 +342,7 @@ class ExecEnforcer(Enforcer):
         self._gate_open_probes()
         if ran is not None:
             self.judge.sweep(before=ran)
+            self._pending.set()     # the judging thread follows the uid from now
         return found, rejected
 
     def set_allow_list(self, uid: int, enabled: bool, paths: list[str]) -> Resolved:
@@ -344,6 +361,7 @@ class ExecEnforcer(Enforcer):
         self.judge.set_allow_rule(uid, Rule(list(paths), found) if enabled else None)
         if ran is not None:
             self.judge.sweep(before=ran)
+            self._pending.set()
         return found, rejected
 
     # --- what is in force -----------------------------------------------------------
