@@ -365,8 +365,11 @@ Fewer, richer kernel events: a TCP connection shorter than a second is
 one record at its close (connect_close / accept_close, with its bytes),
 and so is a file opened and closed within a second (open_read /
 open_write with its bytes, or open): two records per iteration of the
-network and file storms instead of four, the collector's CPU per storm
-0.11–0.20 → 0.09–0.12 s (network) and 0.09–0.16 → 0.04–0.09 s (file).
+network and file storms instead of four, the collector's CPU per
+monitored storm run 0.11–0.20 → 0.06–0.10 s (network) and 0.09–0.16 →
+0.06–0.10 s (file), full runs of 2026-12-01 before and after. Its CPU
+per event in the accounting storms reads higher (file 0.9 → 2.0 µs):
+the same fixed cost (ticks, the looks at the maps) over half the records.
 Not done: exec with its exit. The collector's CPU per event in the
 storms (to stdout, target 3 µs), measured on the earlier build by cutting
 stages out of a running collector (medians of 4 storms each): process storm 3.6 µs = JSON
