@@ -233,13 +233,15 @@ def test_script_through_an_allowed_interpreter(arena, child_user, built):
 
 @pytest.mark.parametrize("how", ["exec-open", "stdin", "copy-exec-open", "copy-stdin",
                                  "edited-exec-open", "edited-stdin", "as-text",
-                                 "edited-as-text"])
+                                 "edited-as-text", "as-env", "edited-as-env"])
 def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_user, how):
     """The game's file is on no command line: python3 -c
     "exec(open(...).read())", python3 < game.py (the shell opens it), or
     the same with a copy under another name, or with the child's own
     edit of it (another size: judged for not being root's file), or its
-    text given on the command line (python3 -c "$(cat game.py)"). The
+    text given on the command line (python3 -c "$(cat game.py)") or in
+    an environment variable (CODE="$(cat game.py)" python3 -c
+    "exec(os.environ['CODE'])", after 70 variables of junk). The
     interpreter stops at the open (or the copy is judged then); cat
     reading the game is left alone."""
     run, work = arena
@@ -258,11 +260,17 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
         argv = ["/bin/sh", "-c", f'/usr/bin/python3 - {marker} < "$GAME"']
     elif how.endswith("as-text"):  # the program on the command line, not as a file
         argv = ["/bin/sh", "-c", f'exec /usr/bin/python3 -c "$(cat "$GAME")" {marker}']
+    elif how.endswith("as-env"):  # in a variable, behind junk ones; the -c text is short
+        junk = " ".join(f"J{i}={'x' * 60}{i}" for i in range(70))
+        argv = ["/bin/sh", "-c", f'{junk} CODE="$(cat "$GAME")" exec /usr/bin/python3 -c '
+                                 f'"import os; exec(os.environ[\'CODE\'])" {marker}']
     else:
         argv = ["/usr/bin/python3", "-c", "import os; exec(open(os.environ['GAME']).read())",
                 str(marker)]
     assert_stopped(run_as(child_user, argv, env={"GAME": str(source)}, timeout=60), marker)
-    named = (lambda p: "-c text" in p) if how.endswith("as-text") else (lambda p: p == str(source))
+    named = ((lambda p: "-c text" in p) if how.endswith("as-text")
+             else (lambda p: "environment text" in p) if how.endswith("as-env")
+             else (lambda p: p == str(source)))
     run.wait_blocked(lambda r: r.uid == uid and named(r.path), "the kill reported")
     done = run_as(child_user, ["/usr/bin/cat", str(game)])
     assert (done.returncode, done.stdout) == (0, PY_GAME), "reading it is not running it"

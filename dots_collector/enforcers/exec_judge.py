@@ -25,6 +25,7 @@ A kill here is a pidfd SIGKILL a few milliseconds after the exec or mmap
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 
 #: arguments of an interpreter or loader looked at (the program comes first)
 MAX_ARGUMENT_FILES = 16
+#: texts whose identity is remembered (their sha256 -> Identity)
+MAX_REMEMBERED_TEXTS = 256
 #: how long a decision waits for the loaders and interpreters to be identified
 PROGRAMS_WAIT_S = 60.0
 
@@ -124,6 +127,7 @@ class Judge(MappingJudge, SweepJudge):
         self._scanned: dict[int, float] = {}
         self._deferred: dict[int, tuple[int, int]] = {}
         self.following: dict[int, Follow] = {}
+        self._texts: dict[bytes, Identity] = {}
 
     @property
     def loaders(self) -> ProgramSet:
@@ -382,25 +386,47 @@ class Judge(MappingJudge, SweepJudge):
                 continue
             if self._judge_file(n, path, why):
                 return
-        self._argument_text(n, argv[1:])
+        if not self._argument_text(n, [a.encode("utf-8", "surrogateescape") for a in argv[1:]],
+                                   "-c text"):
+            try:
+                values = proc.environ(n.pid)
+            except OSError:
+                return  # gone already
+            self._argument_text(n, values, "environment text")
 
-    def _argument_text(self, n: Notice, args: list[str]) -> None:
+    def _argument_text(self, n: Notice, texts: list[bytes], kind: str) -> bool:
         """A program given to an interpreter as text (``python3 -c "$(cat
-        game.py)"``, ``bash -c ...``) is judged by its content, as a file
-        of the child's would be: the same script with its last newline
-        gone is a similar one."""
+        game.py)"``, ``bash -c ...``), or in an environment variable it
+        was started with (``CODE="$(cat game.py)" python3 -c
+        "exec(os.environ['CODE'])"``), is judged by its content, as a
+        file of the child's would be: the same script with its last
+        newline gone is a similar one. Every text of MIN_TLSH_BYTES or more
+        is judged, wherever it stands (a cap would let junk options or
+        variables push the game past it). True: killed."""
         with self.lock:
             rule = self.block_rules.get(n.uid)
         if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
-            return
-        for arg in args[:MAX_ARGUMENT_FILES]:
-            text = arg.encode("utf-8", "surrogateescape")
+            return False
+        for text in texts:
             if len(text) < MIN_TLSH_BYTES:
                 continue
-            name = f"{n.comm} -c text ({len(text)} bytes)"
-            if rule.programs.match(HashCache.of_text(text, name)):
+            identity = self._text_identity(text)
+            if rule.programs.match(identity):
+                name = f"{n.comm} {kind} ({len(text)} bytes)"
                 self.kill(n, name, why="program given as text")
-                return
+                return True
+        return False
+
+    def _text_identity(self, text: bytes) -> Identity:
+        """of_text, remembered by content: the same long values (PATH,
+        LS_COLORS) come with every interpreter a child starts."""
+        key = hashlib.sha256(text).digest()
+        identity = self._texts.get(key)
+        if identity is None:
+            if len(self._texts) >= MAX_REMEMBERED_TEXTS:
+                self._texts.clear()
+            identity = self._texts[key] = HashCache.of_text(text, "text")
+        return identity
 
     def _learn_allowed_copy(self, n: Notice) -> None:
         """An unlisted program was killed in allow-list mode: if it is a copy

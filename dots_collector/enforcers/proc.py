@@ -61,6 +61,12 @@ def cmdline(pid: int) -> list[str]:
         return [a.decode("utf-8", "surrogateescape") for a in f.read().split(b"\0")[:-1]]
 
 
+def environ(pid: int) -> list[bytes]:
+    """The values of the environment ``pid`` was started with."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return [entry.partition(b"=")[2] for entry in f.read().split(b"\0")[:-1]]
+
+
 def cwd(pid: int) -> str:
     return os.readlink(f"/proc/{pid}/cwd")
 
