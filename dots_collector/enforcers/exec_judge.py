@@ -25,7 +25,6 @@ A kill here is a pidfd SIGKILL a few milliseconds after the exec or mmap
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
@@ -35,11 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dots_common.records import ProcessEvent, Record
-from dots_identity.elf import MIN_TLSH_BYTES
 from dots_identity.files import HashCache, Identity, IdentityError
 from dots_identity.match import ProgramSet
 
 from . import proc
+from .exec_arguments import ArgumentJudge
 from .exec_backstop import MappingJudge
 from .exec_sweep import Follow, SweepJudge
 from .exec_maps import KernelMaps
@@ -50,10 +49,6 @@ from .exec_wire import (F_ALLOW, F_BLOCKS, F_FOLLOW, F_SCRIPTS, K_FORK_BLOCKED, 
 
 log = logging.getLogger(__name__)
 
-#: arguments of an interpreter or loader looked at (the program comes first)
-MAX_ARGUMENT_FILES = 16
-#: texts whose identity is remembered (their sha256 -> Identity)
-MAX_REMEMBERED_TEXTS = 256
 #: how long a decision waits for the loaders and interpreters to be identified
 PROGRAMS_WAIT_S = 60.0
 
@@ -101,7 +96,7 @@ def resolve(cache: HashCache, paths: list[str]) -> tuple[list[Identity], list[tu
     return found, rejected
 
 
-class Judge(MappingJudge, SweepJudge):
+class Judge(ArgumentJudge, MappingJudge, SweepJudge):
     """Rules, what is known about executables, and the decisions."""
 
     def __init__(self, cache: HashCache, post: Callable[[Record], None]) -> None:
@@ -346,87 +341,6 @@ class Judge(MappingJudge, SweepJudge):
             return True
         m = self.interpreters.match(identity) or self.loaders.match(identity)
         return m is not None and m.how in ("file", "code")
-
-    def _script(self, n: Notice) -> None:
-        path = n.path
-        if not path.startswith("/"):
-            try:
-                path = os.path.join(proc.cwd(n.pid), path)
-            except OSError:
-                return
-        self._judge_file(n, path, "script")
-
-    def _judge_file(self, n: Notice, path: str, why: str) -> bool:
-        with self.lock:
-            rule = self.block_rules.get(n.uid)
-        if rule is None:
-            return False
-        try:
-            identity = self.cache.of_path(path)
-        except IdentityError:
-            return False
-        if not rule.covers(identity):
-            return False
-        self.kill(n, path, why)
-        return True
-
-    def _argument_files(self, n: Notice) -> None:
-        """An interpreter or a loader: the files on its command line are
-        the programs it runs (``python3 game.py``, ``ld.so ./game``)."""
-        if n.uid not in self.block_rules:
-            return
-        try:
-            argv, where = proc.cmdline(n.pid), proc.cwd(n.pid)
-        except OSError:
-            return  # gone already
-        why = "loader" if n.notice & N_LOADER else "interpreter"
-        for arg in argv[1:1 + MAX_ARGUMENT_FILES]:
-            path = os.path.join(where, arg)
-            if arg.startswith("-") or not os.path.isfile(path):
-                continue
-            if self._judge_file(n, path, why):
-                return
-        if not self._argument_text(n, [a.encode("utf-8", "surrogateescape") for a in argv[1:]],
-                                   "-c text"):
-            try:
-                values = proc.environ(n.pid)
-            except OSError:
-                return  # gone already
-            self._argument_text(n, values, "environment text")
-
-    def _argument_text(self, n: Notice, texts: list[bytes], kind: str) -> bool:
-        """A program given to an interpreter as text (``python3 -c "$(cat
-        game.py)"``, ``bash -c ...``), or in an environment variable it
-        was started with (``CODE="$(cat game.py)" python3 -c
-        "exec(os.environ['CODE'])"``), is judged by its content, as a
-        file of the child's would be: the same script with its last
-        newline gone is a similar one. Every text of MIN_TLSH_BYTES or more
-        is judged, wherever it stands (a cap would let junk options or
-        variables push the game past it). True: killed."""
-        with self.lock:
-            rule = self.block_rules.get(n.uid)
-        if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
-            return False
-        for text in texts:
-            if len(text) < MIN_TLSH_BYTES:
-                continue
-            identity = self._text_identity(text)
-            if rule.programs.match(identity):
-                name = f"{n.comm} {kind} ({len(text)} bytes)"
-                self.kill(n, name, why="program given as text")
-                return True
-        return False
-
-    def _text_identity(self, text: bytes) -> Identity:
-        """of_text, remembered by content: the same long values (PATH,
-        LS_COLORS) come with every interpreter a child starts."""
-        key = hashlib.sha256(text).digest()
-        identity = self._texts.get(key)
-        if identity is None:
-            if len(self._texts) >= MAX_REMEMBERED_TEXTS:
-                self._texts.clear()
-            identity = self._texts[key] = HashCache.of_text(text, "text")
-        return identity
 
     def _learn_allowed_copy(self, n: Notice) -> None:
         """An unlisted program was killed in allow-list mode: if it is a copy

@@ -1,5 +1,7 @@
 /* Filesystem monitor: open / unlink / rename with their results, and read /
- * write BYTES aggregated in the kernel per (tgid, fd).
+ * write BYTES aggregated in the kernel per (tgid, fd). (One object on
+ * purpose: every probe here shares the fd table and the ring, and bcc
+ * compiles one source per object, hence its length.)
  *
  * Only syscall tracepoints are used, and only their arguments: the headers
  * bcc compiles against do not describe the running kernel.
