@@ -27,6 +27,8 @@ from .elf import MIN_TLSH_BYTES, ElfTraits, is_elf, read_traits
 #: would stall the enforcer)
 MAX_HASH_BYTES = 1 << 30
 DEFAULT_CACHE_ENTRIES = 16384
+#: programs given as text whose content TLSH is remembered (HashCache.of_text)
+MAX_TEXT_ENTRIES = 256
 #: a file that is not ELF (a script, a jar, a .love, a .exe) up to this size
 #: also gets a TLSH of its whole content
 MAX_CONTENT_TLSH_BYTES = 4 << 20
@@ -84,6 +86,8 @@ class HashCache:
     def __init__(self, max_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         self.max_entries = max_entries
         self._cache: OrderedDict[FileKey, Traits] = OrderedDict()
+        #: sha256 -> content TLSH of programs given as text (of_text)
+        self._texts: OrderedDict[str, str | None] = OrderedDict()
         self._lock = threading.Lock()
         self.hashed = 0  # files actually read (cache misses)
 
@@ -136,17 +140,29 @@ class HashCache:
         return Identity(path, st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns, sha, traits,
                         fuzzy, system=st.st_uid == 0 and not st.st_mode & 0o022)
 
-    @staticmethod
-    def of_text(text: bytes, name: str) -> Identity:
+    def of_text(self, text: bytes, name: str) -> Identity:
         """A program given as text, not as a file (``python3 -c "$(cat
-        game.py)"``): its hash and content TLSH, for the comparisons a
-        script gets; no inode (0, 0) and never a system file."""
-        fuzzy = None
-        if MIN_TLSH_BYTES <= len(text) <= MAX_CONTENT_TLSH_BYTES:
-            fuzzy = tlsh.hash(text)
-            fuzzy = fuzzy if fuzzy and fuzzy != "TNULL" else None
-        return Identity(name, 0, 0, len(text), 0, hashlib.sha256(text).hexdigest(), None,
-                        fuzzy, system=False)
+        game.py)"``, an environment value): its hash and content TLSH, for
+        the comparisons a script gets; no inode (0, 0) and never a system
+        file. The TLSH is remembered by sha256 (MAX_TEXT_ENTRIES): the same
+        long values (PATH, LS_COLORS) come with every interpreter a child
+        starts."""
+        sha = hashlib.sha256(text).hexdigest()
+        with self._lock:
+            known = sha in self._texts
+            fuzzy = self._texts.get(sha)
+            if known:
+                self._texts.move_to_end(sha)
+        if not known:
+            fuzzy = None
+            if MIN_TLSH_BYTES <= len(text) <= MAX_CONTENT_TLSH_BYTES:
+                fuzzy = tlsh.hash(text)
+                fuzzy = fuzzy if fuzzy and fuzzy != "TNULL" else None
+            with self._lock:
+                self._texts[sha] = fuzzy
+                while len(self._texts) > MAX_TEXT_ENTRIES:
+                    self._texts.popitem(last=False)
+        return Identity(name, 0, 0, len(text), 0, sha, None, fuzzy, system=False)
 
     def of_path(self, path: str) -> Identity:
         try:

@@ -4,12 +4,11 @@ text, on the command line or in its environment."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import TYPE_CHECKING
 
 from dots_identity.elf import MIN_TLSH_BYTES
-from dots_identity.files import HashCache, Identity, IdentityError
+from dots_identity.files import HashCache, IdentityError
 
 from . import proc
 from .exec_wire import N_LOADER, Notice
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
 
 #: arguments of an interpreter or loader looked at (the program comes first)
 MAX_ARGUMENT_FILES = 16
-#: texts whose identity is remembered (their sha256 -> Identity)
-MAX_REMEMBERED_TEXTS = 256
 
 
 class ArgumentJudge:
@@ -32,7 +29,6 @@ class ArgumentJudge:
     lock: "threading.RLock"
     block_rules: "dict[int, Rule]"
     cache: HashCache
-    _texts: dict[bytes, Identity]  # sha256 -> identity of a program given as text
 
     kill: "Callable[[Notice, str, str], None]"  # Judge's
 
@@ -75,15 +71,9 @@ class ArgumentJudge:
                 continue
             if self._judge_file(n, path, why):
                 return
-        if not self._argument_text(n, [a.encode("utf-8", "surrogateescape") for a in argv[1:]],
-                                   "-c text"):
-            try:
-                values = proc.environ(n.pid)
-            except OSError:
-                return  # gone already
-            self._argument_text(n, values, "environment text")
+        self._argument_text(n, argv[1:])
 
-    def _argument_text(self, n: Notice, texts: list[bytes], kind: str) -> bool:
+    def _argument_text(self, n: Notice, args: list[str]) -> None:
         """A program given to an interpreter as text (``python3 -c "$(cat
         game.py)"``, ``bash -c ...``), or in an environment variable it
         was started with (``CODE="$(cat game.py)" python3 -c
@@ -91,28 +81,28 @@ class ArgumentJudge:
         file of the child's would be: the same script with its last
         newline gone is a similar one. Every text of MIN_TLSH_BYTES or more
         is judged, wherever it stands (a cap would let junk options or
-        variables push the game past it). True: killed."""
+        variables push the game past it); the environment is read only
+        when the uid's block list has scripts and no argument matched."""
         with self.lock:
             rule = self.block_rules.get(n.uid)
         if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
-            return False
+            return
+        if self._judge_texts(n, rule, [a.encode("utf-8", "surrogateescape") for a in args],
+                             "-c text"):
+            return
+        try:
+            values = proc.environ(n.pid)
+        except OSError:
+            return  # gone already
+        self._judge_texts(n, rule, values, "environment text")
+
+    def _judge_texts(self, n: Notice, rule: "Rule", texts: list[bytes], kind: str) -> bool:
+        """Kill ``n`` if one of ``texts`` is a blocked script. True: killed."""
         for text in texts:
             if len(text) < MIN_TLSH_BYTES:
                 continue
-            identity = self._text_identity(text)
-            if rule.programs.match(identity):
-                name = f"{n.comm} {kind} ({len(text)} bytes)"
+            name = f"{n.comm} {kind} ({len(text)} bytes)"
+            if rule.programs.match(self.cache.of_text(text, name)):
                 self.kill(n, name, why="program given as text")
                 return True
         return False
-
-    def _text_identity(self, text: bytes) -> Identity:
-        """of_text, remembered by content: the same long values (PATH,
-        LS_COLORS) come with every interpreter a child starts."""
-        key = hashlib.sha256(text).digest()
-        identity = self._texts.get(key)
-        if identity is None:
-            if len(self._texts) >= MAX_REMEMBERED_TEXTS:
-                self._texts.clear()
-            identity = self._texts[key] = HashCache.of_text(text, "text")
-        return identity

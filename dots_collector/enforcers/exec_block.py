@@ -245,7 +245,7 @@ class ExecEnforcer(Enforcer):
         ready.register(self.ring_fd, select.POLLIN)
         ready.register(self._stop_fd, select.POLLIN)
         while not self._stop.is_set():
-            ready.poll(None if not self._backlog else 50)
+            ready.poll()
             if len(self._backlog) >= MAX_BACKLOG:
                 time.sleep(0.001)
                 continue
@@ -290,7 +290,7 @@ class ExecEnforcer(Enforcer):
         self.open_gate.release()
         self._stop.set()
         self._pending.set()
-        if self._wake_fd >= 0:      # not closed before
+        if self._stop_fd >= 0:      # not closed before
             os.eventfd_write(self._stop_fd, 1)
         for thread in self._threads:
             thread.join(timeout=10)
@@ -298,8 +298,10 @@ class ExecEnforcer(Enforcer):
         super().close()
         if self._wake_fd >= 0:
             os.close(self._wake_fd)
-            os.close(self._stop_fd)
             self._wake_fd = -1
+        if self._stop_fd >= 0:
+            os.close(self._stop_fd)
+            self._stop_fd = -1
 
     # --- records out: the thread posts, the event loop delivers ---------------
     def readers(self):

@@ -122,7 +122,6 @@ class Judge(ArgumentJudge, MappingJudge, SweepJudge):
         self._scanned: dict[int, float] = {}
         self._deferred: dict[int, tuple[int, int]] = {}
         self.following: dict[int, Follow] = {}
-        self._texts: dict[bytes, Identity] = {}
 
     @property
     def loaders(self) -> ProgramSet:
