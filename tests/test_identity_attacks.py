@@ -233,7 +233,8 @@ def test_script_through_an_allowed_interpreter(arena, child_user, built):
 
 @pytest.mark.parametrize("how", ["exec-open", "stdin", "copy-exec-open", "copy-stdin",
                                  "edited-exec-open", "edited-stdin", "as-text",
-                                 "edited-as-text", "as-env", "edited-as-env"])
+                                 "edited-as-text", "as-env", "edited-as-env", "piped",
+                                 "edited-piped", "late-piped", "substituted", "heredoc"])
 def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_user, how):
     """The game's file is on no command line: python3 -c
     "exec(open(...).read())", python3 < game.py (the shell opens it), or
@@ -241,9 +242,12 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
     edit of it (another size: judged for not being root's file), or its
     text given on the command line (python3 -c "$(cat game.py)") or in
     an environment variable (CODE="$(cat game.py)" python3 -c
-    "exec(os.environ['CODE'])", after 70 variables of junk). The
-    interpreter stops at the open (or the copy is judged then); cat
-    reading the game is left alone."""
+    "exec(os.environ['CODE'])", after 70 variables of junk), or piped
+    into it (cat game.py | python3 -, the same with a writer that waits
+    until the interpreter is reading, python3 <(cat game.py), a
+    here-document, which bash puts in a pipe). The interpreter stops at
+    the open (or the copy is judged then); cat reading the game is left
+    alone."""
     run, work = arena
     uid = uid_of(child_user)
     game = block_script(run, uid, work)
@@ -264,12 +268,21 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
         junk = " ".join(f"J{i}={'x' * 60}{i}" for i in range(70))
         argv = ["/bin/sh", "-c", f'{junk} CODE="$(cat "$GAME")" exec /usr/bin/python3 -c '
                                  f'"import os; exec(os.environ[\'CODE\'])" {marker}']
+    elif how == "late-piped":  # the writer waits for the interpreter to be reading
+        argv = ["/bin/sh", "-c", f'(sleep 0.5; cat "$GAME") | /usr/bin/python3 - {marker}']
+    elif how.endswith("piped"):
+        argv = ["/bin/sh", "-c", f'cat "$GAME" | /usr/bin/python3 - {marker}']
+    elif how == "substituted":
+        argv = ["/bin/bash", "-c", f'/usr/bin/python3 <(cat "$GAME") {marker}']
+    elif how == "heredoc":
+        argv = ["/bin/bash", "-c", f'/usr/bin/python3 - {marker} <<EOF\n$(cat "$GAME")\nEOF']
     else:
         argv = ["/usr/bin/python3", "-c", "import os; exec(open(os.environ['GAME']).read())",
                 str(marker)]
     assert_stopped(run_as(child_user, argv, env={"GAME": str(source)}, timeout=60), marker)
     named = ((lambda p: "-c text" in p) if how.endswith("as-text")
              else (lambda p: "environment text" in p) if how.endswith("as-env")
+             else (lambda p: "piped" in p) if how.endswith(("piped", "substituted", "heredoc"))
              else (lambda p: p == str(source)))
     run.wait_blocked(lambda r: r.uid == uid and named(r.path), "the kill reported")
     done = run_as(child_user, ["/usr/bin/cat", str(game)])
@@ -284,6 +297,11 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
         assert (done.returncode, done.stdout.strip()) == (0, str(diary.stat().st_size))
         done = run_as(child_user, ["/bin/bash", "-c", "cat <<EOF\nhello\nEOF"])
         assert (done.returncode, done.stdout) == (0, "hello\n")
+        # the child's text piped into a script is judged, and the script runs
+        done = run_as(child_user, ["/bin/sh", "-c", 'cat "$DIARY" | /usr/bin/python3 -c '
+                                   '"import sys; print(len(sys.stdin.read()))"'],
+                      env={"DIARY": str(diary)})
+        assert (done.returncode, done.stdout.strip()) == (0, str(diary.stat().st_size))
 
 
 #: read every file of a directory (the child's own), then run the game

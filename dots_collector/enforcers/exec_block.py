@@ -228,6 +228,8 @@ class ExecEnforcer(Enforcer):
         self._threads = [threading.Thread(target=target, name=name, daemon=True)
                          for target, name in ((self._read, "dots-exec-ring"),
                                               (self._poll, "dots-exec-enforcer"))]
+        self.judge.wake = self._pending.set
+        self.judge.pipe_watch.start()
         for thread in self._threads:
             thread.start()
 
@@ -251,8 +253,17 @@ class ExecEnforcer(Enforcer):
                 continue
             buf, spans = self._reader.read()
             if spans:
-                self._backlog.extend(buf[off:off + size] for off, size in spans)
+                notices = [buf[off:off + size] for off, size in spans]
+                self._backlog.extend(notices)
                 self._pending.set()
+                for data in notices:
+                    self._watch_pipes(data)
+
+    def _watch_pipes(self, data: bytes) -> None:
+        try:
+            self.judge.watch_pipes(data)
+        except Exception:  # a bad record must not stop the reader
+            log.exception("exec enforcer: cannot watch an interpreter's pipes")
 
     def _poll(self) -> None:
         """Judge the notices the reader copied out; between them, the
@@ -272,6 +283,7 @@ class ExecEnforcer(Enforcer):
                 judged += 1
                 if judged % FOLLOW_EVERY == 0:
                     self.judge.run_follows()
+            self.judge.run_later()
             self.judge.run_deferred()
             self.judge.run_follows()
             lost = self.lost
@@ -295,6 +307,7 @@ class ExecEnforcer(Enforcer):
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads = []
+        self.judge.pipe_watch.close()
         super().close()
         if self._wake_fd >= 0:
             os.close(self._wake_fd)

@@ -25,6 +25,7 @@ A kill here is a pidfd SIGKILL a few milliseconds after the exec or mmap
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -37,7 +38,7 @@ from dots_common.records import ProcessEvent, Record
 from dots_identity.files import HashCache, Identity, IdentityError
 from dots_identity.match import ProgramSet
 
-from . import proc
+from . import pipes, proc
 from .exec_arguments import ArgumentJudge
 from .exec_backstop import MappingJudge
 from .exec_sweep import Follow, SweepJudge
@@ -122,6 +123,11 @@ class Judge(ArgumentJudge, MappingJudge, SweepJudge):
         self._scanned: dict[int, float] = {}
         self._deferred: dict[int, tuple[int, int]] = {}
         self.following: dict[int, Follow] = {}
+        self.pipe_watch = pipes.PipeWatch()
+        #: work handed to the judging thread by others (the pipe watch)
+        self._later: collections.deque[Callable[[], None]] = collections.deque()
+        #: wakes the judging thread (the enforcer's)
+        self.wake: Callable[[], None] = lambda: None
 
     @property
     def loaders(self) -> ProgramSet:
@@ -182,6 +188,18 @@ class Judge(ArgumentJudge, MappingJudge, SweepJudge):
             self.maps.sync_allowed(uid, want, self.flags(uid))
 
     # --- notices ------------------------------------------------------------------
+    def later(self, work: Callable[[], None]) -> None:
+        """Have ``work`` done on the judging thread (from any thread)."""
+        self._later.append(work)
+        self.wake()
+
+    def run_later(self) -> None:
+        while self._later:
+            try:
+                self._later.popleft()()
+            except Exception:  # one bad judgement must not stop the others
+                log.exception("exec enforcer: cannot finish a judgement")
+
     def handle(self, n: Notice) -> None:
         if n.kind != K_NOTICE:  # killed in the kernel
             self.post(self.record(n, self.name_of(n) if n.kind in (K_FORK_BLOCKED, K_OPEN_BLOCKED)
