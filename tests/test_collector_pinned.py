@@ -72,6 +72,22 @@ def game() -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: a python game beside the binary one (root's, readable by all)
+SCRIPT = "".join(f"LEVEL_{n} = {n * 37 % 101}\n" for n in range(40)) + "print('played')\n"
+
+
+def _script(game: Path) -> Path:
+    path = game.parent / "game.py"
+    path.write_text(SCRIPT)
+    path.chmod(0o644)
+    return path
+
+
+def _gate_pins() -> set[str]:
+    directory = DAEMON_PINS / "exec_block"
+    return {p.name for p in directory.glob("gate_*")} if directory.exists() else set()
+
+
 def test_enforcement_outlives_a_killed_collector_and_a_restart_takes_it_over(
         system_bus, child_user, other_user, game):
     wait_for(lambda: not system_bus.has_owner("org.dots.Collector1"), timeout=30,
@@ -88,8 +104,11 @@ def test_enforcement_outlives_a_killed_collector_and_a_restart_takes_it_over(
         assert _program_fds(first.process.pid) >= links > 0
         lean = _mapped(first.process.pid)
         assert "libLLVM" not in lean and "libbcc" not in lean, "LLVM stays in the loader"
-        _block(first, uid, [str(game)])
+        script = _script(game)
+        assert _gate_pins() == set(), "no block list: the open probes are not attached"
+        _block(first, uid, [str(game), str(script)])
         assert run_as(child_user, [str(game)]).returncode == -signal.SIGKILL
+        assert _gate_pins(), "the open probes' links are pinned while a uid has a block list"
         first.process.kill()  # no clean stop: what a crash looks like
         first.process.wait(timeout=30)
     finally:
@@ -104,6 +123,13 @@ def test_enforcement_outlives_a_killed_collector_and_a_restart_takes_it_over(
     os.link(game, renamed)
     assert run_as(child_user, [str(renamed)]).returncode == -signal.SIGKILL
     assert run_as(other_user, [str(game)]).returncode == 0
+    # an interpreter opening the blocked script is stopped at the open, in
+    # the kernel: the pinned open probes
+    for argv in (["/usr/bin/python3", str(script)],
+                 ["/usr/bin/python3", "-c", f"exec(open({str(script)!r}).read())"]):
+        done = run_as(child_user, argv)
+        assert (done.returncode, done.stdout) == (-signal.SIGKILL, ""), argv
+    assert run_as(other_user, ["/usr/bin/python3", str(script)]).stdout == "played\n"
 
     second = CollectorDaemon(system_bus, extra=("--rules-file", str(rules),
                                                   "--pin-dir", str(DAEMON_PINS)))
@@ -111,8 +137,11 @@ def test_enforcement_outlives_a_killed_collector_and_a_restart_takes_it_over(
         status = second.status()
         assert set(status["pins_reused"]) >= {"exec_block", "net_block", "process"}
         assert run_as(child_user, [str(game)]).returncode == -signal.SIGKILL
+        assert _gate_pins(), "found attached, kept: the rule came back"
         _block(second, uid, [])  # the restarted collector owns the rule
         assert run_as(child_user, [str(game)]).returncode == 0
+        assert _gate_pins() == set(), "no block list left: the open probes detached"
+        assert run_as(child_user, ["/usr/bin/python3", str(script)]).stdout == "played\n"
     finally:
         assert second.stop() == 0
     assert _pinned(DAEMON_PINS) == set(), "a clean stop removes the pins"
@@ -121,8 +150,9 @@ def test_enforcement_outlives_a_killed_collector_and_a_restart_takes_it_over(
 
 def test_a_restart_drops_rules_nobody_restored(system_bus, child_user, game):
     """Without a rules file, a restarted collector starts with no rules:
-    what the crashed one left in the kernel goes (the policy daemon pushes
-    its rules again when it sees the new collector)."""
+    what the crashed one left in the kernel goes, the open probes' pinned
+    links too (the policy daemon pushes its rules again when it sees the
+    new collector)."""
     wait_for(lambda: not system_bus.has_owner("org.dots.Collector1"), timeout=30,
              what="no other collector on the bus")
     first = CollectorDaemon(system_bus, extra=("--pin-dir", str(DAEMON_PINS)))
@@ -138,6 +168,7 @@ def test_a_restart_drops_rules_nobody_restored(system_bus, child_user, game):
     try:
         assert "exec_block" in second.status()["pins_reused"]
         assert run_as(child_user, [str(game)]).returncode == 0
+        assert _gate_pins() == set(), "no rule restored: the open probes' pinned links go"
     finally:
         second.stop()
 

@@ -147,8 +147,10 @@ class ExecEnforcer(Enforcer):
 
     def open_pinned(self, directory: Path, layouts: dict) -> None:
         super().open_pinned(directory, layouts)
+        # the links are pinned too: an interpreter's open of a blocked
+        # script is stopped while no collector runs
         self.open_gate = ProbeGate.pinned(directory, OPEN_PROBES, raw=False,
-                                          idle="no uid has a block list")
+                                          idle="no uid has a block list", pin_links=directory)
 
     def _gate_open_probes(self) -> None:
         """The open probes cost every open on the machine ~0.3 µs: they are
@@ -216,7 +218,9 @@ class ExecEnforcer(Enforcer):
         """After the rules were restored into maps a crashed collector left
         pinned: remove every kernel entry the rules no longer make."""
         with self.judge.lock:
-            return self.judge.maps.prune_to_view(self.judge.default_keys)
+            stale = self.judge.maps.prune_to_view(self.judge.default_keys)
+            self._gate_open_probes()  # found open (pinned): closed if no rule came back
+            return stale
 
     def open(self, deliver) -> None:
         """Start the enforcer's threads: one copies the notices out of the

@@ -7,11 +7,15 @@ by a user nobody watches. While no watched process exists those programs
 are detached, and such a storm costs nothing.
 
 The loader pins these programs (``prog_<category>__<event>``), not links
-to them (pinning.py); the collector holds the links itself, so they go
-when it goes: a crashed collector leaves them detached (they monitor, they
-enforce nothing). The programs are raw tracepoint programs (the memory
-monitor's are); attaching takes one BPF link per tracepoint, a
-millisecond or so for all of them.
+to them (pinning.py); the collector holds the links itself, so a monitor's
+go when it goes: a crashed collector leaves them detached (they monitor,
+they enforce nothing). The programs are raw tracepoint programs (the
+memory monitor's are); attaching takes one BPF link per tracepoint, a
+millisecond or so for all of them. An enforcer's gate (the exec
+enforcer's open probes: they stop an interpreter opening a blocked
+script) pins its links too while they are attached
+(``gate_<category>__<event>``), so they keep enforcing while no collector
+runs, and a restarted collector finds the gate as it was.
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ class ProbeGate:
     log why they are detached."""
 
     def __init__(self, programs: dict[str, int], raw: bool = True,
-                 idle: str = "nobody watched is running") -> None:
+                 idle: str = "nobody watched is running", pin_links: Path | None = None) -> None:
+        """``pin_links``: the directory the links are pinned in while attached."""
         self.programs = programs
         self.raw = raw
         self.idle = idle
+        self.pin_links = pin_links
         self._links: list[int] = []
         #: times the programs were attached, and detached
         self.opened = 0
@@ -56,7 +62,37 @@ class ProbeGate:
             for fd in programs.values():
                 os.close(fd)
             raise
-        return cls(programs, **kw)
+        gate = cls(programs, **kw)
+        gate._take_pinned_links()
+        return gate
+
+    def _link_pins(self) -> list[Path]:
+        assert self.pin_links is not None
+        return [self.pin_links / ("gate_" + t.replace(":", "__")) for t in self.programs]
+
+    def _take_pinned_links(self) -> None:
+        """Links a collector that crashed left pinned: the gate is open.
+        Some but not all of them: they go, and the gate is closed."""
+        if self.pin_links is None:
+            return
+        pins = self._link_pins()
+        links = []
+        for pin in pins:
+            try:
+                links.append(libbpf.obj_get(pin))
+            except OSError:
+                break
+        if len(links) == len(pins):
+            self._links = links
+            log.info("%s still attached (pinned)", ", ".join(self.programs))
+            return
+        for fd in links:
+            os.close(fd)
+        self._unpin_links()
+
+    def _unpin_links(self) -> None:
+        for pin in self._link_pins():
+            pin.unlink(missing_ok=True)
 
     @property
     def is_open(self) -> bool:
@@ -76,12 +112,20 @@ class ProbeGate:
             raise
         self._links = links
         self.opened += 1
+        if self.pin_links is not None:
+            try:
+                for fd, pin in zip(links, self._link_pins()):
+                    libbpf.obj_pin(fd, pin)
+            except OSError as e:  # attached all the same, while we run
+                log.error("cannot pin the links of %s: %s", ", ".join(self.programs), e)
         log.info("attached %s", ", ".join(self.programs))
 
     def close(self) -> None:
         """Detach them (closing a link that is not pinned detaches it)."""
         if not self._links:
             return
+        if self.pin_links is not None:
+            self._unpin_links()
         for fd in self._links:
             os.close(fd)
         self._links = []
