@@ -7,7 +7,8 @@ As root, with a real (child) user that must exist (default:
 
 * **kill latency of each path**, notice timestamp (kernel, at exec or mmap)
   to SIGKILL sent from user space, over --rounds attacks each: a copy with
-  bytes appended (first start), a script through python3, a blocked
+  bytes appended (first start), a script through python3, the script
+  piped into python3 (at once, and by a writer that waits 0.2 s), a blocked
   program through a modified copy of ld.so, a modified copy of a blocked
   library preloaded (mmap backstop, first mapping), a memfd exec; and the
   in-kernel paths (a known copy at exec, the blocked library at mmap) as
@@ -99,6 +100,9 @@ def attacks(enforcer, user: str, work: Path, rounds: int) -> dict:
                       f"cp {work}/libgame.so {mine}/l{i}.so; echo {i} >> {mine}/l{i}.so; "
                       f"LD_PRELOAD={mine}/l{i}.so GAME_MARKER={mine}/m /usr/bin/true"])
         run_as(user, ["/usr/bin/python3", str(work / "game.py"), str(mine / "m")])
+        run_as(user, ["/bin/sh", "-c", f"cat {work}/game.py | /usr/bin/python3 - {mine}/m"])
+        run_as(user, ["/bin/sh", "-c",
+                      f"(sleep 0.2; cat {work}/game.py) | /usr/bin/python3 - {mine}/m"])
         run_as(user, [str(loader), str(work / "game"), str(mine / "m")])
         run_as(user, ["/usr/bin/python3", "-c",
                       "import os,sys; fd=os.memfd_create('x'); os.write(fd, open(sys.argv[1],'rb')"

@@ -132,7 +132,8 @@ class ArgumentJudge:
         """What the interpreter's pipes held, copied by PipeWatch from its
         notice on, is judged once the watch is over (0.1 s, or its
         writers gone), on this thread (``later``); if it was not watched
-        (the rule came after its notice), what they hold now is."""
+        (the rule came after its notice), what they hold now is, and a
+        program pipe is watched on from now."""
         fds, programs = piped_program(args)
 
         def done(seen: dict[int, pipes.Piped]) -> None:
@@ -141,7 +142,7 @@ class ArgumentJudge:
         if not self.pipe_watch.when_done(n.pid, n.ts_ns, done):
             self._judge_pipes(n, programs, {fd: pipes.Piped(pipes.peek(n.pid, fd), False)
                                             for fd in fds if pipes.is_pipe(n.pid, fd)},
-                              prolonged=True)
+                              prolonged=False)
 
     def _judge_pipes(self, n: Notice, programs: list[int], seen: dict[int, "pipes.Piped"],
                      prolonged: bool) -> None:
@@ -156,7 +157,8 @@ class ArgumentJudge:
             rule = self.block_rules.get(n.uid)
         if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
             return
-        if self._judge_texts(n, rule, [p.copy for p in seen.values()], "piped text"):
+        if self._judge_texts(n, rule, [p.copy for p in seen.values()], "piped text",
+                             why="program piped in"):
             return
         if any(fd in seen and seen[fd].ended and not seen[fd].copy for fd in programs):
             self.kill(n, f"{n.comm} piped program (read before it could be judged)",
@@ -174,14 +176,15 @@ class ArgumentJudge:
             self.kill(n, f"{n.comm} piped program (could not be watched)",
                       why="program piped in unjudged")
 
-    def _judge_texts(self, n: Notice, rule: "Rule", texts: list[bytes], kind: str) -> bool:
+    def _judge_texts(self, n: Notice, rule: "Rule", texts: list[bytes], kind: str,
+                     why: str = "program given as text") -> bool:
         """Kill ``n`` if one of ``texts`` is a blocked script. True: killed."""
         for text in texts:
             if len(text) < MIN_TLSH_BYTES:
                 continue
             name = f"{n.comm} {kind} ({len(text)} bytes)"
             if rule.programs.match(self.cache.of_text(text, name)):
-                self.kill(n, name, why="program given as text")
+                self.kill(n, name, why=why)
                 return True
         return False
 

@@ -258,10 +258,10 @@ class ExecEnforcer(Enforcer):
             buf, spans = self._reader.read()
             if spans:
                 notices = [buf[off:off + size] for off, size in spans]
+                for data in notices:  # before the judge can come to them
+                    self._watch_pipes(data)
                 self._backlog.extend(notices)
                 self._pending.set()
-                for data in notices:
-                    self._watch_pipes(data)
 
     def _watch_pipes(self, data: bytes) -> None:
         try:
