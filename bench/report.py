@@ -373,7 +373,9 @@ def section(r: dict, chart: str | None, chart_note: str) -> str:
         else:
             w(f"Each storm runs as the user `dots-bench` for about "
               f"{get(r, 'meta', 'settings', 'storm_seconds', default=2.0):g} s bare "
-              f"({get(r, 'meta', 'settings', 'pairs', default='?')} rounds; every condition "
+              f"({get(r, 'meta', 'settings', 'pairs', default='?')} rounds, "
+              f"{get(r, 'meta', 'settings', 'mixed_pairs', default=get(r, 'meta', 'settings', 'pairs', default='?'))}"
+              " for the ordinary workload; every condition "
               "paired with its own bare run just before it, order rotating). *monitored*: "
               "`dots-collector --stdout --no-enforcers --monitors NAME --uid <dots-bench>`, its "
               "JSON lines read and counted by the harness (every event decoded in user space); "

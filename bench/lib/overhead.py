@@ -176,7 +176,8 @@ def run_mixed(ws: Workspace, settings, progress) -> dict:
             kernel_memory.update(run.pop("kernel_memory"))
         return run
 
-    runs = paired_rounds(progress, "mixed", settings.pairs, conditions, mixed.run, conditioned)
+    runs = paired_rounds(progress, "mixed", settings.mixed_pairs, conditions, mixed.run,
+                         conditioned)
     return {"workload": MIXED_DESCRIPTION.format(files=settings.mixed_files),
             "collector": "all five monitors + enforcers, --stdout, uid = bench user",
             "runs": runs, "summary": _summaries(runs, conditions),
