@@ -285,6 +285,11 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
              else (lambda p: "piped" in p) if how.endswith(("piped", "substituted", "heredoc"))
              else (lambda p: p == str(source)))
     run.wait_blocked(lambda r: r.uid == uid and named(r.path), "the kill reported")
+    if how in ("copy-stdin", "edited-stdin"):
+        # sh opened the file and forked python3 to read it: both stopped,
+        # both reported
+        run.wait_blocked(lambda r: r.uid == uid and r.comm == "python3" and r.path == str(source),
+                         "the reader's kill reported")
     done = run_as(child_user, ["/usr/bin/cat", str(game)])
     assert (done.returncode, done.stdout) == (0, PY_GAME), "reading it is not running it"
     if how.startswith("edited"):

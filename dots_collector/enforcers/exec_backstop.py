@@ -8,14 +8,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
 import stat as stat_mod
 import time
 
 from dots_identity.files import Identity, IdentityError
 
 from . import proc
-from .kill import processes_of
+from .kill import kill_pid, processes_of
 from .exec_wire import K_MAP_BLOCKED, N_EDITABLE, N_FIRST_SEEN, N_MAP, Notice
 
 log = logging.getLogger(__name__)
@@ -113,17 +112,21 @@ class MappingJudge:
         """The opener may have handed the file on before it was stopped: a
         shell opens ``< game.py`` and forks the interpreter that reads it.
         Its children, and the uid's processes that hold the file open,
-        are stopped too."""
+        are stopped too (through a pidfd, checked again while it is held),
+        counted and reported like any other kill."""
+        def still(pid: int) -> bool:
+            return proc.parent(pid) == n.pid or (file is not None and _holds(pid, file))
+
         for pid in processes_of(n.uid):
-            if pid == n.pid:
+            if pid == n.pid or not still(pid):
                 continue
-            if proc.parent(pid) == n.pid or (file is not None and _holds(pid, file)):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    continue
-                log.info("uid %d: pid %d killed (it had %s from pid %d)", n.uid, pid, n.path,
-                         n.pid)
+            comm = proc.comm(pid)
+            if not kill_pid(pid, still):
+                continue
+            self.user_kills += 1
+            log.info("uid %d: pid %d killed (it had %s from pid %d)", n.uid, pid, n.path, n.pid)
+            self.post(dataclasses.replace(self.record(n, n.path), pid=pid,
+                                          ppid=proc.parent(pid) or 0, comm=comm or n.comm))
 
     def _identify_name(self, n: Notice) -> Identity | None:
         """The file ``n.path`` (relative: to the process's directory) names,

@@ -56,6 +56,14 @@ def parent(pid: int) -> int | None:
     return None if fields is None else int(fields[1])
 
 
+def comm(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
 def cmdline(pid: int) -> list[str]:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return [a.decode("utf-8", "surrogateescape") for a in f.read().split(b"\0")[:-1]]
