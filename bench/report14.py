@@ -315,7 +315,15 @@ that a machine whose children have no program rules never needs. The
 bench's ordinary workload restarts the collector for every monitored run
 and paid it inside the timed run (the collector's CPU per run 0.21–0.25 s
 before, 0.05–0.06 s after): the ordinary workload went from 1.070× to
-1.009× (full runs of 2026-11-30 and 2026-12-01).
+1.009× (full runs of 2026-11-30 and 2026-12-01). Its bare runs spread
+±20 % here (a build and a 20 MB copy on the VM's disk), so a median of
+5 pairs swung 1.009–1.050× between full runs with no change to the code
+it measures; it now takes 9 pairs: 1.019× (0.94–1.11) in this run, and
+1.058× (0.96–1.11) in a 9-pair run of that section alone earlier
+the same day. Split the same way (7 pairs each, all with the enforcers): all
+five monitors 1.022×, all but memory 1.020×, memory alone 0.992×: no
+one monitor stands out; the collector's own CPU is 0.04–0.06 s per
+2.3–2.9 s run.
 
 File events on the bus (dots_collector/grouping.py, dots_common/packed.py):
 events of one batch that differ only in time and bytes travel as one entry
@@ -370,7 +378,14 @@ monitored storm run 0.11–0.20 → 0.06–0.10 s (network) and 0.09–0.16 →
 0.06–0.10 s (file), full runs of 2026-12-01 before and after. Its CPU
 per event in the accounting storms reads higher (file 0.9 → 2.0 µs):
 the same fixed cost (ticks, the looks at the maps) over half the records.
-Not done: exec with its exit. The collector's CPU per event in the
+Not done, by measure: exec with its exit. In the exec storm the
+collector used 0.0226 s of CPU over a 2.05 s storm of 15,713 events
+(1.44 µs each; fork, exec and exit of 5,237 processes); one record
+fewer per process would save at most a third of that, 0.37 % of the
+storm's time, well inside its ±5 % spread, while each live process
+would hold its exec record (~300 bytes) in a kernel map (kernel memory
+is at 3.8 of 4 MiB) and a short program's run time would be lost to
+app time. The collector's CPU per event in the
 storms (to stdout, target 3 µs), measured on the earlier build by cutting
 stages out of a running collector (medians of 4 storms each): process storm 3.6 µs = JSON
 line 1.1–1.3 + decoding 0.8–0.9 + the rest 1.5 (ring read, loop, timer,
@@ -388,8 +403,10 @@ and maps under /sys/fs/bpf/dots/<object>/ with a manifest (fingerprint and
 bcc's map layouts), and exits; the collector opens the maps from the pins
 through libbpf (dots_collector/libbpf.py, maps.py) and never maps LLVM.
 A collector killed with -9 leaves the enforcers working (the blocked
-program is still killed); a restart re-opens the pins instead of
-compiling (tests/test_collector_pinned.py); a clean stop removes them.
+program is still killed, and, since the open probes' links are pinned
+while a child has a block list, so is an interpreter opening a blocked
+script); a restart re-opens the pins instead of compiling
+(tests/test_collector_pinned.py); a clean stop removes them.
 """
 
 
