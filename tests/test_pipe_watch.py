@@ -8,6 +8,7 @@ import os
 import queue
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -125,3 +126,33 @@ def test_what_is_not_a_pipe_is_not_watched(watch, tmp_path):
 ])
 def test_which_pipes_hold_a_program(args, fds, programs):
     assert piped_program(args) == (fds, programs)
+
+
+def test_a_turn_that_fails_does_not_stop_the_watch(watch, monkeypatch, caplog):
+    """A watch's thread that died would leave every program piped in
+    unjudged: a failing turn is logged and the next one goes on."""
+    real, calls = watch._copied, []
+
+    def fails_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError("injected")
+        return real(*args)
+
+    monkeypatch.setattr(watch, "_copied", fails_once)
+    proc, w = reader_on_pipe("import sys, time; time.sleep(0.5); sys.stdin.buffer.read()")
+    q, tell = told()
+    try:
+        watch.watch(proc.pid, 4, [0], 30.0)
+        assert watch.when_done(proc.pid, 4, tell)
+        os.write(w, b"first write " * 30)  # its turn fails
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.write(w, b"second write " * 30)
+    finally:
+        os.close(w)
+    seen = q.get(timeout=20)
+    assert seen[0].ended and seen[0].copy.startswith(b"first write ")
+    assert "a turn failed" in caplog.text
+    proc.communicate(timeout=30)

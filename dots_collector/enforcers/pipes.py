@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import logging
 import os
 import re
 import select
@@ -22,6 +23,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 SPLICE_F_NONBLOCK = 2
 #: the most copied out of one pipe (a pipe holds 64 KiB unless its owner
@@ -270,47 +273,55 @@ class PipeWatch:
         del watch.fd_of[src]
 
     def _run(self) -> None:
-        while True:
-            with self._lock:
-                due = [w.deadline if w.fd_of else w.deadline + STALE_S
-                       for w in [*self._watches.values(), *self._prolonged.values()]]
-            timeout = max(0.0, min(due) - time.monotonic()) if due else None
-            ready = self._epoll.poll(timeout)
-            over: list[_Watch] = []
-            with self._lock:
-                for fd, events in ready:
-                    if fd == self._wake_fd:
-                        os.eventfd_read(self._wake_fd)
-                        if self._stopping:
-                            return
-                        continue
-                    watch = self._of_fd.get(fd)
-                    if watch is None:
-                        continue
-                    if fd == watch.pidfd:  # the process exited: nothing to judge
-                        watch.on_end = None
-                        self._finish(watch)
-                        continue
-                    self._copied(watch, fd, events)
-                    if not watch.fd_of:
-                        over.append(watch)
-                now = time.monotonic()
-                over += [w for w in [*self._watches.values(), *self._prolonged.values()]
-                         if w.fd_of and w.deadline <= now]
-                told: list[tuple[Done, dict[int, Piped]]] = []
-                for watch in over:
+        """The watch's thread. A turn that fails is logged and the next
+        one goes on: a thread that died would leave every program piped in
+        unjudged."""
+        while not self._stopping:
+            try:
+                self._turn()
+            except Exception:
+                log.exception("pipe watch: a turn failed")
+                time.sleep(0.1)
+
+    def _turn(self) -> None:
+        with self._lock:
+            due = [w.deadline if w.fd_of else w.deadline + STALE_S
+                   for w in [*self._watches.values(), *self._prolonged.values()]]
+        timeout = max(0.0, min(due) - time.monotonic()) if due else None
+        ready = self._epoll.poll(timeout)
+        over: list[_Watch] = []
+        with self._lock:
+            for fd, events in ready:
+                if fd == self._wake_fd:
+                    os.eventfd_read(self._wake_fd)
+                    continue
+                watch = self._of_fd.get(fd)
+                if watch is None:
+                    continue
+                if fd == watch.pidfd:  # the process exited: nothing to judge
+                    watch.on_end = None
                     self._finish(watch)
-                    if watch.on_end is not None:
-                        told.append((watch.on_end, watch.seen()))
-                        watch.on_end = None
-                        watch.told = True
-                # told: the judge has them; the others wait for when_done,
-                # a while
-                for key in [k for k, w in self._watches.items()
-                            if w.told or (not w.fd_of and w.deadline + STALE_S <= now)]:
-                    del self._watches[key]
-            for on_end, seen in told:
-                on_end(seen)
+                    continue
+                self._copied(watch, fd, events)
+                if not watch.fd_of:
+                    over.append(watch)
+            now = time.monotonic()
+            over += [w for w in [*self._watches.values(), *self._prolonged.values()]
+                     if w.fd_of and w.deadline <= now]
+            told: list[tuple[Done, dict[int, Piped]]] = []
+            for watch in over:
+                self._finish(watch)
+                if watch.on_end is not None:
+                    told.append((watch.on_end, watch.seen()))
+                    watch.on_end = None
+                    watch.told = True
+            # told: the judge has them; the others wait for when_done,
+            # a while
+            for key in [k for k, w in self._watches.items()
+                        if w.told or (not w.fd_of and w.deadline + STALE_S <= now)]:
+                del self._watches[key]
+        for on_end, seen in told:
+            on_end(seen)
 
     def _copied(self, watch: _Watch, src: int, events: int) -> None:
         """(lock held) a write into the pipe ``src``, or its last writer gone."""
