@@ -234,7 +234,8 @@ def test_script_through_an_allowed_interpreter(arena, child_user, built):
 @pytest.mark.parametrize("how", ["exec-open", "stdin", "copy-exec-open", "copy-stdin",
                                  "edited-exec-open", "edited-stdin", "as-text",
                                  "edited-as-text", "as-env", "edited-as-env", "piped",
-                                 "edited-piped", "late-piped", "substituted", "heredoc"])
+                                 "edited-piped", "late-piped", "substituted", "heredoc",
+                                 "named-pipe"])
 def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_user, how):
     """The game's file is on no command line: python3 -c
     "exec(open(...).read())", python3 < game.py (the shell opens it), or
@@ -245,7 +246,8 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
     "exec(os.environ['CODE'])", after 70 variables of junk), or piped
     into it (cat game.py | python3 -, the same with a writer that waits
     until the interpreter is reading, python3 <(cat game.py), a
-    here-document, which bash puts in a pipe). The interpreter stops at
+    here-document, which bash puts in a pipe, a named pipe: stopped
+    unjudged). The interpreter stops at
     the open (or the copy is judged then); cat reading the game is left
     alone."""
     run, work = arena
@@ -274,6 +276,10 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
         argv = ["/bin/sh", "-c", f'cat "$GAME" | /usr/bin/python3 - {marker}']
     elif how == "substituted":
         argv = ["/bin/bash", "-c", f'/usr/bin/python3 <(cat "$GAME") {marker}']
+    elif how == "named-pipe":  # mkfifo f; cat game.py > f & python3 f
+        writer = f'timeout 5 sh -c \'cat "$GAME" > {work}/f\''
+        argv = ["/bin/sh", "-c", f'mkfifo {work}/f && ({writer} &) && '
+                                 f'exec /usr/bin/python3 {work}/f {marker}']
     elif how == "heredoc":
         argv = ["/bin/bash", "-c", f'/usr/bin/python3 - {marker} <<EOF\n$(cat "$GAME")\nEOF']
     else:
@@ -283,6 +289,7 @@ def test_a_blocked_script_an_interpreter_reads_without_naming_it(arena, child_us
     named = ((lambda p: "-c text" in p) if how.endswith("as-text")
              else (lambda p: "environment text" in p) if how.endswith("as-env")
              else (lambda p: "piped" in p) if how.endswith(("piped", "substituted", "heredoc"))
+             else (lambda p: "named pipe" in p) if how == "named-pipe"
              else (lambda p: p == str(source)))
     run.wait_blocked(lambda r: r.uid == uid and named(r.path), "the kill reported")
     if how in ("copy-stdin", "edited-stdin"):

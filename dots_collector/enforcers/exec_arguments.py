@@ -5,6 +5,7 @@ text, on the command line, in its environment or in a pipe."""
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from typing import TYPE_CHECKING
 
@@ -100,7 +101,31 @@ class ArgumentJudge:
                 continue
             if self._judge_file(n, path, why):
                 return
+        if self._named_fifo_program(n, argv[1:], where):
+            return
         self._argument_text(n, argv[1:])
+
+    def _named_fifo_program(self, n: Notice, args: list[str], where: str) -> bool:
+        """``mkfifo f; cat game.py > f & python3 f``: a program read from a
+        named pipe cannot be copied before the interpreter reads it (opening
+        the pipe to look would change what its writer does), so when the
+        uid's block list has scripts, an interpreter whose program (its
+        first argument that is not an option) is a named pipe is stopped
+        unjudged: the check fails closed. True: stopped."""
+        rule = self.block_rules.get(n.uid)
+        if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
+            return False
+        program = next((a for a in args if not a.startswith("-")), None)
+        if program is None or pipes.own_fd(program) is not None:
+            return False  # stdin, /dev/fd/N: the pipe watch's
+        try:
+            if not stat.S_ISFIFO(os.stat(os.path.join(where, program)).st_mode):
+                return False
+        except OSError:
+            return False
+        self.kill(n, f"{n.comm} program from a named pipe ({program})",
+                  why="program piped in unjudged")
+        return True
 
     def _argument_text(self, n: Notice, args: list[str]) -> None:
         """A program given to an interpreter as text (``python3 -c "$(cat
