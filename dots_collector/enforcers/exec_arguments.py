@@ -43,6 +43,16 @@ class ArgumentJudge:
     later: "Callable[[Callable[[], None]], None]"  # Judge's: run on the judging thread
     pipe_watch: pipes.PipeWatch
 
+    def _script_rule(self, uid: int) -> "Rule | None":
+        """The uid's block list if it has scripts (what text and pipes are
+        compared with), else None. One dict read, safe without the
+        judge's lock: the ring's reader asks too, and must not wait on a
+        judgement."""
+        rule = self.block_rules.get(uid)
+        if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
+            return None
+        return rule
+
     def watch_pipes(self, data: bytes) -> None:
         """From the ring's reader, as a notice comes: an interpreter (or a
         new file, perhaps a copy of one) started by a uid whose block list
@@ -52,8 +62,7 @@ class ArgumentJudge:
         if (kind != K_NOTICE or not notice & (N_INTERP | N_LOADER | N_FIRST_SEEN)
                 or notice & (N_MAP | N_MPROTECT | N_OPENED)):
             return
-        rule = self.block_rules.get(uid)
-        if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
+        if self._script_rule(uid) is None:
             return
         try:
             fds, _ = piped_program(proc.cmdline(pid)[1:])
@@ -112,8 +121,7 @@ class ArgumentJudge:
         uid's block list has scripts, an interpreter whose program (its
         first argument that is not an option) is a named pipe is stopped
         unjudged: the check fails closed. True: stopped."""
-        rule = self.block_rules.get(n.uid)
-        if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
+        if self._script_rule(n.uid) is None:
             return False
         program = next((a for a in args if not a.startswith("-")), None)
         if program is None or pipes.own_fd(program) is not None:
@@ -138,9 +146,8 @@ class ArgumentJudge:
         is judged, wherever it stands (a cap would let junk options or
         variables push the game past it); the environment is read only
         when the uid's block list has scripts and no argument matched."""
-        with self.lock:
-            rule = self.block_rules.get(n.uid)
-        if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
+        rule = self._script_rule(n.uid)
+        if rule is None:
             return
         if self._judge_texts(n, rule, [a.encode("utf-8", "surrogateescape") for a in args],
                              "-c text"):
@@ -178,9 +185,8 @@ class ArgumentJudge:
         closed. A program pipe whose writer is still there is watched on
         (prolonged) until it is done: a writer that waits for the
         interpreter to be reading (``(sleep 1; cat game.py) | python3``)."""
-        with self.lock:
-            rule = self.block_rules.get(n.uid)
-        if rule is None or not (rule.programs.fuzzy_content or rule.programs.by_sha):
+        rule = self._script_rule(n.uid)
+        if rule is None:
             return
         if self._judge_texts(n, rule, [p.copy for p in seen.values()], "piped text",
                              why="program piped in"):

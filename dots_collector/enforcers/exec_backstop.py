@@ -120,13 +120,13 @@ class MappingJudge:
         for pid in processes_of(n.uid):
             if pid == n.pid or not still(pid):
                 continue
-            comm = proc.comm(pid)
+            comm, ppid = proc.comm(pid), proc.parent(pid)  # while it is alive
             if not kill_pid(pid, still):
                 continue
             self.user_kills += 1
             log.info("uid %d: pid %d killed (it had %s from pid %d)", n.uid, pid, n.path, n.pid)
-            self.post(dataclasses.replace(self.record(n, n.path), pid=pid,
-                                          ppid=proc.parent(pid) or 0, comm=comm or n.comm))
+            self.post(dataclasses.replace(self.record(n, n.path), pid=pid, ppid=ppid or 0,
+                                          comm=comm or n.comm))
 
     def _identify_name(self, n: Notice) -> Identity | None:
         """The file ``n.path`` (relative: to the process's directory) names,

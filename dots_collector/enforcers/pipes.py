@@ -73,14 +73,24 @@ def is_pipe(pid: int, fd: int) -> bool:
 
 def peek(pid: int, fd: int) -> bytes:
     """What waits in ``pid``'s pipe ``fd`` now, left there for it."""
-    try:
-        src = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return b""  # gone, or no pipe any more
+    src = _open_pipe(pid, fd)
+    if src is None:
+        return b""
     try:
         return _copy(src)
     finally:
         os.close(src)
+
+
+def _open_pipe(pid: int, fd: int) -> int | None:
+    """Our own reading end on ``pid``'s pipe ``fd`` (None: gone, or not a
+    pipe). Non-blocking: a pipe nobody writes to is not waited on."""
+    if not is_pipe(pid, fd):
+        return None
+    try:
+        return os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def _copy(src: int) -> bytes:
@@ -238,11 +248,8 @@ class PipeWatch:
     def _open(pid: int, fds: list[int], wait_s: float) -> _Watch:
         watch = _Watch(time.monotonic() + wait_s)
         for fd in dict.fromkeys(fds):
-            if not is_pipe(pid, fd):
-                continue
-            try:
-                src = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:
+            src = _open_pipe(pid, fd)
+            if src is None:
                 continue
             watch.fd_of[src] = fd
             watch.copies[fd] = _copy(src)
