@@ -187,8 +187,8 @@ def targets(r: dict) -> tuple[list[str], list[str]]:
         if lost:
             missed.append(f"{m}: {lost:,} events lost in the monitored runs "
                           f"({lost_share:.1%} of them): "
-                          + ("completions the kernel never showed us (bpftrace's maps see the "
-                             "same gaps), or a full ring buffer" if m == "disk" else
+                          + ("completions the monitor did not match (its own bookkeeping: "
+                             "the kernel showed them all), or a full ring buffer" if m == "disk" else
                              "the ring buffer filled up while the collector's thread waited for "
                              "a CPU (see the events/s and µs per event above)"))
     mixed = get(ov, "mixed", default={})

@@ -76,7 +76,7 @@ def rows(r: dict) -> list[tuple[str, str, str, str]]:
         if lost and all("kernel_unseen" in x and x.get("kernel_ring_lost") is not None for x in runs):
             ring = sum(x["kernel_ring_lost"] for x in runs)
             causes = (f" ({ring:,} for a full ring buffer, {lost - ring:,} completions the "
-                      "kernel never showed)")
+                      "monitor did not match)")
         skipped = [x.get("kernel_skipped") for x in runs]
         skips = ("" if None in skipped else
                  f"; runs of its programs the kernel skipped (lost uncounted if a storm's): "

@@ -248,7 +248,7 @@ def test_completions_are_seen_beside_another_monitors_storm(load_monitor, child_
           f"in {elapsed:.2f}s, {len(writes)} events, lost {lost}, skipped by the kernel {skipped}")
     assert len(writes) + lost == n
     assert skipped == 0
-    # what is left are completions the kernel never shows (this VM: a few in
+    # what is left are completions the monitor did not match (this VM: a few in
     # ~60,000, in bursts of up to ~30); skipped runs cost 989 of these 4,000
     assert lost <= n // 40
 
@@ -344,7 +344,7 @@ def first_sector(path: Path, dev_t: int) -> int:
 def test_a_completion_not_seen_is_lost_and_told_apart_from_a_full_ring(
         load_monitor, child_user, block_dir):
     """An issued request still pending when its sector is queued again is a
-    completion the kernel did not show us: lost, under its own cause, and
+    completion the monitor did not match: lost, under its own cause, and
     the new request is still reported."""
     directory, dev = block_dir
     assert dev is not None, "the test directory is on a stacked device"

@@ -134,7 +134,7 @@ def _one(ws: Workspace, monitor: str, iterations: int, user) -> dict[str, Any]:
         # the kernel's count, while the pins exist (a clean stop removes them)
         submitted = _kernel_count(monitor, "submitted", words=2)
         ring_lost = _kernel_count(monitor, "lost_events")
-        # disk: issued requests whose completion the kernel never showed
+        # disk: issued requests whose completion the monitor did not match
         unseen = _kernel_count(monitor, "unseen") if monitor == "disk" else None
         skipped = _kernel_skipped(monitor)
     finally:

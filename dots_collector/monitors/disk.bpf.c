@@ -12,7 +12,7 @@
  * Entries whose request never completes here (bios merged into another
  * request, bio-based devices) are bounded by the LRU and swept by user
  * space by age (disk.py). An entry left *issued* means a completion the
- * kernel did not show us: counted in `unseen` when the sector is queued
+ * monitor did not match: counted in `unseen` when the sector is queued
  * again, or by the sweep; both are lost events, apart from the ring's.
  *
  * The completion is a raw tracepoint. A (perf) tracepoint program is
@@ -24,10 +24,12 @@
  * when it interrupts itself. It reads the request at offsets from the
  * running kernel's BTF (OFF_* macros, disk.py); the request's rwbs is
  * taken at issue, from the tracepoint there.
- * Alone, a disk storm on this VM still leaves a few completions in
- * ~60,000 unseen without any miss, in bursts of a few ms while the virtio
- * queue is full (issue 14's note): followed by their struct request, they
- * are issued, never completed, and issued again later for another sector.
+ * Under heavy load (two disk storms and a large buffered write) this
+ * monitor still counts completions as unseen, though a count per struct
+ * request of the kernel's own issue and complete events matched every
+ * issue (issue 14's note, 2026-12-01): the gap is this bookkeeping's (the
+ * `pending` LRU evicts and reuses entries other CPUs still use), not yet
+ * fixed.
  *
  * Known gap: buffered writes are queued by the writeback kworker (root),
  * not by the writer, unless the writer fsyncs.
@@ -85,10 +87,9 @@ BPF_TABLE("lru_hash", struct io_key, struct io_owner, pending, MAX_PENDING);
 #define Q_SWEPT 2
 BPF_ARRAY(queued, u64, 3);
 
-/* [0] = issued requests found again at block_bio_queue: completions the
- * kernel did not show us (lost, but not for a full ring: lost_events holds
- * only those). A uid's storm on this VM leaves a few dozen a minute, and
- * bpftrace's own maps see the same gaps (issue 14's note). */
+/* [0] = issued requests found again at block_bio_queue: completions this
+ * monitor did not match (lost, but not for a full ring: lost_events holds
+ * only those). The kernel shows them all; see the comment at the top. */
 BPF_PERCPU_ARRAY(unseen, u64, 1);
 
 static __always_inline void count_queued(u32 which)

@@ -3,7 +3,7 @@ to the process that queued them (see disk.bpf.c).
 
 ``periodic()`` produces no records: it sweeps the kernel's pending map of
 entries that will never complete (bios merged into other requests, I/O on
-bio-based devices, completions the kernel did not show us), so stale entries
+bio-based devices, completions not matched), so stale entries
 do not linger; issued ones are counted in ``lost``.
 """
 
@@ -50,7 +50,7 @@ class DiskMonitor(Monitor):
         self.max_pending = max_pending
         #: pending entries removed by the sweep (never completed)
         self.stale = 0
-        #: of those, issued ones: completions the kernel did not show us
+        #: of those, issued ones: completions not matched to their request
         self.missed = 0
 
     def cflags(self) -> list[str]:
@@ -76,7 +76,7 @@ class DiskMonitor(Monitor):
         return []
 
     def lost_causes(self) -> dict[str, int]:
-        """Ring buffer full, and completions the kernel did not show us
+        """Ring buffer full, and completions not matched to their request
         (issued requests found again at their sector's next queueing, or
         swept by age: see disk.bpf.c)."""
         causes = super().lost_causes()
